@@ -1,0 +1,124 @@
+"""Plain data shared by the engine, the policies and the proxy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+class Action(StrEnum):
+    """What happens to a DM. Ordered from mildest to strictest."""
+
+    ALLOW = "allow"
+    HOLD = "hold"
+    BLOCK = "block"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+
+_SEVERITY = {Action.ALLOW: 0, Action.HOLD: 1, Action.BLOCK: 2}
+
+
+class Mode(StrEnum):
+    """`enforce` acts on a match; `shadow` only records what would have happened."""
+
+    ENFORCE = "enforce"
+    SHADOW = "shadow"
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One DM as the platform adapter understood it."""
+
+    platform: str
+    account: str
+    recipients: tuple[str, ...]
+    text: str
+    route: str = ""
+    # Display names / handles of the recipients when known, so "Hi Anna," and "Hi Ben,"
+    # normalise to the same template.
+    recipient_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TemplateFingerprint:
+    """What the store needs to index a message as a possible template copy.
+
+    `band_keys` are already scoped to the sending account, so equal keys from different
+    accounts never meet. `signature` is the MinHash as bytes; compare two with
+    `policies.template_reuse.similarity`.
+    """
+
+    band_keys: tuple[int, ...]
+    signature: bytes
+    text_key: int  # hash of the normalised text: exact copies share it
+    tokens: int
+
+
+class Signals(Protocol):
+    """Facts about the world the policies may ask for. Implemented by the proxy's store;
+    tests implement it with dicts."""
+
+    async def followed_at(self, platform: str, account: str, follower: str) -> datetime | None:
+        """When `follower` started following `account`, if known with a time."""
+        ...
+
+    async def has_written_to(self, platform: str, peer: str, account: str) -> bool:
+        """Whether `peer` ever sent a DM to `account` (they wrote first)."""
+        ...
+
+    async def template_recipients(
+        self,
+        platform: str,
+        account: str,
+        fingerprint: TemplateFingerprint,
+        recipients: tuple[str, ...],
+        now: datetime,
+        since: datetime,
+        threshold: float,
+        cap: int,
+    ) -> int:
+        """Record this attempt under its template and return how many distinct recipients
+        got (or were attempted with) the template since `since`, including these ones,
+        counted up to `cap`."""
+        ...
+
+
+@dataclass(frozen=True)
+class PolicyMatch:
+    """One policy's verdict on one DM."""
+
+    policy: str
+    action: Action
+    mode: Mode
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"policy": self.policy, "action": self.action.value, "mode": self.mode.value,
+                "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The engine's answer for one DM."""
+
+    action: Action  # what is done (enforced matches only)
+    would_action: Action  # what would be done if every policy enforced
+    matches: tuple[PolicyMatch, ...] = ()
+    evaluation_seconds: float = 0.0
+    policy_version: str = ""
+    errors: tuple[str, ...] = field(default=())
+
+    @property
+    def shadow(self) -> bool:
+        """The policies only observed: something matched in shadow mode and nothing stricter
+        was enforced."""
+        return self.would_action.severity > self.action.severity
+
+    @property
+    def enforced(self) -> tuple[PolicyMatch, ...]:
+        return tuple(m for m in self.matches if m.mode is Mode.ENFORCE)

@@ -1,0 +1,1 @@
+"""dmgate's service: everything that does I/O (HTTP in and out, the store, notifications)."""

@@ -1,0 +1,142 @@
+"""Builds the aiohttp Application: routes, middlewares, and the lifecycle of everything it
+owns (store, upstream connection pool, background loops)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from proxy import gateway, review, webhooks
+from proxy.context import CTX, Context
+from proxy.crypto import Keyring, load_or_create_key_file
+from proxy.errors import error_middleware
+from proxy.forward import Forwarder, client_session
+from proxy.holds import expire_loop
+from proxy.metrics import create_metrics
+from proxy.notify import notify_loop
+from proxy.platforms import PLATFORMS
+from proxy.policy_loader import PolicyHolder
+from proxy.review import token_digest
+from proxy.settings import Settings
+from proxy.store import Store
+from proxy.store.database import sqlite_path
+
+log = structlog.get_logger("dmgate")
+
+
+def build_app(settings: Settings) -> web.Application:
+    """A ready-to-run dmgate. Raises `PolicyFileError` for a bad policy file."""
+    metrics = create_metrics()
+    ctx = Context(
+        settings=settings,
+        metrics=metrics,
+        policies=PolicyHolder(settings.policy_file, metrics),
+        platforms={name: cls() for name, cls in PLATFORMS.items()},
+    )
+    # Streaming pass-through bodies are not limited; judged DM bodies are (gateway).
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_dm_body)
+    app[CTX] = ctx
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    review.add_routes(app)
+    webhooks.add_routes(app)
+    app.router.add_route("*", "/{tail:.*}", gateway.handle)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    ctx = app[CTX]
+    s = ctx.settings
+    ctx.keyring = Keyring(_master_key(s))
+    ctx.store = await Store.open(s.database_url, pool_size=s.upstream_pool_size // 10 or 5)
+    ctx.review_tokens = await _review_tokens(ctx)
+    session = client_session(
+        s.upstream_pool_size,
+        s.upstream_connect_timeout.total_seconds(),
+        s.upstream_read_timeout.total_seconds(),
+    )
+    ctx.forwarder = Forwarder(session, ctx.metrics)
+    ctx.metrics.holds_pending.set(await ctx.store.holds.count_pending())
+    tasks = [
+        asyncio.create_task(expire_loop(ctx), name="expiry"),
+        asyncio.create_task(
+            ctx.policies.watch(s.policy_reload_interval.total_seconds()), name="policy-watch"
+        ),
+    ]
+    if s.review_webhook_url:
+        tasks.append(asyncio.create_task(notify_loop(ctx), name="notify"))
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, ctx.policies.reload, "SIGHUP")
+    unadapted = sorted({r.platform for r in s.routes.values()} - set(ctx.platforms))
+    log.info(
+        "dmgate_started",
+        routes=sorted(s.routes),
+        policy_version=ctx.policies.engine.version,
+        database=s.database_url.split(":", 1)[0],
+        passthrough_only_platforms=unadapted,
+    )
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await session.close()
+        await ctx.store.close()
+
+
+def _master_key(s: Settings) -> bytes:
+    if s.secret_key is not None:
+        return s.secret_key.get_secret_value().encode()
+    db = sqlite_path(s.database_url)
+    path = (db.parent if db else Path.cwd()) / "dmgate.key"
+    return load_or_create_key_file(path)
+
+
+async def _review_tokens(ctx: Context) -> list[tuple[str, str]]:
+    if ctx.settings.review_tokens:
+        return [(n, token_digest(t.get_secret_value())) for n, t in ctx.settings.review_tokens]
+    stored = await ctx.store.holds.review_tokens()
+    if stored:
+        return stored
+    token = secrets.token_urlsafe(32)
+    if await ctx.store.holds.add_review_token("generated", token_digest(token), datetime.now(UTC)):
+        # Printed once, to the operator's terminal, never to the structured log.
+        print(
+            "dmgate: no DMGATE_REVIEW_TOKENS set; generated a review API token "
+            f"(shown only now, store it safely):\n\n    {token}\n",
+            file=sys.stderr,
+            flush=True,
+        )
+    return await ctx.store.holds.review_tokens()
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await asyncio.wait_for(request.app[CTX].store.ping(), timeout=2)
+    except Exception as exc:
+        return web.json_response(
+            {"status": "not ready", "store": f"unreachable ({type(exc).__name__})"}, status=503
+        )
+    return web.json_response({"status": "ready", "store": "ok"})
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[CTX].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

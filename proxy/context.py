@@ -1,0 +1,34 @@
+"""Everything one running dmgate owns, created in the application's lifecycle (no
+module-level connections), so tests can run several instances in one process."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from proxy.crypto import Keyring
+from proxy.forward import Forwarder
+from proxy.metrics import Metrics
+from proxy.platforms.base import Platform
+from proxy.policy_loader import PolicyHolder
+from proxy.settings import Settings
+from proxy.store import Store
+
+
+@dataclass
+class Context:
+    settings: Settings
+    metrics: Metrics
+    policies: PolicyHolder
+    platforms: dict[str, Platform]  # by platform name
+    store: Store = field(init=False)
+    keyring: Keyring = field(init=False)
+    forwarder: Forwarder = field(init=False)
+    # name -> sha256 of the token (settings' tokens and any generated one)
+    review_tokens: list[tuple[str, str]] = field(default_factory=list)
+    notify_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+CTX = web.AppKey("dmgate_context", Context)

@@ -1,0 +1,130 @@
+"""Every error dmgate answers with itself, mapped to HTTP in one place.
+
+The body always names dmgate, so an operator reading a tool's logs can tell a dmgate answer
+from the platform's.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+
+class DMGateError(Exception):
+    """Base of everything dmgate answers on its own behalf."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def response(self, headers: dict[str, str] | None = None) -> web.Response:
+        body = {"error": self.code, "detail": self.detail, "source": "dmgate", **self.extra}
+        return web.Response(
+            status=self.status,
+            body=json.dumps(body).encode(),
+            content_type="application/json",
+            headers=headers,
+        )
+
+
+# Requests dmgate refuses.
+class BadRequest(DMGateError):
+    """The request cannot be handled as sent (malformed, unsafe path, unjudgeable DM)."""
+
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(DMGateError):
+    """The review API needs a valid bearer token."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(DMGateError):
+    """No configured route or no such resource."""
+
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(DMGateError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class Conflict(DMGateError):
+    """The hold is not in a state that allows this (e.g. approving a rejected hold)."""
+
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(DMGateError):
+    """A DM body larger than dmgate will buffer to judge."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(DMGateError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class Unprocessable(DMGateError):
+    """The body parsed but is not valid (e.g. a reject without a reason)."""
+
+    status = 422
+    code = "unprocessable"
+
+
+# Dependencies that failed.
+class UpstreamUnavailable(DMGateError):
+    """Could not connect to the upstream, or it broke the connection."""
+
+    status = 502
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(DMGateError):
+    """The upstream did not answer in time."""
+
+    status = 504
+    code = "upstream_timeout"
+
+
+class StoreUnavailable(DMGateError):
+    """The store cannot be reached: DMs fail closed rather than pass unjudged."""
+
+    status = 503
+    code = "store_unavailable"
+
+
+class PolicyFailure(DMGateError):
+    """A policy raised while judging: the DM fails closed."""
+
+    status = 503
+    code = "policy_failure"
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Turn dmgate's own errors into JSON answers."""
+    try:
+        return await handler(request)
+    except DMGateError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            return NotFound(exc.reason or "not found").response()
+        if exc.status == 405:
+            return MethodNotAllowed(f"{request.method} is not allowed here").response()
+        raise

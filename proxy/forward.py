@@ -1,0 +1,164 @@
+"""Streaming pass-through to an upstream: bytes in, bytes out, nothing decoded.
+
+Faithful means: any method; the path and query exactly as the tool sent them; repeated
+headers kept in order; bodies streamed both ways without decompressing; status codes (3xx
+included — redirects are never followed) returned as they came. Only hop-by-hop headers,
+`Host` and dmgate's own `DMGate-*` request headers are dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from proxy.errors import UpstreamTimeout, UpstreamUnavailable
+from proxy.metrics import Metrics
+
+# RFC 9110 §7.6.1, plus the proxy ones every proxy drops.
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+    )
+)
+# The client library must add nothing the tool did not send.
+_SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+_NO_BODY_STATUS = frozenset({204, 304})
+
+
+def _connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
+    tokens: set[str] = set()
+    for value in headers.getall("Connection", []):
+        tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return tokens
+
+
+def request_headers_for_upstream(
+    headers: CIMultiDictProxy[str] | CIMultiDict[str],
+) -> CIMultiDict[str]:
+    """The tool's headers minus hop-by-hop, Host and dmgate's own control headers."""
+    drop = HOP_BY_HOP | _connection_tokens(headers) | {"host"}
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        low = name.lower()
+        if low in drop or low.startswith("dmgate-"):
+            continue
+        out.add(name, value)
+    return out
+
+
+def response_headers_for_client(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    drop = HOP_BY_HOP | _connection_tokens(headers)
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
+
+
+def client_session(
+    pool_size: int, connect_timeout: float, read_timeout: float
+) -> aiohttp.ClientSession:
+    """One pooled session per application, closed on cleanup."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=pool_size, limit_per_host=0, ttl_dns_cache=300),
+        timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout),
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),  # cookies belong to the tool, not to dmgate
+        skip_auto_headers=_SKIP_AUTO,
+    )
+
+
+class Forwarder:
+    """Sends requests to upstreams and maps their failures to dmgate errors."""
+
+    def __init__(self, session: aiohttp.ClientSession, metrics: Metrics) -> None:
+        self.session = session
+        self._metrics = metrics
+
+    async def send(
+        self,
+        route: str,
+        method: str,
+        url: str,
+        headers: CIMultiDict[str] | Iterable[tuple[str, str]],
+        data: Any = None,
+    ) -> aiohttp.ClientResponse:
+        """Open the upstream request; the caller reads (and releases) the response."""
+        started = time.perf_counter()
+        try:
+            resp = await self.session.request(
+                method,
+                url,
+                headers=headers if isinstance(headers, CIMultiDict) else CIMultiDict(headers),
+                data=data,
+                allow_redirects=False,
+                skip_auto_headers=_SKIP_AUTO,
+                # URLs arrive already encoded; re-encoding would change what the tool sent.
+                # (`url` is a yarl URL built with encoded=True by the caller.)
+            )
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout(
+                f"the upstream for route {route!r} did not answer in time", route=route
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(
+                f"could not reach the upstream for route {route!r}: {type(exc).__name__}",
+                route=route,
+            ) from exc
+        finally:
+            self._metrics.upstream_duration.labels(route).observe(time.perf_counter() - started)
+        return resp
+
+    async def stream(
+        self, request: web.Request, route: str, url: Any, data: Any = None
+    ) -> web.StreamResponse:
+        """Pass a request through and stream the answer back."""
+        if data is None and request.body_exists:
+            data = request.content
+        headers = request_headers_for_upstream(request.headers)
+        async with await self.send(route, request.method, url, headers, data) as upstream:
+            return await relay_response(request, upstream)
+
+
+async def relay_response(
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    extra_headers: dict[str, str] | None = None,
+    prefix: bytes = b"",
+) -> web.StreamResponse:
+    """Copy an upstream response to the client, streaming the body. `prefix` is body
+    already read from the upstream."""
+    resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+    resp.headers.extend(response_headers_for_client(upstream.headers))
+    if extra_headers:
+        resp.headers.update(extra_headers)
+    if (
+        "Content-Length" not in upstream.headers
+        and request.method != "HEAD"
+        and (upstream.status not in _NO_BODY_STATUS)
+    ):
+        resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    if request.method != "HEAD" and upstream.status not in _NO_BODY_STATUS:
+        try:
+            if prefix:
+                await resp.write(prefix)
+            async for chunk in upstream.content.iter_any():
+                await resp.write(chunk)
+        except (TimeoutError, aiohttp.ClientError):
+            # Headers are gone already: all that is left is to cut the connection, so
+            # the tool sees a truncated body rather than a silently short one.
+            request.transport and request.transport.close()
+            return resp
+    await resp.write_eof()
+    return resp

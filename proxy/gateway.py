@@ -1,0 +1,303 @@
+"""The path of one proxied request: route → classify → pass through, learn, or judge."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import time
+import zlib
+from datetime import UTC, datetime
+
+import structlog
+from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+
+from policies.model import Action, Decision, OutboundMessage
+from proxy import holds
+from proxy.context import CTX, Context
+from proxy.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    PolicyFailure,
+    StoreUnavailable,
+    UnsupportedMediaType,
+)
+from proxy.forward import (
+    relay_response,
+    request_headers_for_upstream,
+    response_headers_for_client,
+)
+from proxy.ids import new_id
+from proxy.platforms.base import BadDMRequest, Kind, Platform, RequestView
+from proxy.routing import Target, resolve
+from proxy.store.holds import DecisionRecord
+
+log = structlog.get_logger("dmgate")
+
+ACCOUNT_HEADER = "DMGate-Account"
+DECISION_HEADER = "DMGate-Decision"
+HOLD_ID_HEADER = "DMGate-Hold-Id"
+# Signal answers larger than this are passed through without being learnt from.
+MAX_SIGNAL_BODY = 8 * 1024 * 1024
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    target = resolve(request, ctx.settings.routes)
+    platform = ctx.platforms.get(target.route.platform)
+    view = RequestView(request.method, target.path, request.query, request.headers)
+    kind = platform.classify(view) if platform else Kind.PASSTHROUGH
+    ctx.metrics.requests.labels(target.route_name, kind.value).inc()
+    if kind is Kind.DM:
+        assert platform is not None
+        return await _judge_dm(request, ctx, target, platform, view)
+    if kind is Kind.SIGNAL:
+        assert platform is not None
+        return await _learn_from_signal(request, ctx, target, platform, view)
+    return await ctx.forwarder.stream(request, target.route_name, target.url)
+
+
+# --- who is sending -------------------------------------------------------------------
+
+
+async def identify_account(
+    ctx: Context, platform: Platform, view: RequestView
+) -> tuple[str, str | None]:
+    """(account, credential hash). Order: the tool's `DMGate-Account` header, what the
+    request names itself (OAuth 1.0a), the account a `me` answer taught us for this
+    credential, and last the keyed credential hash itself so the DM is still judged."""
+    credential = platform.credential(view)
+    cred_hash = ctx.keyring.credential_hash(credential) if credential else None
+    explicit = view.headers.get(ACCOUNT_HEADER, "").strip()
+    if explicit:
+        return explicit, cred_hash
+    named = platform.account_from_request(view)
+    if named:
+        return named, cred_hash
+    if cred_hash:
+        known = await ctx.store.signals.account_for_credential(platform.name, cred_hash)
+        return known or f"credential:{cred_hash[:16]}", cred_hash
+    return "anonymous", None
+
+
+# --- signals --------------------------------------------------------------------------
+
+
+async def _learn_from_signal(
+    request: web.Request, ctx: Context, target: Target, platform: Platform, view: RequestView
+) -> web.StreamResponse:
+    data = request.content if request.body_exists else None
+    headers = request_headers_for_upstream(request.headers)
+    async with await ctx.forwarder.send(
+        target.route_name, request.method, target.url, headers, data
+    ) as upstream:
+        size = upstream.content_length
+        if not (200 <= upstream.status < 300) or (size is not None and size > MAX_SIGNAL_BODY):
+            return await relay_response(request, upstream)
+        body = await upstream.content.read(MAX_SIGNAL_BODY + 1)
+        if len(body) > MAX_SIGNAL_BODY:
+            # Too big to learn from: send what we have and stream the rest.
+            return await relay_response(request, upstream, prefix=body)
+        resp = web.Response(status=upstream.status, reason=upstream.reason, body=body)
+        resp.headers.extend(response_headers_for_client(upstream.headers))
+        resp.headers.popall("Content-Length", None)
+    try:
+        decoded = _decoded(body, upstream.headers.get("Content-Encoding", ""))
+        if decoded is not None:
+            account, cred_hash = await identify_account(ctx, platform, view)
+            facts = platform.learn(
+                view,
+                None if account.startswith(("credential:", "anonymous")) else account,
+                upstream.status,
+                decoded,
+            )
+            await ctx.store.signals.record_facts(
+                platform.name, facts, datetime.now(UTC), cred_hash, source="traffic"
+            )
+            if facts:
+                log.debug("signal_learnt", route=target.route_name, facts=len(facts))
+    except (SQLAlchemyError, OSError) as exc:
+        # Signals are best effort: the tool's request must not fail because the store did.
+        log.warning("signal_not_recorded", route=target.route_name, error=type(exc).__name__)
+    return resp
+
+
+def _decoded(body: bytes, encoding: str) -> bytes | None:
+    """The body as the adapter should read it; None if dmgate cannot decode it."""
+    enc = encoding.strip().lower()
+    try:
+        if enc in ("", "identity"):
+            return body
+        if enc in ("gzip", "x-gzip"):
+            return gzip.decompress(body)
+        if enc == "deflate":
+            return zlib.decompress(body)
+    except (OSError, zlib.error, EOFError):
+        return None
+    return None
+
+
+# --- DMs ------------------------------------------------------------------------------
+
+
+async def read_dm_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"DM request bodies are limited to {limit} bytes", limit=limit)
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"DM request bodies are limited to {limit} bytes", limit=limit)
+    return body
+
+
+def dedupe_key(platform: str, account: str, recipients: tuple[str, ...], text: str) -> str:
+    material = json.dumps([platform, account, sorted(recipients), text]).encode()
+    return hashlib.sha256(material).hexdigest()
+
+
+async def _judge_dm(
+    request: web.Request, ctx: Context, target: Target, platform: Platform, view: RequestView
+) -> web.StreamResponse:
+    body = await read_dm_body(request, ctx.settings.max_dm_body)
+    try:
+        dm = platform.parse_dm(view, body)
+    except BadDMRequest as exc:
+        err = UnsupportedMediaType if exc.status == 415 else BadRequest
+        raise err(f"{platform.name} DM request not forwarded: {exc}") from None
+    try:
+        account, _ = await identify_account(ctx, platform, view)
+        recipients = platform.recipients_for(dm, account)
+        message = OutboundMessage(
+            platform=platform.name,
+            account=account,
+            recipients=recipients,
+            text=dm.text,
+            route=target.route_name,
+            recipient_names=dm.recipient_names,
+        )
+        key = dedupe_key(platform.name, account, recipients, dm.text)
+        now = datetime.now(UTC)
+
+        existing = await ctx.store.holds.pending_by_dedupe(key)
+        if existing is not None:
+            # A retry of a held DM: the same hold, and the policies do not count it again.
+            _log_decision(ctx, new_id(), message, None, existing["id"], retry_of=existing["id"])
+            return holds.hold_answer(ctx, existing)
+        approved = await ctx.store.holds.take_failed_retry(key, now)
+        if approved is not None:
+            _log_decision(ctx, new_id(), message, None, None, retry_of=approved["id"])
+            return await _forward_dm(request, ctx, target, body, Action.ALLOW, shadow=False)
+
+        engine = ctx.policies.engine
+        started = time.perf_counter()
+        try:
+            decision = await engine.evaluate(message, ctx.store.signals, now)
+        except SQLAlchemyError:
+            raise
+        except Exception as exc:
+            log.exception("policy_failed", route=target.route_name)
+            raise PolicyFailure(
+                "a policy failed while judging this DM; it was not forwarded"
+            ) from exc
+        finally:
+            ctx.metrics.policy_evaluation.observe(time.perf_counter() - started)
+
+        decision_id = new_id()
+        record = DecisionRecord(
+            id=decision_id,
+            created_at=now,
+            route=target.route_name,
+            platform=platform.name,
+            account=account,
+            recipients=list(recipients),
+            action=decision.action.value,
+            would_action=decision.would_action.value,
+            matches=[m.as_dict() for m in decision.matches],
+            policy_version=decision.policy_version,
+        )
+        _count(ctx, message.platform, decision)
+        if decision.action is Action.HOLD:
+            row = await holds.create_hold(
+                ctx, request, target, platform, view, dm, message, body, key, decision, record, now
+            )
+            _log_decision(ctx, decision_id, message, decision, row["id"])
+            return holds.hold_answer(ctx, row)
+        await ctx.store.holds.record_decision(record)
+    except (SQLAlchemyError, OSError) as exc:
+        ctx.metrics.store_failures.inc()
+        log.error("store_unavailable", route=target.route_name, error=type(exc).__name__)
+        raise StoreUnavailable(
+            "dmgate's store is unreachable; DMs are refused (not forwarded) until it is back"
+        ) from None
+    _log_decision(ctx, decision_id, message, decision, None)
+    if decision.action is Action.BLOCK:
+        reason = "; ".join(m.reason for m in decision.enforced if m.action is Action.BLOCK)
+        answer = platform.block_response(view, reason)
+        return web.Response(
+            status=answer.status,
+            body=answer.body_bytes(),
+            content_type=answer.content_type,
+            headers={DECISION_HEADER: "block", **answer.headers},
+        )
+    return await _forward_dm(
+        request, ctx, target, body, decision.would_action, shadow=decision.shadow
+    )
+
+
+async def _forward_dm(
+    request: web.Request, ctx: Context, target: Target, body: bytes, would: Action, shadow: bool
+) -> web.StreamResponse:
+    headers = request_headers_for_upstream(request.headers)
+    headers.popall("Content-Length", None)
+    decision = f"{would.value}; shadow" if shadow else "allow"
+    async with await ctx.forwarder.send(
+        target.route_name, request.method, target.url, headers, body
+    ) as upstream:
+        return await relay_response(request, upstream, {DECISION_HEADER: decision})
+
+
+def _count(ctx: Context, platform: str, decision: Decision) -> None:
+    mode = "shadow" if decision.shadow else "enforce"
+    action = decision.would_action if decision.shadow else decision.action
+    ctx.metrics.dm_decisions.labels(platform, action.value, mode).inc()
+    for m in decision.matches:
+        ctx.metrics.policy_matches.labels(m.policy, m.action.value, m.mode.value).inc()
+
+
+def _log_decision(
+    ctx: Context,
+    decision_id: str,
+    message: OutboundMessage,
+    decision: Decision | None,
+    hold_id: str | None,
+    retry_of: str | None = None,
+) -> None:
+    """The one canonical record per DM. Never the text, never credentials."""
+    fields: dict[str, object] = {
+        "decision_id": decision_id,
+        "route": message.route,
+        "platform": message.platform,
+        "account": message.account,
+        "recipients": list(message.recipients),
+    }
+    if decision is None:
+        fields.update(
+            action="hold" if hold_id else "allow",
+            mode="enforce",
+            reason="retry of an existing hold"
+            if hold_id
+            else "retry of an approved hold whose send failed",
+            retry_of=retry_of,
+            hold_id=hold_id,
+        )
+    else:
+        fields.update(
+            action=decision.action.value,
+            would_action=decision.would_action.value,
+            mode="shadow" if decision.shadow else "enforce",
+            policies=[m.as_dict() for m in decision.matches],
+            evaluation_ms=round(decision.evaluation_seconds * 1000, 3),
+            policy_version=decision.policy_version,
+            hold_id=hold_id,
+        )
+    log.info("dm_decision", **fields)

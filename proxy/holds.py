@@ -1,0 +1,270 @@
+"""The hold state machine.
+
+    pending ──approve──▶ sent | send_failed        (sent upstream exactly once)
+       │ ──reject───▶ rejected                    (a reason is required)
+       └──expiry───▶ expired                      (never sent)
+
+A hold is written to the store — request, sealed credentials, the answer given to the
+tool — before the tool hears anything, so an acknowledged hold survives `kill -9`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+from yarl import URL
+
+from policies.model import Decision, OutboundMessage
+from proxy.context import Context
+from proxy.errors import Conflict, DMGateError, NotFound
+from proxy.forward import request_headers_for_upstream
+from proxy.ids import new_id
+from proxy.platforms.base import ParsedDM, Platform, RequestView
+from proxy.routing import Target
+from proxy.store.holds import (
+    PENDING,
+    SEND_FAILED,
+    SENT,
+    DecisionRecord,
+    NewHold,
+)
+
+log = structlog.get_logger("dmgate.holds")
+
+# How much of the upstream's answer to a release is kept for the reviewer to read.
+_UPSTREAM_BODY_KEEP = 4096
+# A claimed release older than this belongs to a process that died mid-send.
+STALE_CLAIM = timedelta(minutes=5)
+
+
+def hold_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The review API's `Hold`: never credentials, never the stored request."""
+
+    def ts(v: datetime | None) -> str | None:
+        return v.isoformat().replace("+00:00", "Z") if v else None
+
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "platform": row["platform"],
+        "route": row["route"],
+        "account": row["account"],
+        "recipients": row["recipients"],
+        "text": row["text"],
+        "policies": row["policies"],
+        "created_at": ts(row["created_at"]),
+        "expires_at": ts(row["expires_at"]),
+        "decided_at": ts(row["decided_at"]),
+        "decided_by": row["decided_by"],
+        "note": row["note"],
+        "reason": row["reason"],
+        "sent_text": row["sent_text"],
+        "upstream_status": row["upstream_status"],
+        "upstream_body": row["upstream_body"],
+    }
+
+
+def hold_answer(ctx: Context, row: dict[str, Any]) -> web.Response:
+    """What the tool hears: the platform's own success answer (or 202), the truth in
+    headers. A retry of the same DM hears exactly the same."""
+    status = 202 if ctx.settings.hold_status == "202" else row["response_status"]
+    return web.Response(
+        status=status,
+        body=row["response_body"],
+        content_type="application/json",
+        headers={"DMGate-Decision": "hold", "DMGate-Hold-Id": row["id"]},
+    )
+
+
+async def create_hold(
+    ctx: Context,
+    request: web.Request,
+    target: Target,
+    platform: Platform,
+    view: RequestView,
+    dm: ParsedDM,
+    message: OutboundMessage,
+    body: bytes,
+    dedupe_key: str,
+    decision: Decision,
+    record: DecisionRecord,
+    now: datetime,
+) -> dict[str, Any]:
+    hold_id = new_id()
+    answer = platform.hold_response(view, dm, message.account, hold_id)
+    headers = request_headers_for_upstream(request.headers)
+    headers.popall("Content-Length", None)
+    policies = [m.as_dict() for m in decision.enforced]
+    new = NewHold(
+        id=hold_id,
+        platform=platform.name,
+        route=target.route_name,
+        account=message.account,
+        recipients=list(message.recipients),
+        text=message.text,
+        policies=policies,
+        dedupe_key=dedupe_key,
+        method=request.method,
+        url=str(target.url),
+        headers_sealed=ctx.keyring.seal_headers(list(headers.items())),
+        body=body,
+        response_status=answer.status,
+        response_body=answer.body_bytes(),
+        created_at=now,
+        expires_at=now + ctx.settings.hold_ttl,
+    )
+    notification = None
+    if ctx.settings.review_webhook_url:
+        notification = {
+            "id": new_id(),
+            "hold_id": hold_id,
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "payload": json.dumps(
+                {
+                    "event": "hold.created",
+                    "hold": hold_view(
+                        {
+                            **new.__dict__,
+                            "status": PENDING,
+                            "decided_at": None,
+                            "decided_by": None,
+                            "note": None,
+                            "reason": None,
+                            "sent_text": None,
+                            "upstream_status": None,
+                            "upstream_body": None,
+                        }
+                    ),
+                }
+            ),
+        }
+    row, created = await ctx.store.holds.create(
+        new, DecisionRecord(**{**record.__dict__, "hold_id": hold_id}), notification
+    )
+    if created:
+        ctx.metrics.holds_pending.inc()
+        if notification is not None:
+            ctx.notify_wakeup.set()
+    return row
+
+
+async def approve(
+    ctx: Context, hold_id: str, by: str, text: str | None, note: str | None
+) -> dict[str, Any]:
+    row = await _pending(ctx, hold_id)
+    now = datetime.now(UTC)
+    if not await ctx.store.holds.claim_release(hold_id, by, now):
+        raise _conflict(await ctx.store.holds.get(hold_id) or row, "approve")
+    platform = ctx.platforms[row["platform"]]
+    body: bytes = row["body"]
+    sent_text = row["text"]
+    if text is not None and text != row["text"]:
+        view = _stored_view(ctx, row)
+        body = platform.replace_text(view, body, text)
+        sent_text = text
+    headers = [
+        (k, v)
+        for k, v in ctx.keyring.open_headers(row["headers_sealed"])
+        if k.lower() != "content-length"
+    ]
+    status, upstream_status, upstream_body = SEND_FAILED, None, None
+    try:
+        async with await ctx.forwarder.send(
+            row["route"], row["method"], URL(row["url"], encoded=True), headers, body
+        ) as resp:
+            upstream_status = resp.status
+            raw = await resp.content.read(_UPSTREAM_BODY_KEEP)
+            upstream_body = raw.decode("utf-8", "replace")
+            status = SENT if 200 <= resp.status < 300 else SEND_FAILED
+    except (TimeoutError, DMGateError, aiohttp.ClientError) as exc:
+        upstream_body = getattr(exc, "detail", None) or type(exc).__name__
+    done = datetime.now(UTC)
+    await ctx.store.holds.finish_release(
+        hold_id, status, done, note, sent_text, upstream_status, upstream_body
+    )
+    _resolved(ctx, status, row["created_at"], done)
+    log.info(
+        "hold_released",
+        hold_id=hold_id,
+        outcome=status,
+        decided_by=by,
+        upstream_status=upstream_status,
+        edited=sent_text != row["text"],
+    )
+    return await _get(ctx, hold_id)
+
+
+async def reject(
+    ctx: Context, hold_id: str, by: str, reason: str, note: str | None
+) -> dict[str, Any]:
+    row = await _pending(ctx, hold_id)
+    now = datetime.now(UTC)
+    if not await ctx.store.holds.reject(hold_id, by, reason, note, now):
+        raise _conflict(await ctx.store.holds.get(hold_id) or row, "reject")
+    _resolved(ctx, "rejected", row["created_at"], now)
+    log.info("hold_rejected", hold_id=hold_id, decided_by=by)
+    return await _get(ctx, hold_id)
+
+
+async def expire_loop(ctx: Context) -> None:
+    """Expire overdue holds, end releases orphaned by a crash, and keep the pending gauge
+    true to the store (other replicas change it too)."""
+    while True:
+        try:
+            now = datetime.now(UTC)
+            for row in await ctx.store.holds.expire_due(now):
+                ctx.metrics.holds_resolved.labels("expired").inc()
+                log.info("hold_expired", hold_id=row["id"])
+            for hid in await ctx.store.holds.abandon_stale_claims(now - STALE_CLAIM, now):
+                ctx.metrics.holds_resolved.labels(SEND_FAILED).inc()
+                log.warning("hold_release_interrupted", hold_id=hid)
+            ctx.metrics.holds_pending.set(await ctx.store.holds.count_pending())
+        except Exception as exc:  # keep the loop alive through store outages
+            log.warning("expiry_sweep_failed", error=type(exc).__name__)
+        await asyncio.sleep(ctx.settings.expiry_interval.total_seconds())
+
+
+def _resolved(ctx: Context, outcome: str, created: datetime, decided: datetime) -> None:
+    ctx.metrics.holds_resolved.labels(outcome).inc()
+    ctx.metrics.holds_pending.dec()
+    ctx.metrics.hold_review_seconds.observe((decided - created).total_seconds())
+
+
+def _stored_view(ctx: Context, row: dict[str, Any]) -> RequestView:
+    from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
+
+    url = URL(row["url"], encoded=True)
+    base = URL(ctx.settings.routes[row["route"]].upstream).path.rstrip("/")
+    path = url.path[len(base) :] if base and url.path.startswith(base) else url.path
+    headers = CIMultiDictProxy(CIMultiDict(ctx.keyring.open_headers(row["headers_sealed"])))
+    return RequestView(row["method"], path, MultiDictProxy(MultiDict(url.query)), headers)
+
+
+async def _pending(ctx: Context, hold_id: str) -> dict[str, Any]:
+    row = await _get(ctx, hold_id, raw=True)
+    if row["status"] != PENDING:
+        raise _conflict(row, "decide")
+    if row["expires_at"] <= datetime.now(UTC):
+        raise Conflict(f"hold {hold_id} has expired", hold=hold_view({**row, "status": "expired"}))
+    return row
+
+
+async def _get(ctx: Context, hold_id: str, raw: bool = False) -> dict[str, Any]:
+    row = await ctx.store.holds.get(hold_id)
+    if row is None:
+        raise NotFound(f"no hold with id {hold_id!r}")
+    return row if raw else hold_view(row)
+
+
+def _conflict(row: dict[str, Any], verb: str) -> Conflict:
+    state = "being released" if row["status"] == PENDING else row["status"]
+    return Conflict(f"cannot {verb} hold {row['id']}: it is {state}", hold=hold_view(row))

@@ -1,0 +1,105 @@
+"""Every Prometheus metric dmgate exports, defined in one table.
+
+Labels stay low-cardinality: route, platform, policy, action, mode, outcome — never ids
+or text. Metrics live in a per-application registry so several instances can run in one
+process (tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_REVIEW_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 259200)
+_EVAL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    dm_decisions: Counter
+    policy_matches: Counter
+    holds_pending: Gauge
+    holds_resolved: Counter
+    hold_review_seconds: Histogram
+    requests: Counter
+    upstream_duration: Histogram
+    policy_evaluation: Histogram
+    review_notifications: Counter
+    policy_reloads: Counter
+    store_failures: Counter
+
+
+def create_metrics() -> Metrics:
+    r = CollectorRegistry(auto_describe=True)
+    return Metrics(
+        registry=r,
+        dm_decisions=Counter(
+            "dmgate_dm_decisions",
+            "DMs judged, by the action taken and the mode it was "
+            "taken in (shadow = the policies only observed).",
+            ["platform", "action", "mode"],
+            registry=r,
+        ),
+        policy_matches=Counter(
+            "dmgate_policy_matches",
+            "Policy matches, by policy, action and mode.",
+            ["policy", "action", "mode"],
+            registry=r,
+        ),
+        holds_pending=Gauge(
+            "dmgate_holds_pending",
+            "Holds waiting for a reviewer.",
+            registry=r,
+        ),
+        holds_resolved=Counter(
+            "dmgate_holds_resolved",
+            "Holds that reached a final state, by outcome.",
+            ["outcome"],
+            registry=r,
+        ),
+        hold_review_seconds=Histogram(
+            "dmgate_hold_review_seconds",
+            "Time from hold to a reviewer's decision.",
+            buckets=_REVIEW_BUCKETS,
+            registry=r,
+        ),
+        requests=Counter(
+            "dmgate_requests",
+            "Requests through the proxy, by route and kind (dm, signal, passthrough).",
+            ["route", "kind"],
+            registry=r,
+        ),
+        upstream_duration=Histogram(
+            "dmgate_upstream_request_duration_seconds",
+            "Time until the upstream's response headers arrived.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        ),
+        policy_evaluation=Histogram(
+            "dmgate_policy_evaluation_duration_seconds",
+            "Time to evaluate every enabled policy for one DM, store lookups included.",
+            buckets=_EVAL_BUCKETS,
+            registry=r,
+        ),
+        review_notifications=Counter(
+            "dmgate_review_notifications",
+            "Review-endpoint notification attempts, by result.",
+            ["result"],
+            registry=r,
+        ),
+        policy_reloads=Counter(
+            "dmgate_policy_reloads",
+            "Policy file reloads, by result.",
+            ["result"],
+            registry=r,
+        ),
+        store_failures=Counter(
+            "dmgate_store_failures",
+            "DMs refused (503) because the store was unreachable.",
+            registry=r,
+        ),
+    )

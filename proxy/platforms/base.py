@@ -1,0 +1,191 @@
+"""The seam between dmgate and one social network.
+
+An adapter is pure: it looks at a request (and, for signals, the upstream's answer) and
+says what it is, what it means, and how to answer on the network's behalf. It never does
+I/O; `proxy.app` does that around it. Adding a network is one module implementing
+`Platform` plus an entry in `proxy.platforms.PLATFORMS`.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from multidict import CIMultiDictProxy, MultiDictProxy
+
+
+class Kind(StrEnum):
+    DM = "dm"
+    SIGNAL = "signal"
+    PASSTHROUGH = "passthrough"
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """What an adapter sees of a request. `path` is the path below the route prefix,
+    percent-decoded, starting with `/` (`/2/users/me` for `/x/2/users/me`)."""
+
+    method: str
+    path: str
+    query: MultiDictProxy[str]
+    headers: CIMultiDictProxy[str]
+
+
+class BadDMRequest(Exception):
+    """A DM request dmgate cannot judge (malformed JSON, no recipient, wrong content type).
+    It is answered with `status` and never forwarded."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ParsedDM:
+    """The parts of a DM send request the policies need."""
+
+    recipients: tuple[str, ...]
+    text: str
+    # The sending account when the request itself names it (e.g. the OAuth 1.0a token).
+    account_hint: str | None = None
+    conversation_id: str | None = None
+    recipient_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlatformResponse:
+    """An answer dmgate gives in the platform's own shape. `body` is JSON-encoded unless
+    it is already bytes."""
+
+    status: int
+    body: dict[str, Any] | bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def body_bytes(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+# --- facts an adapter can learn from traffic -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Followed:
+    """`follower` follows `account`. `at` is None when the follow is known but its time is
+    not (an old follower seen in the first snapshot)."""
+
+    account: str
+    follower: str
+    at: datetime | None
+
+
+@dataclass(frozen=True)
+class Unfollowed:
+    account: str
+    follower: str
+
+
+@dataclass(frozen=True)
+class FollowerSnapshot:
+    """One page of `account`'s follower list. Ids new since earlier snapshots followed
+    "now" — but only on the first page (lists are newest first) and only once the account
+    has a baseline."""
+
+    account: str
+    followers: tuple[str, ...]
+    first_page: bool
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The credential of this request belongs to `account` (learnt from a `me` answer)."""
+
+    account: str
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """`sender` wrote a DM to `account`: a later DM from `account` to `sender` is a reply."""
+
+    account: str
+    sender: str
+    at: datetime | None = None
+
+
+Fact = Followed | Unfollowed | FollowerSnapshot | Identity | InboundMessage
+
+
+class Platform(ABC):
+    """One social network's request shapes and answer shapes."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def classify(self, req: RequestView) -> Kind:
+        """dm, signal or passthrough."""
+
+    @abstractmethod
+    def credential(self, req: RequestView) -> str | None:
+        """The secret that identifies the calling user (bearer token, session cookie), or
+        None. dmgate keeps only a keyed hash of it."""
+
+    def account_from_request(self, req: RequestView) -> str | None:
+        """The sending account when the request names it without a lookup (OAuth 1.0a)."""
+        return None
+
+    @abstractmethod
+    def parse_dm(self, req: RequestView, body: bytes) -> ParsedDM:
+        """Extract recipients and text; raise `BadDMRequest` when that is impossible."""
+
+    def recipients_for(self, dm: ParsedDM, account: str) -> tuple[str, ...]:
+        """The recipients of `dm` once the sending `account` is known. `parse_dm` cannot
+        always tell the sender from the other participants (an X conversation id names
+        both); the sender is dropped here. Never empty: a DM to oneself keeps its one
+        recipient."""
+        others = tuple(r for r in dm.recipients if r != account)
+        return others or dm.recipients
+
+    @abstractmethod
+    def replace_text(self, req: RequestView, body: bytes, text: str) -> bytes:
+        """The same request body with the message text replaced (a reviewer's edit)."""
+
+    @abstractmethod
+    def learn(
+        self, req: RequestView, account: str | None, status: int, body: bytes
+    ) -> list[Fact]:
+        """Facts from a signal request's upstream answer. `account` is the caller's account
+        if known."""
+
+    @abstractmethod
+    def hold_response(
+        self, req: RequestView, dm: ParsedDM, account: str, hold_id: str
+    ) -> PlatformResponse:
+        """The platform's own success answer for a send, so the tool moves on."""
+
+    @abstractmethod
+    def block_response(self, req: RequestView, reason: str) -> PlatformResponse:
+        """A 403 in the platform's own error shape, naming `reason`."""
+
+    # --- webhooks (optional) -----------------------------------------------------------
+
+    def webhook_challenge(
+        self, query: MultiDictProxy[str], secret: str | None
+    ) -> PlatformResponse | None:
+        """Answer a webhook registration handshake (GET), or None if this is not one."""
+        return None
+
+    def webhook_signature_valid(
+        self, headers: CIMultiDictProxy[str], body: bytes, secret: str | None
+    ) -> bool:
+        """Whether a webhook POST is authentic."""
+        return False
+
+    def webhook_facts(self, body: bytes, received_at: datetime) -> list[Fact]:
+        """Facts carried by a webhook POST."""
+        return []

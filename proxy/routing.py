@@ -1,0 +1,75 @@
+"""From the request line to an upstream URL — the only place that decides where a request
+may go. dmgate never forwards to an address a client chose: the host always comes from the
+route's configured upstream, and the path must stay inside the route."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from aiohttp import web
+from yarl import URL
+
+from proxy.errors import BadRequest, MethodNotAllowed, NotFound
+from proxy.settings import Route
+
+
+@dataclass(frozen=True)
+class Target:
+    route_name: str
+    route: Route
+    path: str  # below the route prefix, percent-decoded, for the platform adapter
+    url: URL  # the upstream URL, path and query byte-for-byte as the tool sent them
+
+
+def resolve(request: web.Request, routes: dict[str, Route]) -> Target:
+    if request.method == "CONNECT":
+        raise MethodNotAllowed(
+            "CONNECT is not accepted: dmgate runs in reverse-proxy mode "
+            "(call http://dmgate/{route}/… instead)"
+        )
+    raw_target = request._message.path  # the request line as sent, before any normalising
+    if not raw_target.startswith("/"):
+        raise BadRequest(
+            "absolute-form request targets are not accepted: call "
+            "http://dmgate/{route}/{path} (reverse mode)"
+        )
+    raw_path, _, raw_query = raw_target.partition("?")
+    raw_path = raw_path.split("#", 1)[0]
+    _, _, rest = raw_path.partition("/")
+    route_name, slash, remainder = rest.partition("/")
+    route = routes.get(route_name)
+    if route is None:
+        raise NotFound(
+            f"no route named {route_name!r}; configured routes: "
+            f"{', '.join(sorted(routes)) or 'none'}"
+        )
+    remainder = slash + remainder
+    decoded = _checked_path(remainder)
+    base = URL(route.upstream)
+    url = URL.build(
+        scheme=base.scheme,
+        host=base.raw_host or "",
+        port=base.explicit_port,
+        path=base.raw_path.rstrip("/") + remainder,
+        query_string=raw_query,
+        encoded=True,
+    )
+    return Target(route_name, route, decoded or "/", url)
+
+
+def _checked_path(raw: str) -> str:
+    """Refuse dot segments, however encoded: a path must not climb out of its route."""
+    decoded = raw
+    # Decode until stable so double-encoded dots (%252e) are caught too.
+    for _ in range(3):
+        nxt = unquote(decoded)
+        if nxt == decoded:
+            break
+        decoded = nxt
+    for segment in decoded.replace("\\", "/").split("/"):
+        if segment in (".", ".."):
+            raise BadRequest("path traversal ('.' or '..' segments) is not allowed")
+    if any(ord(c) < 0x20 for c in decoded):
+        raise BadRequest("control characters are not allowed in the path")
+    return unquote(raw)

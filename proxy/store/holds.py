@@ -1,0 +1,331 @@
+"""Holds, decision records, the notification outbox and review tokens.
+
+State changes are single conditional UPDATEs (`… WHERE status = 'pending'`), so exactly one
+of any number of racing approvals wins, on one process or many.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from proxy.store.tables import decisions, holds, outbox, review_tokens
+
+PENDING, SENT, SEND_FAILED, REJECTED, EXPIRED = (
+    "pending",
+    "sent",
+    "send_failed",
+    "rejected",
+    "expired",
+)
+STATUSES = (PENDING, SENT, SEND_FAILED, REJECTED, EXPIRED)
+
+
+@dataclass(frozen=True)
+class NewHold:
+    id: str
+    platform: str
+    route: str
+    account: str
+    recipients: list[str]
+    text: str
+    policies: list[dict[str, str]]
+    dedupe_key: str
+    method: str
+    url: str
+    headers_sealed: bytes
+    body: bytes
+    response_status: int
+    response_body: bytes
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    id: str
+    created_at: datetime
+    route: str
+    platform: str
+    account: str
+    recipients: list[str]
+    action: str
+    would_action: str
+    matches: list[dict[str, str]]
+    policy_version: str
+    hold_id: str | None = None
+
+
+Row = dict[str, Any]
+
+
+class HoldStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def create(
+        self, hold: NewHold, decision: DecisionRecord, notification: Row | None
+    ) -> tuple[Row, bool]:
+        """Store a new hold with its decision record and outbox entry in one transaction.
+
+        Returns (hold row, created). If a pending hold for the same DM exists (a retry),
+        that one is returned and nothing is written but the decision record.
+        """
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(sa.insert(holds).values(status=PENDING, **hold.__dict__))
+                await conn.execute(sa.insert(decisions).values(**decision.__dict__))
+                if notification is not None:
+                    await conn.execute(sa.insert(outbox).values(**notification))
+        except IntegrityError:
+            existing = await self.pending_by_dedupe(hold.dedupe_key)
+            if existing is None:
+                raise
+            await self.record_decision(
+                DecisionRecord(**{**decision.__dict__, "hold_id": existing["id"]})
+            )
+            return existing, False
+        row = await self.get(hold.id)
+        assert row is not None
+        return row, True
+
+    async def record_decision(self, decision: DecisionRecord) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.insert(decisions).values(**decision.__dict__))
+
+    async def get(self, hold_id: str) -> Row | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(holds).where(holds.c.id == hold_id))).first()
+        return dict(row._mapping) if row else None
+
+    async def pending_by_dedupe(self, dedupe_key: str) -> Row | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(holds).where(
+                        holds.c.dedupe_key == dedupe_key, holds.c.status == PENDING
+                    )
+                )
+            ).first()
+        return dict(row._mapping) if row else None
+
+    async def take_failed_retry(self, dedupe_key: str, now: datetime) -> Row | None:
+        """An approved hold whose send failed lets the same DM through once, as approved."""
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(holds.c.id)
+                    .where(
+                        holds.c.dedupe_key == dedupe_key,
+                        holds.c.status == SEND_FAILED,
+                        holds.c.retry_passed_at.is_(None),
+                    )
+                    .limit(1)
+                )
+            ).first()
+            if row is None:
+                return None
+            done = await conn.execute(
+                sa.update(holds)
+                .where(holds.c.id == row.id, holds.c.retry_passed_at.is_(None))
+                .values(retry_passed_at=now)
+            )
+            if done.rowcount != 1:
+                return None
+        return await self.get(row.id)
+
+    async def list(self, status: str | None, limit: int, cursor: str | None) -> list[Row]:
+        """Newest first; `cursor` is the id of the last hold of the previous page."""
+        q = sa.select(holds).order_by(holds.c.id.desc()).limit(limit)
+        if status:
+            q = q.where(holds.c.status == status)
+        if cursor:
+            q = q.where(holds.c.id < cursor)
+        async with self._engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(q)]
+
+    async def claim_release(self, hold_id: str, by: str, now: datetime) -> bool:
+        """Take the right to send. Exactly one caller gets True."""
+        async with self._engine.begin() as conn:
+            res = await conn.execute(
+                sa.update(holds)
+                .where(
+                    holds.c.id == hold_id,
+                    holds.c.status == PENDING,
+                    holds.c.claimed_at.is_(None),
+                    holds.c.expires_at > now,
+                )
+                .values(claimed_at=now, decided_by=by)
+            )
+        return res.rowcount == 1
+
+    async def finish_release(
+        self,
+        hold_id: str,
+        status: str,
+        now: datetime,
+        note: str | None,
+        sent_text: str,
+        upstream_status: int | None,
+        upstream_body: str | None,
+    ) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(holds)
+                .where(holds.c.id == hold_id, holds.c.status == PENDING)
+                .values(
+                    status=status,
+                    decided_at=now,
+                    note=note,
+                    sent_text=sent_text,
+                    upstream_status=upstream_status,
+                    upstream_body=upstream_body,
+                )
+            )
+
+    async def reject(
+        self, hold_id: str, by: str, reason: str, note: str | None, now: datetime
+    ) -> bool:
+        async with self._engine.begin() as conn:
+            res = await conn.execute(
+                sa.update(holds)
+                .where(
+                    holds.c.id == hold_id, holds.c.status == PENDING, holds.c.claimed_at.is_(None)
+                )
+                .values(status=REJECTED, decided_by=by, decided_at=now, reason=reason, note=note)
+            )
+        return res.rowcount == 1
+
+    async def expire_due(self, now: datetime) -> list[Row]:
+        """Pending holds past their expiry become `expired` (never sent)."""
+        async with self._engine.begin() as conn:
+            due = (
+                await conn.execute(
+                    sa.select(holds.c.id, holds.c.created_at)
+                    .where(
+                        holds.c.status == PENDING,
+                        holds.c.claimed_at.is_(None),
+                        holds.c.expires_at <= now,
+                    )
+                    .limit(500)
+                )
+            ).all()
+            expired = []
+            for row in due:
+                res = await conn.execute(
+                    sa.update(holds)
+                    .where(
+                        holds.c.id == row.id,
+                        holds.c.status == PENDING,
+                        holds.c.claimed_at.is_(None),
+                    )
+                    .values(status=EXPIRED, decided_at=now, decided_by="dmgate")
+                )
+                if res.rowcount == 1:
+                    expired.append(dict(row._mapping))
+        return expired
+
+    async def abandon_stale_claims(self, older_than: datetime, now: datetime) -> list[str]:
+        """A release whose process died mid-send: its outcome is unknown, so it is never
+        sent again (a duplicate DM is worse than a lost one) and ends `send_failed`."""
+        async with self._engine.begin() as conn:
+            ids = list(
+                (
+                    await conn.execute(
+                        sa.select(holds.c.id).where(
+                            holds.c.status == PENDING, holds.c.claimed_at < older_than
+                        )
+                    )
+                ).scalars()
+            )
+            if ids:
+                await conn.execute(
+                    sa.update(holds)
+                    .where(holds.c.id.in_(ids), holds.c.status == PENDING)
+                    .values(
+                        status=SEND_FAILED,
+                        decided_at=now,
+                        upstream_body="release interrupted (dmgate stopped while "
+                        "sending); outcome unknown, not retried",
+                    )
+                )
+        return ids
+
+    async def count_pending(self) -> int:
+        async with self._engine.connect() as conn:
+            return (
+                await conn.execute(
+                    sa.select(sa.func.count()).select_from(holds).where(holds.c.status == PENDING)
+                )
+            ).scalar_one()
+
+    # --- notification outbox ----------------------------------------------------------
+
+    async def due_notifications(self, now: datetime, limit: int = 20) -> list[Row]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(outbox)
+                .where(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now)
+                .order_by(outbox.c.next_attempt_at)
+                .limit(limit)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    async def next_notification_at(self) -> datetime | None:
+        async with self._engine.connect() as conn:
+            return (
+                await conn.execute(
+                    sa.select(sa.func.min(outbox.c.next_attempt_at)).where(
+                        outbox.c.status == PENDING
+                    )
+                )
+            ).scalar_one_or_none()
+
+    async def notification_done(
+        self, notification_id: str, status: str, now: datetime, error: str | None = None
+    ) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(outbox)
+                .where(outbox.c.id == notification_id)
+                .values(
+                    status=status,
+                    delivered_at=now,
+                    last_error=error,
+                    attempts=outbox.c.attempts + 1,
+                )
+            )
+
+    async def notification_retry(self, notification_id: str, next_at: datetime, error: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(outbox)
+                .where(outbox.c.id == notification_id)
+                .values(
+                    attempts=outbox.c.attempts + 1, next_attempt_at=next_at, last_error=error[:500]
+                )
+            )
+
+    # --- review tokens generated by dmgate -------------------------------------------
+
+    async def review_tokens(self) -> list[tuple[str, str]]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(sa.select(review_tokens.c.name, review_tokens.c.token_sha256))
+            return [(r.name, r.token_sha256) for r in rows]
+
+    async def add_review_token(self, name: str, token_sha256: str, now: datetime) -> bool:
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    sa.insert(review_tokens).values(
+                        name=name, token_sha256=token_sha256, created_at=now
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True

@@ -1,0 +1,334 @@
+"""Facts the policies ask about, kept in the store: follows, who wrote first, whose
+credential is whose, and the template index. Implements `policies.model.Signals`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from policies.model import TemplateFingerprint
+from policies.template_reuse import similarity
+from proxy.platforms.base import (
+    Fact,
+    Followed,
+    FollowerSnapshot,
+    Identity,
+    InboundMessage,
+    Unfollowed,
+)
+from proxy.store.database import insert_ignore
+from proxy.store.tables import (
+    follower_baselines,
+    follows,
+    identities,
+    inbound,
+    lsh_bands,
+    template_recipients,
+    template_signatures,
+    templates,
+)
+
+# Enough earlier copies of a template to compare a new message against; beyond this the
+# template is well described and rows would only grow.
+MAX_SIGNATURES_PER_TEMPLATE = 16
+
+
+class StoreSignals:
+    """The store-backed `Signals`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    # --- questions the policies ask ----------------------------------------------------
+
+    async def followed_at(self, platform: str, account: str, follower: str) -> datetime | None:
+        async with self._engine.connect() as conn:
+            return (
+                await conn.execute(
+                    sa.select(follows.c.followed_at).where(
+                        follows.c.platform == platform,
+                        follows.c.account == account,
+                        follows.c.follower == follower,
+                    )
+                )
+            ).scalar_one_or_none()
+
+    async def has_written_to(self, platform: str, peer: str, account: str) -> bool:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(sa.literal(1)).where(
+                        inbound.c.platform == platform,
+                        inbound.c.account == account,
+                        inbound.c.peer == peer,
+                    )
+                )
+            ).first()
+        return row is not None
+
+    async def template_recipients(
+        self,
+        platform: str,
+        account: str,
+        fingerprint: TemplateFingerprint,
+        recipients: tuple[str, ...],
+        now: datetime,
+        since: datetime,
+        threshold: float,
+        cap: int,
+    ) -> int:
+        now_s, since_s = now.timestamp(), since.timestamp()
+        keys = list(fingerprint.band_keys)
+        async with self._engine.begin() as conn:
+            # 1. Candidate templates: one indexed lookup of this message's band keys.
+            candidates = set(
+                (
+                    await conn.execute(
+                        sa.select(lsh_bands.c.template_id).where(lsh_bands.c.key.in_(keys))
+                    )
+                ).scalars()
+            )
+            template_id = None
+            known_text = False
+            if candidates:
+                # 2. Compare against every stored copy of each candidate, not one
+                # representative (MinHash estimates are noisy near the threshold).
+                rows = await conn.execute(
+                    sa.select(
+                        template_signatures.c.template_id,
+                        template_signatures.c.text_key,
+                        template_signatures.c.signature,
+                    ).where(template_signatures.c.template_id.in_(candidates))
+                )
+                best = -1.0
+                for tid, text_key, sig in rows:
+                    score = (
+                        1.0
+                        if text_key == fingerprint.text_key
+                        else similarity(sig, fingerprint.signature)
+                    )
+                    if score >= threshold and score > best:
+                        best, template_id = score, tid
+                        known_text = text_key == fingerprint.text_key
+            if template_id is None:
+                template_id = (
+                    await conn.execute(
+                        sa.insert(templates)
+                        .values(
+                            platform=platform, account=account, first_seen=now_s, last_seen=now_s
+                        )
+                        .returning(templates.c.id)
+                    )
+                ).scalar_one()
+            else:
+                await conn.execute(
+                    sa.update(templates)
+                    .where(templates.c.id == template_id)
+                    .values(last_seen=now_s)
+                )
+            # 3. Index this copy: bands that already point elsewhere keep their template.
+            await conn.execute(
+                insert_ignore(conn, lsh_bands).on_conflict_do_nothing(),
+                [{"key": k, "template_id": template_id} for k in keys],
+            )
+            if not known_text:
+                count = (
+                    await conn.execute(
+                        sa.select(sa.func.count()).where(
+                            template_signatures.c.template_id == template_id
+                        )
+                    )
+                ).scalar_one()
+                if count < MAX_SIGNATURES_PER_TEMPLATE:
+                    await conn.execute(
+                        insert_ignore(conn, template_signatures).on_conflict_do_nothing(),
+                        {
+                            "template_id": template_id,
+                            "text_key": fingerprint.text_key,
+                            "signature": fingerprint.signature,
+                        },
+                    )
+            stmt = insert_ignore(conn, template_recipients)
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[
+                        template_recipients.c.template_id,
+                        template_recipients.c.recipient,
+                    ],
+                    set_={"last_seen": stmt.excluded.last_seen},
+                ),
+                [
+                    {"template_id": template_id, "recipient": r, "last_seen": now_s}
+                    for r in recipients
+                ],
+            )
+            # 4. Distinct recipients in the window, capped: we only need "at least N".
+            recent = (
+                sa.select(sa.literal(1))
+                .where(
+                    template_recipients.c.template_id == template_id,
+                    template_recipients.c.last_seen >= since_s,
+                )
+                .limit(cap)
+                .subquery()
+            )
+            return (await conn.execute(sa.select(sa.func.count()).select_from(recent))).scalar_one()
+
+    # --- facts learnt from traffic -----------------------------------------------------
+
+    async def account_for_credential(self, platform: str, credential_hash: str) -> str | None:
+        async with self._engine.connect() as conn:
+            return (
+                await conn.execute(
+                    sa.select(identities.c.account).where(
+                        identities.c.platform == platform,
+                        identities.c.credential_hash == credential_hash,
+                    )
+                )
+            ).scalar_one_or_none()
+
+    async def record_facts(
+        self,
+        platform: str,
+        facts: list[Fact],
+        now: datetime,
+        credential_hash: str | None = None,
+        source: str = "traffic",
+    ) -> None:
+        """Store what an adapter learnt. Idempotent: the same fact twice changes nothing."""
+        if not facts:
+            return
+        async with self._engine.begin() as conn:
+            for fact in facts:
+                await self._record(conn, platform, fact, now, credential_hash, source)
+
+    async def _record(
+        self,
+        conn: Any,
+        platform: str,
+        fact: Fact,
+        now: datetime,
+        credential_hash: str | None,
+        source: str,
+    ) -> None:
+        if isinstance(fact, Identity):
+            if credential_hash is None:
+                return
+            stmt = insert_ignore(conn, identities)
+            await conn.execute(
+                stmt.values(
+                    platform=platform,
+                    credential_hash=credential_hash,
+                    account=fact.account,
+                    seen_at=now,
+                ).on_conflict_do_update(
+                    index_elements=[identities.c.platform, identities.c.credential_hash],
+                    set_={"account": stmt.excluded.account, "seen_at": stmt.excluded.seen_at},
+                )
+            )
+        elif isinstance(fact, Followed):
+            await self._follow(conn, platform, fact.account, fact.follower, fact.at, now, source)
+        elif isinstance(fact, Unfollowed):
+            await conn.execute(
+                sa.delete(follows).where(
+                    follows.c.platform == platform,
+                    follows.c.account == fact.account,
+                    follows.c.follower == fact.follower,
+                )
+            )
+        elif isinstance(fact, FollowerSnapshot):
+            await self._snapshot(conn, platform, fact, now)
+        elif isinstance(fact, InboundMessage):
+            await conn.execute(
+                insert_ignore(conn, inbound)
+                .values(
+                    platform=platform,
+                    account=fact.account,
+                    peer=fact.sender,
+                    first_at=fact.at or now,
+                )
+                .on_conflict_do_nothing()
+            )
+
+    async def _follow(
+        self,
+        conn: Any,
+        platform: str,
+        account: str,
+        follower: str,
+        at: datetime | None,
+        now: datetime,
+        source: str,
+    ) -> None:
+        stmt = insert_ignore(conn, follows).values(
+            platform=platform,
+            account=account,
+            follower=follower,
+            followed_at=at,
+            source=source,
+            updated_at=now,
+        )
+        if at is None:
+            # Knowing "is a follower" must never erase a known follow time.
+            await conn.execute(stmt.on_conflict_do_nothing())
+        else:
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[follows.c.platform, follows.c.account, follows.c.follower],
+                    set_={
+                        "followed_at": stmt.excluded.followed_at,
+                        "source": source,
+                        "updated_at": now,
+                    },
+                )
+            )
+
+    async def _snapshot(
+        self, conn: Any, platform: str, snap: FollowerSnapshot, now: datetime
+    ) -> None:
+        has_baseline = (
+            await conn.execute(
+                sa.select(sa.literal(1)).where(
+                    follower_baselines.c.platform == platform,
+                    follower_baselines.c.account == snap.account,
+                )
+            )
+        ).first() is not None
+        known = (
+            set(
+                (
+                    await conn.execute(
+                        sa.select(follows.c.follower).where(
+                            follows.c.platform == platform,
+                            follows.c.account == snap.account,
+                            follows.c.follower.in_(snap.followers),
+                        )
+                    )
+                ).scalars()
+            )
+            if snap.followers
+            else set()
+        )
+        # Lists come newest first: an id new on the first page of a later snapshot followed
+        # since the previous one. The first snapshot, and later pages, teach no timing.
+        dated = has_baseline and snap.first_page
+        for follower in snap.followers:
+            if follower not in known:
+                await self._follow(
+                    conn,
+                    platform,
+                    snap.account,
+                    follower,
+                    now if dated else None,
+                    now,
+                    "follower_list",
+                )
+        if not has_baseline:
+            await conn.execute(
+                insert_ignore(conn, follower_baselines)
+                .values(platform=platform, account=snap.account, first_seen_at=now)
+                .on_conflict_do_nothing()
+            )

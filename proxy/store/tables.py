@@ -1,0 +1,195 @@
+"""The store's tables (SQLAlchemy Core). The schema itself is created by the Alembic
+migrations in `migrations/versions`; this module describes it for queries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData()
+
+# SQLite has no 64-bit autoincrement except through its INTEGER rowid alias.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite would drop the zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+holds = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("platform", sa.String(32), nullable=False),
+    sa.Column("route", sa.String(64), nullable=False),
+    sa.Column("account", sa.String(128), nullable=False),
+    sa.Column("recipients", sa.JSON, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("policies", sa.JSON, nullable=False),
+    # Same account + recipients + text: a retry of the same DM maps to the same hold.
+    sa.Column("dedupe_key", sa.String(64), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("headers_sealed", sa.LargeBinary, nullable=False),  # encrypted: credentials
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("response_status", sa.Integer, nullable=False),
+    sa.Column("response_body", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("claimed_at", UTCDateTime),  # a release in progress
+    sa.Column("decided_at", UTCDateTime),
+    sa.Column("decided_by", sa.String(128)),
+    sa.Column("note", sa.Text),
+    sa.Column("reason", sa.Text),
+    sa.Column("sent_text", sa.Text),
+    sa.Column("upstream_status", sa.Integer),
+    sa.Column("upstream_body", sa.Text),
+    sa.Column("retry_passed_at", UTCDateTime),
+)
+sa.Index("ix_holds_status_id", holds.c.status, holds.c.id)
+sa.Index("ix_holds_status_expires", holds.c.status, holds.c.expires_at)
+sa.Index("ix_holds_dedupe", holds.c.dedupe_key)
+sa.Index(
+    "uq_holds_pending_dedupe",
+    holds.c.dedupe_key,
+    unique=True,
+    sqlite_where=holds.c.status == "pending",
+    postgresql_where=holds.c.status == "pending",
+)
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("route", sa.String(64), nullable=False),
+    sa.Column("platform", sa.String(32), nullable=False),
+    sa.Column("account", sa.String(128), nullable=False),
+    sa.Column("recipients", sa.JSON, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("would_action", sa.String(16), nullable=False),
+    sa.Column("matches", sa.JSON, nullable=False),
+    sa.Column("policy_version", sa.String(32), nullable=False),
+    sa.Column("hold_id", sa.String(32)),
+)
+
+follows = sa.Table(
+    "follows",
+    metadata,
+    sa.Column("platform", sa.String(32), primary_key=True),
+    sa.Column("account", sa.String(128), primary_key=True),
+    sa.Column("follower", sa.String(128), primary_key=True),
+    sa.Column("followed_at", UTCDateTime),  # NULL: a follower whose start is unknown
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Accounts whose follower list has been seen once: later snapshots can date new followers.
+follower_baselines = sa.Table(
+    "follower_baselines",
+    metadata,
+    sa.Column("platform", sa.String(32), primary_key=True),
+    sa.Column("account", sa.String(128), primary_key=True),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+)
+
+inbound = sa.Table(
+    "inbound_messages",
+    metadata,
+    sa.Column("platform", sa.String(32), primary_key=True),
+    sa.Column("account", sa.String(128), primary_key=True),
+    sa.Column("peer", sa.String(128), primary_key=True),
+    sa.Column("first_at", UTCDateTime, nullable=False),
+)
+
+identities = sa.Table(
+    "identities",
+    metadata,
+    sa.Column("platform", sa.String(32), primary_key=True),
+    sa.Column("credential_hash", sa.String(64), primary_key=True),  # keyed hash, never the token
+    sa.Column("account", sa.String(128), nullable=False),
+    sa.Column("seen_at", UTCDateTime, nullable=False),
+)
+
+# Template index (research/template-reuse.md, "Storage shape that scaled").
+templates = sa.Table(
+    "templates",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("platform", sa.String(32), nullable=False),
+    sa.Column("account", sa.String(128), nullable=False),
+    sa.Column("first_seen", sa.Float, nullable=False),
+    sa.Column("last_seen", sa.Float, nullable=False),
+)
+# key = hash(scope, band, band values): one indexed lookup per DM, whatever the history.
+lsh_bands = sa.Table(
+    "lsh_bands",
+    metadata,
+    sa.Column("key", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("template_id", sa.BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+template_signatures = sa.Table(
+    "template_signatures",
+    metadata,
+    sa.Column("template_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("text_key", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("signature", sa.LargeBinary, nullable=False),
+    sqlite_with_rowid=False,
+)
+template_recipients = sa.Table(
+    "template_recipients",
+    metadata,
+    sa.Column("template_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("recipient", sa.String(128), primary_key=True),
+    sa.Column("last_seen", sa.Float, nullable=False),
+    sqlite_with_rowid=False,
+)
+sa.Index(
+    "ix_template_recipients_seen",
+    template_recipients.c.template_id,
+    template_recipients.c.last_seen,
+)
+
+outbox = sa.Table(
+    "notification_outbox",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # also the receiver's idempotency key
+    sa.Column("hold_id", sa.String(32), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | abandoned
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("delivered_at", UTCDateTime),
+)
+sa.Index("ix_outbox_due", outbox.c.status, outbox.c.next_attempt_at)
+
+review_tokens = sa.Table(
+    "review_tokens",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("token_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,74 @@
+"""Webhook receivers (`/webhooks/{platform}`): the platforms' push events teach dmgate
+follows (with exact times) and who wrote first. Payloads can be relayed on to the tool's
+own webhook so putting dmgate in front loses nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from proxy.context import CTX, Context
+from proxy.errors import NotFound, Unauthorized
+from proxy.forward import request_headers_for_upstream
+from proxy.platforms.base import Platform
+
+log = structlog.get_logger("dmgate.webhooks")
+MAX_WEBHOOK_BODY = 1024 * 1024
+
+
+def _platform(request: web.Request) -> tuple[Context, Platform, str | None]:
+    ctx = request.app[CTX]
+    name = request.match_info["platform"]
+    platform = ctx.platforms.get(name)
+    if platform is None:
+        raise NotFound(f"no webhook receiver for platform {name!r}")
+    secret = ctx.settings.webhook_secrets.get(name)
+    return ctx, platform, secret.get_secret_value() if secret else None
+
+
+async def challenge(request: web.Request) -> web.Response:
+    _ctx, platform, secret = _platform(request)
+    answer = platform.webhook_challenge(request.query, secret)
+    if answer is None:
+        raise NotFound("not a webhook challenge request")
+    return web.Response(
+        status=answer.status, body=answer.body_bytes(), content_type=answer.content_type
+    )
+
+
+async def receive(request: web.Request) -> web.Response:
+    ctx, platform, secret = _platform(request)
+    body = await request.content.read(MAX_WEBHOOK_BODY + 1)
+    if len(body) > MAX_WEBHOOK_BODY:
+        return web.json_response({"error": "payload_too_large", "source": "dmgate"}, status=413)
+    if not platform.webhook_signature_valid(request.headers, body, secret):
+        log.warning("webhook_signature_invalid", platform=platform.name)
+        raise Unauthorized("webhook signature missing or invalid")
+    now = datetime.now(UTC)
+    facts = platform.webhook_facts(body, now)
+    await ctx.store.signals.record_facts(platform.name, facts, now, source="webhook")
+    log.info("webhook_received", platform=platform.name, facts=len(facts))
+    relay = ctx.settings.webhook_relay.get(platform.name)
+    if relay:
+        await _relay(ctx, relay, request, body)
+    return web.Response(status=200)
+
+
+async def _relay(ctx: Context, url: str, request: web.Request, body: bytes) -> None:
+    headers = request_headers_for_upstream(request.headers)
+    headers.popall("Content-Length", None)
+    try:
+        async with ctx.forwarder.session.post(url, data=body, headers=headers) as resp:
+            await resp.read()
+            if resp.status >= 300:
+                log.warning("webhook_relay_failed", status=resp.status)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("webhook_relay_failed", error=type(exc).__name__)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/webhooks/{platform}", challenge)
+    app.router.add_post("/webhooks/{platform}", receive)
