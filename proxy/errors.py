@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import structlog
 from aiohttp import web
+
+log = structlog.get_logger("dmgate")
 
 
 class DMGateError(Exception):
@@ -128,3 +131,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         if exc.status == 405:
             return MethodNotAllowed(f"{request.method} is not allowed here").response()
         raise
+    except Exception:
+        # A bug in dmgate: say so in JSON, log it, and never forward anything unjudged.
+        log.exception("internal_error", method=request.method, path=request.path)
+        return DMGateError("dmgate failed to handle this request (see its log)").response()

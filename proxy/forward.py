@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy.errors import UpstreamTimeout, UpstreamUnavailable
+from proxy.errors import BadRequest, UpstreamTimeout, UpstreamUnavailable
 from proxy.metrics import Metrics
 
 # RFC 9110 §7.6.1, plus the proxy ones every proxy drops.
@@ -34,7 +34,9 @@ HOP_BY_HOP = frozenset(
         "Upgrade",
     )
 )
-# The client library must add nothing the tool did not send.
+# The client library must add nothing the tool did not send. One exception aiohttp has no
+# switch for: a POST/PUT/PATCH/DELETE without a body goes out with `Content-Length: 0`.
+# That is the same message (no body either way; RFC 9110 §8.6 even asks for it on POST).
 _SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 _NO_BODY_STATUS = frozenset({204, 304})
 
@@ -46,23 +48,52 @@ def _connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set
     return tokens
 
 
+# Header values are bytes on the wire; aiohttp parses them as UTF-8 with surrogateescape
+# and its writer silently skips the surrogates, so a byte that is not UTF-8 (RFC 9110
+# obs-text, e.g. a Latin-1 `é`) would vanish on the way through. Such a request is refused
+# (the tool can fix it; forwarding it altered could break what it signed); in an answer,
+# which dmgate cannot send back, each such byte is passed as the Latin-1 character it
+# historically meant (RFC 9110 §5.5), so nothing is lost.
+_STRAY_BYTE_AS_LATIN1 = {0xDC80 + i: chr(0x80 + i) for i in range(128)}
+
+
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def request_headers_for_upstream(
     headers: CIMultiDictProxy[str] | CIMultiDict[str],
 ) -> CIMultiDict[str]:
-    """The tool's headers minus hop-by-hop, Host and dmgate's own control headers."""
+    """The tool's headers minus hop-by-hop, Host and dmgate's own control headers, in
+    order, repeats kept. (Names keep their spelling, except that aiohttp's parser writes
+    well-known ones canonically, `authorization` → `Authorization`: names are
+    case-insensitive, RFC 9110 §5.1.)"""
     drop = HOP_BY_HOP | _connection_tokens(headers) | {"host"}
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         low = name.lower()
         if low in drop or low.startswith("dmgate-"):
             continue
+        if not value.isascii() and not _is_utf8(value):
+            raise BadRequest(
+                f"header {name!r} carries bytes that are not UTF-8; dmgate forwards "
+                "headers unchanged or not at all"
+            )
         out.add(name, value)
     return out
 
 
 def response_headers_for_client(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     drop = HOP_BY_HOP | _connection_tokens(headers)
-    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
+    return CIMultiDict(
+        (k, v if v.isascii() else v.translate(_STRAY_BYTE_AS_LATIN1))
+        for k, v in headers.items()
+        if k.lower() not in drop
+    )
 
 
 def client_session(
@@ -130,6 +161,25 @@ class Forwarder:
             return await relay_response(request, upstream)
 
 
+class RelayedResponse(web.StreamResponse):
+    """A response that carries only what the upstream said.
+
+    aiohttp fills in `Content-Type: application/octet-stream` and `Server: aiohttp/…` when
+    a response has none; for a relayed answer that would put words in the upstream's mouth
+    (a tool may sniff an untyped body; `Server` would leak dmgate's stack as the
+    platform's), so both are removed again if the upstream did not send them. `Date` is
+    kept: RFC 9110 §6.6.1 asks a forwarding recipient to add it when it is missing.
+    Transfer framing is left to aiohttp: the upstream's `Content-Length` when it sent one,
+    otherwise chunked (HTTP/1.1 clients) or close-delimited (HTTP/1.0 clients).
+    """
+
+    async def _prepare_headers(self) -> None:
+        invented = [h for h in (hdrs.CONTENT_TYPE, hdrs.SERVER) if h not in self.headers]
+        await super()._prepare_headers()
+        for name in invented:
+            self.headers.popall(name, None)
+
+
 async def relay_response(
     request: web.Request,
     upstream: aiohttp.ClientResponse,
@@ -138,16 +188,10 @@ async def relay_response(
 ) -> web.StreamResponse:
     """Copy an upstream response to the client, streaming the body. `prefix` is body
     already read from the upstream."""
-    resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+    resp = RelayedResponse(status=upstream.status, reason=upstream.reason)
     resp.headers.extend(response_headers_for_client(upstream.headers))
     if extra_headers:
         resp.headers.update(extra_headers)
-    if (
-        "Content-Length" not in upstream.headers
-        and request.method != "HEAD"
-        and (upstream.status not in _NO_BODY_STATUS)
-    ):
-        resp.enable_chunked_encoding()
     await resp.prepare(request)
     if request.method != "HEAD" and upstream.status not in _NO_BODY_STATUS:
         try:

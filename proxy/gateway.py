@@ -29,7 +29,13 @@ from proxy.forward import (
     response_headers_for_client,
 )
 from proxy.ids import new_id
-from proxy.platforms.base import BadDMRequest, Kind, Platform, RequestView
+from proxy.platforms.base import (
+    BadDMRequest,
+    Kind,
+    Platform,
+    PlatformResponse,
+    RequestView,
+)
 from proxy.routing import Target, resolve
 from proxy.store.holds import DecisionRecord
 
@@ -56,6 +62,15 @@ async def handle(request: web.Request) -> web.StreamResponse:
         assert platform is not None
         return await _learn_from_signal(request, ctx, target, platform, view)
     return await ctx.forwarder.stream(request, target.route_name, target.url)
+
+
+def as_http(answer: PlatformResponse, headers: dict[str, str] | None = None) -> web.Response:
+    """An adapter's answer as an HTTP response (its content type may carry parameters)."""
+    return web.Response(
+        status=answer.status,
+        body=answer.body_bytes(),
+        headers={"Content-Type": answer.content_type, **answer.headers, **(headers or {})},
+    )
 
 
 # --- who is sending -------------------------------------------------------------------
@@ -233,12 +248,7 @@ async def _judge_dm(
     if decision.action is Action.BLOCK:
         reason = "; ".join(m.reason for m in decision.enforced if m.action is Action.BLOCK)
         answer = platform.block_response(view, reason)
-        return web.Response(
-            status=answer.status,
-            body=answer.body_bytes(),
-            content_type=answer.content_type,
-            headers={DECISION_HEADER: "block", **answer.headers},
-        )
+        return as_http(answer, {DECISION_HEADER: "block"})
     return await _forward_dm(
         request, ctx, target, body, decision.would_action, shadow=decision.shadow
     )

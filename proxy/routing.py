@@ -28,14 +28,21 @@ def resolve(request: web.Request, routes: dict[str, Route]) -> Target:
             "CONNECT is not accepted: dmgate runs in reverse-proxy mode "
             "(call http://dmgate/{route}/… instead)"
         )
-    raw_target = request._message.path  # the request line as sent, before any normalising
+    # `raw_path` is the request-target exactly as the request line carried it: not
+    # normalised (the router saw `/x/../api` as `/api`; this still says `/x/../api`), not
+    # decoded, and for an absolute-form request the whole `http://host/…`. It never holds
+    # raw non-ASCII bytes: aiohttp's parser answers those 400 itself (RFC 3986 allows only
+    # percent-encoded octets), so no request gets this far with an ambiguous encoding.
+    raw_target = request.raw_path
     if not raw_target.startswith("/"):
         raise BadRequest(
             "absolute-form request targets are not accepted: call "
             "http://dmgate/{route}/{path} (reverse mode)"
         )
+    # A fragment is never part of a request (RFC 9112 §3.2); the parser lets one through,
+    # and anything after it — a `?` included — must not reach the upstream as a query.
+    raw_target = raw_target.split("#", 1)[0]
     raw_path, _, raw_query = raw_target.partition("?")
-    raw_path = raw_path.split("#", 1)[0]
     _, _, rest = raw_path.partition("/")
     route_name, slash, remainder = rest.partition("/")
     route = routes.get(route_name)
@@ -47,6 +54,9 @@ def resolve(request: web.Request, routes: dict[str, Route]) -> Target:
     remainder = slash + remainder
     decoded = _checked_path(remainder)
     base = URL(route.upstream)
+    # Built from parts with encoded=True: the host can only be the route's, and yarl (and
+    # aiohttp after it) send path and query as they are, never re-quoted. One byte is lost:
+    # a bare `?` with nothing after it (yarl has no empty-query form).
     url = URL.build(
         scheme=base.scheme,
         host=base.raw_host or "",

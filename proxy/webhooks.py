@@ -13,6 +13,7 @@ from aiohttp import web
 from proxy.context import CTX, Context
 from proxy.errors import NotFound, Unauthorized
 from proxy.forward import request_headers_for_upstream
+from proxy.gateway import as_http
 from proxy.platforms.base import Platform
 
 log = structlog.get_logger("dmgate.webhooks")
@@ -34,9 +35,7 @@ async def challenge(request: web.Request) -> web.Response:
     answer = platform.webhook_challenge(request.query, secret)
     if answer is None:
         raise NotFound("not a webhook challenge request")
-    return web.Response(
-        status=answer.status, body=answer.body_bytes(), content_type=answer.content_type
-    )
+    return as_http(answer)
 
 
 async def receive(request: web.Request) -> web.Response:

@@ -102,6 +102,11 @@ class DMGate:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def restart(self) -> DMGate:
+        """Start again on the same port, database and settings (after stop or kill)."""
+        self.stop()
+        return self.start()
+
     def logs(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
@@ -152,11 +157,12 @@ class WebhookReceiver:
     """A review endpoint on loopback that records what it gets; can fail on purpose."""
 
     fail_first: int = 0
+    port: int = 0
     received: list[ReceivedHook] = field(default_factory=list)
     attempts: int = 0
 
     def __post_init__(self) -> None:
-        self.port = free_port()
+        self.port = self.port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()

@@ -1,0 +1,21 @@
+"""Platform adapters, one module per network, and the one registry that names them."""
+
+from __future__ import annotations
+
+from proxy.platforms.base import Platform
+from proxy.platforms.x import XPlatform
+
+# Route settings name a platform by these keys (`{"platform": "x"}`).
+PLATFORMS: dict[str, type[Platform]] = {
+    XPlatform.name: XPlatform,
+}
+
+
+def get_platform(name: str) -> Platform:
+    """A fresh adapter for the platform called `name`."""
+    try:
+        cls = PLATFORMS[name]
+    except KeyError:
+        known = ", ".join(sorted(PLATFORMS))
+        raise KeyError(f"unknown platform {name!r}; known platforms: {known}") from None
+    return cls()
