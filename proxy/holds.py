@@ -22,10 +22,10 @@ from yarl import URL
 
 from policies.model import Decision, OutboundMessage
 from proxy.context import Context
-from proxy.errors import Conflict, DMGateError, NotFound
+from proxy.errors import Conflict, DMGateError, NotFound, Unprocessable
 from proxy.forward import request_headers_for_upstream
 from proxy.ids import new_id
-from proxy.platforms.base import ParsedDM, Platform, RequestView
+from proxy.platforms.base import BadDMRequest, ParsedDM, Platform, RequestView
 from proxy.routing import Target
 from proxy.store.holds import (
     PENDING,
@@ -161,16 +161,18 @@ async def approve(
     ctx: Context, hold_id: str, by: str, text: str | None, note: str | None
 ) -> dict[str, Any]:
     row = await _pending(ctx, hold_id)
-    now = datetime.now(UTC)
-    if not await ctx.store.holds.claim_release(hold_id, by, now):
-        raise _conflict(await ctx.store.holds.get(hold_id) or row, "approve")
     platform = ctx.platforms[row["platform"]]
     body: bytes = row["body"]
     sent_text = row["text"]
     if text is not None and text != row["text"]:
-        view = _stored_view(ctx, row)
-        body = platform.replace_text(view, body, text)
+        try:
+            body = platform.replace_text(_stored_view(ctx, row), body, text)
+        except BadDMRequest as exc:
+            raise Unprocessable(f"the edited text cannot be sent: {exc}") from None
         sent_text = text
+    now = datetime.now(UTC)
+    if not await ctx.store.holds.claim_release(hold_id, by, now):
+        raise _conflict(await ctx.store.holds.get(hold_id) or row, "approve")
     headers = [
         (k, v)
         for k, v in ctx.keyring.open_headers(row["headers_sealed"])

@@ -40,9 +40,10 @@ def sqlite_path(url: str) -> Path | None:
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     full = async_url(url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {}
     if full.startswith("postgresql"):
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+        # pre-ping: a connection killed by a database restart is replaced, not used.
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
     engine = create_async_engine(full, **kwargs)
     if engine.dialect.name == "sqlite":
         path = sqlite_path(url)

@@ -34,6 +34,8 @@ from proxy.store.tables import (
 # Enough earlier copies of a template to compare a new message against; beyond this the
 # template is well described and rows would only grow.
 MAX_SIGNATURES_PER_TEMPLATE = 16
+# Templates compared per message, those sharing the most bands first.
+MAX_CANDIDATE_TEMPLATES = 8
 
 
 class StoreSignals:
@@ -83,74 +85,64 @@ class StoreSignals:
         now_s, since_s = now.timestamp(), since.timestamp()
         keys = list(fingerprint.band_keys)
         async with self._engine.begin() as conn:
-            # 1. Candidate templates: one indexed lookup of this message's band keys.
-            candidates = set(
-                (
-                    await conn.execute(
-                        sa.select(lsh_bands.c.template_id).where(lsh_bands.c.key.in_(keys))
-                    )
-                ).scalars()
+            # 1. One indexed lookup: the templates sharing a band with this message (each
+            # band key names one template, so at most `bands` of them — bounded whatever
+            # the history), most band hits first, with every stored copy of each.
+            hits = (
+                sa.select(lsh_bands.c.template_id, sa.func.count().label("hits"))
+                .where(lsh_bands.c.key.in_(keys))
+                .group_by(lsh_bands.c.template_id)
+                .order_by(sa.desc("hits"))
+                .limit(MAX_CANDIDATE_TEMPLATES)
+                .subquery()
             )
-            template_id = None
-            known_text = False
-            if candidates:
-                # 2. Compare against every stored copy of each candidate, not one
-                # representative (MinHash estimates are noisy near the threshold).
-                rows = await conn.execute(
-                    sa.select(
-                        template_signatures.c.template_id,
-                        template_signatures.c.text_key,
-                        template_signatures.c.signature,
-                    ).where(template_signatures.c.template_id.in_(candidates))
-                )
-                best = -1.0
-                for tid, text_key, sig in rows:
-                    score = (
-                        1.0
-                        if text_key == fingerprint.text_key
-                        else similarity(sig, fingerprint.signature)
-                    )
-                    if score >= threshold and score > best:
-                        best, template_id = score, tid
-                        known_text = text_key == fingerprint.text_key
+            rows = await conn.execute(
+                sa.select(
+                    template_signatures.c.template_id,
+                    template_signatures.c.text_key,
+                    template_signatures.c.signature,
+                ).join(hits, hits.c.template_id == template_signatures.c.template_id)
+            )
+            # 2. Compare with every stored copy, not one representative: MinHash estimates
+            # are noisy near the threshold.
+            template_id, best, known_text = None, -1.0, False
+            for tid, text_key, sig in rows:
+                exact = text_key == fingerprint.text_key
+                score = 1.0 if exact else similarity(sig, fingerprint.signature)
+                if score >= threshold and score > best:
+                    best, template_id, known_text = score, tid, exact
             if template_id is None:
                 template_id = (
                     await conn.execute(
                         sa.insert(templates)
-                        .values(
-                            platform=platform, account=account, first_seen=now_s, last_seen=now_s
-                        )
+                        .values(platform=platform, account=account, first_seen=now_s)
                         .returning(templates.c.id)
                     )
                 ).scalar_one()
-            else:
-                await conn.execute(
-                    sa.update(templates)
-                    .where(templates.c.id == template_id)
-                    .values(last_seen=now_s)
-                )
-            # 3. Index this copy: bands that already point elsewhere keep their template.
+            # 3. Index this copy: bands that already name a template keep it.
             await conn.execute(
                 insert_ignore(conn, lsh_bands).on_conflict_do_nothing(),
                 [{"key": k, "template_id": template_id} for k in keys],
             )
             if not known_text:
-                count = (
-                    await conn.execute(
-                        sa.select(sa.func.count()).where(
-                            template_signatures.c.template_id == template_id
-                        )
+                # Keep up to MAX_SIGNATURES_PER_TEMPLATE distinct copies to compare against.
+                stored = (
+                    sa.select(sa.func.count())
+                    .where(template_signatures.c.template_id == template_id)
+                    .scalar_subquery()
+                )
+                await conn.execute(
+                    insert_ignore(conn, template_signatures)
+                    .from_select(
+                        ["template_id", "text_key", "signature"],
+                        sa.select(
+                            sa.literal(template_id, sa.BigInteger),
+                            sa.literal(fingerprint.text_key, sa.BigInteger),
+                            sa.literal(fingerprint.signature, sa.LargeBinary),
+                        ).where(stored < MAX_SIGNATURES_PER_TEMPLATE),
                     )
-                ).scalar_one()
-                if count < MAX_SIGNATURES_PER_TEMPLATE:
-                    await conn.execute(
-                        insert_ignore(conn, template_signatures).on_conflict_do_nothing(),
-                        {
-                            "template_id": template_id,
-                            "text_key": fingerprint.text_key,
-                            "signature": fingerprint.signature,
-                        },
-                    )
+                    .on_conflict_do_nothing()
+                )
             stmt = insert_ignore(conn, template_recipients)
             await conn.execute(
                 stmt.on_conflict_do_update(
@@ -165,7 +157,7 @@ class StoreSignals:
                     for r in recipients
                 ],
             )
-            # 4. Distinct recipients in the window, capped: we only need "at least N".
+            # 4. Distinct recipients in the window, capped: only "at least N" matters.
             recent = (
                 sa.select(sa.literal(1))
                 .where(
@@ -175,7 +167,9 @@ class StoreSignals:
                 .limit(cap)
                 .subquery()
             )
-            return (await conn.execute(sa.select(sa.func.count()).select_from(recent))).scalar_one()
+            return (
+                await conn.execute(sa.select(sa.func.count()).select_from(recent))
+            ).scalar_one()
 
     # --- facts learnt from traffic -----------------------------------------------------
 

@@ -139,7 +139,6 @@ templates = sa.Table(
     sa.Column("platform", sa.String(32), nullable=False),
     sa.Column("account", sa.String(128), nullable=False),
     sa.Column("first_seen", sa.Float, nullable=False),
-    sa.Column("last_seen", sa.Float, nullable=False),
 )
 # key = hash(scope, band, band values): one indexed lookup per DM, whatever the history.
 lsh_bands = sa.Table(

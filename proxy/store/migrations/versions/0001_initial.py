@@ -172,7 +172,6 @@ def upgrade() -> None:
         sa.Column("platform", sa.String(length=32), nullable=False),
         sa.Column("account", sa.String(length=128), nullable=False),
         sa.Column("first_seen", sa.Float(), nullable=False),
-        sa.Column("last_seen", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
 

@@ -1,0 +1,108 @@
+"""The policy engine: every enabled policy judges a DM, the strictest action wins.
+
+Policies are small classes registered in POLICY_TYPES; the engine knows none of them by
+name. Each has a `name` (its key under `policies:` in the policy file), a `config_model`
+(the pydantic model of that section), is built from its section, and answers
+`evaluate(message, signals, now)` with a reason when it matches or None.
+
+Exceptions raised by a policy (a store outage inside `signals`, a bug) propagate out of
+`Engine.evaluate` unchanged: the proxy answers such a DM with 503 and never forwards it
+unjudged (fail closed). The engine does not catch and carry on, because a DM judged by
+half of the policies would silently be allowed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from policies.config import LoadedPolicies, PolicyConfig, PolicyFile, load_policy_file
+from policies.follow_timing import FollowTiming
+from policies.model import Action, Decision, Mode, OutboundMessage, PolicyMatch, Signals
+from policies.template_reuse import TemplateReuse
+
+
+class Policy(Protocol):
+    name: ClassVar[str]
+    config_model: ClassVar[type[PolicyConfig]]
+
+    def __init__(self, config: Any) -> None: ...
+
+    async def evaluate(
+        self, message: OutboundMessage, signals: Signals, now: datetime
+    ) -> str | None:
+        """The reason this DM matches (without the policy name), or None."""
+        ...
+
+
+# Adding a policy: a module with its class, an entry here, and its config section in
+# policies.config.PoliciesSection (a unit test keeps the two in step).
+POLICY_TYPES: tuple[type[Policy], ...] = (FollowTiming, TemplateReuse)
+
+
+@dataclass(frozen=True)
+class ActivePolicy:
+    """A policy that is on, with the action and mode it acts with."""
+
+    name: str
+    action: Action
+    mode: Mode
+    policy: Policy
+
+
+class Engine:
+    """Immutable once built: a reloaded policy file becomes a new Engine."""
+
+    def __init__(self, config: PolicyFile, version: str = "") -> None:
+        self.config = config
+        self.version = version
+        active: list[ActivePolicy] = []
+        for policy_type in POLICY_TYPES:
+            section = config.policies.get(policy_type.name)
+            action = section.action.to_action() if section else None
+            if section is None or action is None:  # absent or `off`: never evaluated
+                continue
+            mode = section.mode or config.mode
+            active.append(ActivePolicy(policy_type.name, action, mode, policy_type(section)))
+        self.active: tuple[ActivePolicy, ...] = tuple(active)
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedPolicies) -> Engine:
+        return cls(loaded.config, loaded.version)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Engine:
+        """Raises policies.config.PolicyFileError for a file that cannot be used."""
+        return cls.from_loaded(load_policy_file(path))
+
+    async def evaluate(self, message: OutboundMessage, signals: Signals, now: datetime) -> Decision:
+        """Judge one DM. `now` must be timezone-aware (UTC).
+
+        Every active policy is evaluated, even after a block: template_reuse records the
+        attempt, and attempts count whatever happens to the DM.
+        """
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        started = time.perf_counter()
+        matches: list[PolicyMatch] = []
+        for active in self.active:
+            reason = await active.policy.evaluate(message, signals, now)
+            if reason is not None:
+                matches.append(
+                    PolicyMatch(active.name, active.action, active.mode, f"{active.name}: {reason}")
+                )
+        return Decision(
+            action=_strictest(m.action for m in matches if m.mode is Mode.ENFORCE),
+            would_action=_strictest(m.action for m in matches),
+            matches=tuple(matches),
+            evaluation_seconds=time.perf_counter() - started,
+            policy_version=self.version,
+        )
+
+
+def _strictest(actions: Iterable[Action]) -> Action:
+    return max(actions, key=lambda action: action.severity, default=Action.ALLOW)
