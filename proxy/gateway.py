@@ -182,13 +182,16 @@ async def _judge_dm(
     try:
         account, _ = await identify_account(ctx, platform, view)
         recipients = platform.recipients_for(dm, account)
+        names = dm.recipient_names + await ctx.store.signals.recipient_names(
+            platform.name, recipients
+        )
         message = OutboundMessage(
             platform=platform.name,
             account=account,
             recipients=recipients,
             text=dm.text,
             route=target.route_name,
-            recipient_names=dm.recipient_names,
+            recipient_names=names,
         )
         key = dedupe_key(platform.name, account, recipients, dm.text)
         now = datetime.now(UTC)

@@ -118,7 +118,16 @@ class InboundMessage:
     at: datetime | None = None
 
 
-Fact = Followed | Unfollowed | FollowerSnapshot | Identity | InboundMessage
+@dataclass(frozen=True)
+class Profile:
+    """How `user` is addressed (display name, handle): a template's "Hi Anna" and
+    "Hi Ben" normalise to the same text when the recipient's names are known."""
+
+    user: str
+    names: tuple[str, ...]
+
+
+Fact = Followed | Unfollowed | FollowerSnapshot | Identity | InboundMessage | Profile
 
 
 class Platform(ABC):

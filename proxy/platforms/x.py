@@ -35,6 +35,7 @@ from proxy.platforms.base import (
     ParsedDM,
     Platform,
     PlatformResponse,
+    Profile,
     RequestView,
     Unfollowed,
 )
@@ -491,8 +492,9 @@ class XPlatform(Platform):
     def _learn_me(
         self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
     ) -> list[Fact]:
-        user_id = _id_of(doc.get("data", {}).get("id"))
-        return [Identity(user_id)] if user_id else []
+        user = doc.get("data", {})
+        user_id = _id_of(user.get("id"))
+        return [Identity(user_id), *_profiles([user])] if user_id else []
 
     def _learn_followers(
         self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
@@ -503,7 +505,7 @@ class XPlatform(Platform):
         users = doc.get("data") or []  # X omits `data` when there are no followers
         followers = tuple(i for u in users if isinstance(u, dict) and (i := _id_of(u.get("id"))))
         first = not req.query.get("pagination_token")
-        return [FollowerSnapshot(owner, followers, first_page=first)]
+        return [FollowerSnapshot(owner, followers, first_page=first), *_profiles(users)]
 
     def _v1_follower_owner(self, req: RequestView, account: str | None) -> str | None:
         if "user_id" in req.query:
@@ -528,13 +530,23 @@ class XPlatform(Platform):
         owner = self._v1_follower_owner(req, account)
         if owner is None:
             return []
+        users = doc.get("users") or []
         followers = tuple(
-            i
-            for u in doc.get("users") or []
-            if isinstance(u, dict) and (i := _id_of(u.get("id_str", u.get("id"))))
+            i for u in users if isinstance(u, dict) and (i := _id_of(u.get("id_str", u.get("id"))))
         )
         first = req.query.get("cursor", "-1") == "-1"
-        return [FollowerSnapshot(owner, followers, first_page=first)]
+        profiles = _profiles(
+            [
+                {
+                    "id": u.get("id_str", u.get("id")),
+                    "name": u.get("name"),
+                    "username": u.get("screen_name"),
+                }
+                for u in users
+                if isinstance(u, dict)
+            ]
+        )
+        return [FollowerSnapshot(owner, followers, first_page=first), *profiles]
 
     def _learn_dm_events(
         self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
@@ -716,3 +728,15 @@ def _activity_api_facts(data: Any, received_at: datetime) -> list[Fact]:
                 at = _epoch_ms(payload.get("created_at_msec")) or received_at
                 facts.append(InboundMessage(watched, sender, at))
     return facts
+
+
+def _profiles(users: list[Any]) -> list[Fact]:
+    """Display names and handles of user objects, for the template `<name>` placeholder."""
+    out: list[Fact] = []
+    for user in users:
+        if not isinstance(user, dict) or not (uid := _id_of(user.get("id"))):
+            continue
+        names = tuple(n for k in ("name", "username") if isinstance(n := user.get(k), str) and n)
+        if names:
+            out.append(Profile(uid, names))
+    return out

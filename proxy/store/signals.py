@@ -17,6 +17,7 @@ from proxy.platforms.base import (
     FollowerSnapshot,
     Identity,
     InboundMessage,
+    Profile,
     Unfollowed,
 )
 from proxy.store.database import insert_ignore
@@ -26,6 +27,7 @@ from proxy.store.tables import (
     identities,
     inbound,
     lsh_bands,
+    profiles,
     template_recipients,
     template_signatures,
     templates,
@@ -167,9 +169,7 @@ class StoreSignals:
                 .limit(cap)
                 .subquery()
             )
-            return (
-                await conn.execute(sa.select(sa.func.count()).select_from(recent))
-            ).scalar_one()
+            return (await conn.execute(sa.select(sa.func.count()).select_from(recent))).scalar_one()
 
     # --- facts learnt from traffic -----------------------------------------------------
 
@@ -184,6 +184,16 @@ class StoreSignals:
                 )
             ).scalar_one_or_none()
 
+    async def recipient_names(self, platform: str, recipients: tuple[str, ...]) -> tuple[str, ...]:
+        """Every known display name and handle of these recipients."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(profiles.c.names).where(
+                    profiles.c.platform == platform, profiles.c.user_id.in_(recipients)
+                )
+            )
+            return tuple(name for (names,) in rows for name in names)
+
     async def record_facts(
         self,
         platform: str,
@@ -196,8 +206,28 @@ class StoreSignals:
         if not facts:
             return
         async with self._engine.begin() as conn:
+            names = [f for f in facts if isinstance(f, Profile)]
+            if names:
+                # A follower page carries up to 1000 of them: one statement.
+                stmt = insert_ignore(conn, profiles)
+                await conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[profiles.c.platform, profiles.c.user_id],
+                        set_={"names": stmt.excluded.names, "updated_at": stmt.excluded.updated_at},
+                    ),
+                    [
+                        {
+                            "platform": platform,
+                            "user_id": p.user,
+                            "names": list(p.names),
+                            "updated_at": now,
+                        }
+                        for p in {p.user: p for p in names}.values()
+                    ],
+                )
             for fact in facts:
-                await self._record(conn, platform, fact, now, credential_hash, source)
+                if not isinstance(fact, Profile):
+                    await self._record(conn, platform, fact, now, credential_hash, source)
 
     async def _record(
         self,

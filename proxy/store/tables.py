@@ -131,6 +131,16 @@ identities = sa.Table(
     sa.Column("seen_at", UTCDateTime, nullable=False),
 )
 
+# How recipients are addressed, for the template `<name>` placeholder.
+profiles = sa.Table(
+    "profiles",
+    metadata,
+    sa.Column("platform", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("names", sa.JSON, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
 # Template index (research/template-reuse.md, "Storage shape that scaled").
 templates = sa.Table(
     "templates",

@@ -175,3 +175,28 @@ def test_account_identification(gate, fake_x):
     assert r.headers["DMGate-Decision"] == "allow"
     assert all(k.lower() != "dmgate-account" for k, _ in fake_x.state.requests[-1].headers)
     assert "opaque-token-150" not in gate.logs()
+
+
+def test_recipient_names_from_follower_lists_become_placeholders(dmgate_factory, fake_x):
+    """Without names these two texts share too little to be one template; with the names
+    dmgate saw in the follower list they are the same text."""
+    fake_x.state.add_user(SENDER, token=SENDER_TOKEN)
+    names = {"361": "Maximilian Montgomery", "362": "Bartholomew Featherstonehaugh",
+             "363": "Ottoline Fairweather-Browne"}
+    for uid, name in names.items():
+        fake_x.state.add_user(uid, name=name, username=f"user{uid}")
+    fake_x.state.followers[SENDER] = list(names)
+    gate = dmgate_factory(policy_yaml="""
+policies:
+  template_reuse: {action: hold, min_recipients: 3, window: 24h}
+""")
+    learn_identity(gate.client)
+    text = "Hi {}, welcome aboard! Grab your free trial today"
+    decisions = [send_dm(gate.client, uid, text.format(name)).headers["DMGate-Decision"]
+                 for uid, name in names.items()]
+    assert decisions == ["allow", "allow", "allow"]  # names unknown: not one template
+
+    _followers(gate)  # dmgate sees the follower list, with names
+    later = [send_dm(gate.client, uid, text.format(name) + " :)").headers["DMGate-Decision"]
+             for uid, name in names.items()]
+    assert later == ["allow", "allow", "hold"]

@@ -134,6 +134,14 @@ def upgrade() -> None:
         batch_op.create_index("ix_outbox_due", ["status", "next_attempt_at"], unique=False)
 
     op.create_table(
+        "profiles",
+        sa.Column("platform", sa.String(length=32), nullable=False),
+        sa.Column("user_id", sa.String(length=128), nullable=False),
+        sa.Column("names", sa.JSON(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("platform", "user_id"),
+    )
+    op.create_table(
         "review_tokens",
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("token_sha256", sa.String(length=64), nullable=False),
@@ -184,6 +192,7 @@ def downgrade() -> None:
 
     op.drop_table("template_recipients")
     op.drop_table("review_tokens")
+    op.drop_table("profiles")
     with op.batch_alter_table("notification_outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_due")
 
