@@ -30,6 +30,7 @@ from proxy.platforms.base import (
     InboundMessage,
     Kind,
     ParsedDM,
+    Profile,
     RequestView,
     Unfollowed,
 )
@@ -485,7 +486,10 @@ def test_replace_text_to_empty_without_attachments_is_refused() -> None:
 
 def test_users_me_teaches_the_identity() -> None:
     body = dumps({"data": {"id": "2244994945", "name": "X Dev", "username": "XDevelopers"}})
-    assert X.learn(view("GET", "/2/users/me"), None, 200, body) == [Identity("2244994945")]
+    assert X.learn(view("GET", "/2/users/me"), None, 200, body) == [
+        Identity("2244994945"),
+        Profile("2244994945", ("X Dev", "XDevelopers")),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -517,13 +521,15 @@ FOLLOWERS_PAGE = dumps(
 def test_followers_first_page_snapshot() -> None:
     req = view("GET", "/2/users/783214/followers", query=[("max_results", "2")])
     assert X.learn(req, None, 200, FOLLOWERS_PAGE) == [
-        FollowerSnapshot("783214", ("6253282", "2244994945"), first_page=True)
+        FollowerSnapshot("783214", ("6253282", "2244994945"), first_page=True),
+        Profile("6253282", ("API", "API")),
+        Profile("2244994945", ("X Dev", "XDevelopers")),
     ]
 
 
 def test_followers_continuation_page_is_not_first() -> None:
     req = view("GET", "/2/users/783214/followers", query=[("pagination_token", "DFEDBNRFT3MHCZZZ")])
-    [snapshot] = X.learn(req, None, 200, FOLLOWERS_PAGE)
+    snapshot, *_profiles = X.learn(req, None, 200, FOLLOWERS_PAGE)
     assert isinstance(snapshot, FollowerSnapshot)
     assert snapshot.first_page is False
 
@@ -550,9 +556,20 @@ def test_v1_follower_ids_by_user_id_or_for_the_caller() -> None:
 
 
 def test_v1_follower_list_uses_id_str() -> None:
-    body = dumps({"users": [{"id": 1, "id_str": "1"}, {"id_str": "22"}], "next_cursor": 0})
+    body = dumps(
+        {
+            "users": [
+                {"id": 1, "id_str": "1", "name": "One", "screen_name": "one"},
+                {"id_str": "22"},
+            ],
+            "next_cursor": 0,
+        }
+    )
     req = view("GET", "/1.1/followers/list.json", query=[("user_id", "7"), ("cursor", "-1")])
-    assert X.learn(req, None, 200, body) == [FollowerSnapshot("7", ("1", "22"), first_page=True)]
+    assert X.learn(req, None, 200, body) == [
+        FollowerSnapshot("7", ("1", "22"), first_page=True),
+        Profile("1", ("One", "one")),
+    ]
 
 
 DM_EVENTS = {
