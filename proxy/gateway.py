@@ -10,7 +10,7 @@ import zlib
 from datetime import UTC, datetime
 
 import structlog
-from aiohttp import web
+from aiohttp import StreamReader, web
 from sqlalchemy.exc import SQLAlchemyError
 
 from policies.model import Action, Decision, OutboundMessage
@@ -110,10 +110,15 @@ async def _learn_from_signal(
         size = upstream.content_length
         if not (200 <= upstream.status < 300) or (size is not None and size > MAX_SIGNAL_BODY):
             return await relay_response(request, upstream)
-        body = await upstream.content.read(MAX_SIGNAL_BODY + 1)
-        if len(body) > MAX_SIGNAL_BODY:
-            # Too big to learn from: send what we have and stream the rest.
-            return await relay_response(request, upstream, prefix=body)
+        chunks: list[bytes] = []
+        size_so_far = 0
+        async for chunk in upstream.content.iter_any():
+            chunks.append(chunk)
+            size_so_far += len(chunk)
+            if size_so_far > MAX_SIGNAL_BODY:
+                # Too big to learn from: send what we have and stream the rest.
+                return await relay_response(request, upstream, prefix=b"".join(chunks))
+        body = b"".join(chunks)
         resp = web.Response(status=upstream.status, reason=upstream.reason, body=body)
         resp.headers.extend(response_headers_for_client(upstream.headers))
         resp.headers.popall("Content-Length", None)
@@ -156,12 +161,25 @@ def _decoded(body: bytes, encoding: str) -> bytes | None:
 # --- DMs ------------------------------------------------------------------------------
 
 
+async def read_capped(stream: StreamReader, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it exceeds `limit` (what was read is lost, so
+    only use this where the caller then refuses the request or has kept a copy)."""
+    body = bytearray()
+    async for chunk in stream.iter_any():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 async def read_dm_body(request: web.Request, limit: int) -> bytes:
+    """The whole DM body, or 413 as soon as it is known to exceed `limit`."""
+    too_large = PayloadTooLarge(f"DM request bodies are limited to {limit} bytes", limit=limit)
     if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"DM request bodies are limited to {limit} bytes", limit=limit)
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise PayloadTooLarge(f"DM request bodies are limited to {limit} bytes", limit=limit)
+        raise too_large
+    body = await read_capped(request.content, limit)
+    if body is None:
+        raise too_large
     return body
 
 

@@ -184,8 +184,8 @@ async def approve(
             row["route"], row["method"], URL(row["url"], encoded=True), headers, body
         ) as resp:
             upstream_status = resp.status
-            raw = await resp.content.read(_UPSTREAM_BODY_KEEP)
-            upstream_body = raw.decode("utf-8", "replace")
+            raw = await resp.content.read()  # an API answer to one send: small
+            upstream_body = raw[:_UPSTREAM_BODY_KEEP].decode("utf-8", "replace")
             status = SENT if 200 <= resp.status < 300 else SEND_FAILED
     except (TimeoutError, DMGateError, aiohttp.ClientError) as exc:
         upstream_body = getattr(exc, "detail", None) or type(exc).__name__

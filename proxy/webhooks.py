@@ -13,7 +13,7 @@ from aiohttp import web
 from proxy.context import CTX, Context
 from proxy.errors import NotFound, Unauthorized
 from proxy.forward import request_headers_for_upstream
-from proxy.gateway import as_http
+from proxy.gateway import as_http, read_capped
 from proxy.platforms.base import Platform
 
 log = structlog.get_logger("dmgate.webhooks")
@@ -40,8 +40,8 @@ async def challenge(request: web.Request) -> web.Response:
 
 async def receive(request: web.Request) -> web.Response:
     ctx, platform, secret = _platform(request)
-    body = await request.content.read(MAX_WEBHOOK_BODY + 1)
-    if len(body) > MAX_WEBHOOK_BODY:
+    body = await read_capped(request.content, MAX_WEBHOOK_BODY)
+    if body is None:
         return web.json_response({"error": "payload_too_large", "source": "dmgate"}, status=413)
     if not platform.webhook_signature_valid(request.headers, body, secret):
         log.warning("webhook_signature_invalid", platform=platform.name)

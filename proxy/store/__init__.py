@@ -4,34 +4,33 @@ migrations)."""
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.store.database import create_engine, migrate
+from proxy.store.database import Database
 from proxy.store.holds import HoldStore
 from proxy.store.signals import StoreSignals
 
 
 class Store:
-    """The store's parts, sharing one connection pool."""
+    """The store's parts, sharing one database."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.signals = StoreSignals(engine)
-        self.holds = HoldStore(engine)
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.signals = StoreSignals(db)
+        self.holds = HoldStore(db)
 
     @classmethod
     async def open(cls, url: str, pool_size: int = 10) -> Store:
-        engine = create_engine(url, pool_size=pool_size)
+        """Connect and apply pending migrations."""
+        db = Database(url, pool_size=pool_size)
         try:
-            await migrate(engine)
+            await db.migrate()
         except BaseException:
-            await engine.dispose()
+            await db.close()
             raise
-        return cls(engine)
+        return cls(db)
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        await self.db.read(lambda conn: conn.execute(sa.text("SELECT 1")))
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self.db.close()

@@ -12,8 +12,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from proxy.store.database import Database
 from proxy.store.tables import decisions, holds, outbox, review_tokens
 
 PENDING, SENT, SEND_FAILED, REJECTED, EXPIRED = (
@@ -65,8 +65,8 @@ Row = dict[str, Any]
 
 
 class HoldStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def create(
         self, hold: NewHold, decision: DecisionRecord, notification: Row | None
@@ -76,12 +76,15 @@ class HoldStore:
         Returns (hold row, created). If a pending hold for the same DM exists (a retry),
         that one is returned and nothing is written but the decision record.
         """
+
+        def _op(conn: sa.Connection) -> None:
+            conn.execute(sa.insert(holds).values(status=PENDING, **hold.__dict__))
+            conn.execute(sa.insert(decisions).values(**decision.__dict__))
+            if notification is not None:
+                conn.execute(sa.insert(outbox).values(**notification))
+
         try:
-            async with self._engine.begin() as conn:
-                await conn.execute(sa.insert(holds).values(status=PENDING, **hold.__dict__))
-                await conn.execute(sa.insert(decisions).values(**decision.__dict__))
-                if notification is not None:
-                    await conn.execute(sa.insert(outbox).values(**notification))
+            await self._db.write(_op)
         except IntegrityError:
             existing = await self.pending_by_dedupe(hold.dedupe_key)
             if existing is None:
@@ -95,30 +98,33 @@ class HoldStore:
         return row, True
 
     async def record_decision(self, decision: DecisionRecord) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(sa.insert(decisions).values(**decision.__dict__))
+        def _op(conn: sa.Connection) -> None:
+            conn.execute(sa.insert(decisions).values(**decision.__dict__))
+
+        await self._db.write(_op)
 
     async def get(self, hold_id: str) -> Row | None:
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(sa.select(holds).where(holds.c.id == hold_id))).first()
-        return dict(row._mapping) if row else None
+        def _op(conn: sa.Connection) -> Row | None:
+            row = conn.execute(sa.select(holds).where(holds.c.id == hold_id)).first()
+            return dict(row._mapping) if row else None
+
+        return await self._db.read(_op)
 
     async def pending_by_dedupe(self, dedupe_key: str) -> Row | None:
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(holds).where(
-                        holds.c.dedupe_key == dedupe_key, holds.c.status == PENDING
-                    )
-                )
+        def _op(conn: sa.Connection) -> Row | None:
+            row = conn.execute(
+                sa.select(holds).where(holds.c.dedupe_key == dedupe_key, holds.c.status == PENDING)
             ).first()
-        return dict(row._mapping) if row else None
+            return dict(row._mapping) if row else None
+
+        return await self._db.read(_op)
 
     async def take_failed_retry(self, dedupe_key: str, now: datetime) -> Row | None:
         """An approved hold whose send failed lets the same DM through once, as approved."""
-        async with self._engine.begin() as conn:
+
+        def _op(conn: sa.Connection) -> Any:
             row = (
-                await conn.execute(
+                conn.execute(
                     sa.select(holds.c.id)
                     .where(
                         holds.c.dedupe_key == dedupe_key,
@@ -130,14 +136,15 @@ class HoldStore:
             ).first()
             if row is None:
                 return None
-            done = await conn.execute(
+            done = conn.execute(
                 sa.update(holds)
                 .where(holds.c.id == row.id, holds.c.retry_passed_at.is_(None))
                 .values(retry_passed_at=now)
             )
-            if done.rowcount != 1:
-                return None
-        return await self.get(row.id)
+            return row.id if done.rowcount == 1 else None
+
+        hold_id = await self._db.write(_op)
+        return await self.get(hold_id) if hold_id else None
 
     async def list(self, status: str | None, limit: int, cursor: str | None) -> list[Row]:
         """Newest first; `cursor` is the id of the last hold of the previous page."""
@@ -146,13 +153,17 @@ class HoldStore:
             q = q.where(holds.c.status == status)
         if cursor:
             q = q.where(holds.c.id < cursor)
-        async with self._engine.connect() as conn:
-            return [dict(r._mapping) for r in await conn.execute(q)]
+
+        def _op(conn: sa.Connection) -> list[Row]:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+        return await self._db.read(_op)
 
     async def claim_release(self, hold_id: str, by: str, now: datetime) -> bool:
         """Take the right to send. Exactly one caller gets True."""
-        async with self._engine.begin() as conn:
-            res = await conn.execute(
+
+        def _op(conn: sa.Connection) -> Any:
+            res = conn.execute(
                 sa.update(holds)
                 .where(
                     holds.c.id == hold_id,
@@ -162,7 +173,9 @@ class HoldStore:
                 )
                 .values(claimed_at=now, decided_by=by)
             )
-        return res.rowcount == 1
+            return res.rowcount == 1
+
+        return await self._db.write(_op)
 
     async def finish_release(
         self,
@@ -174,8 +187,8 @@ class HoldStore:
         upstream_status: int | None,
         upstream_body: str | None,
     ) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
+        def _op(conn: sa.Connection) -> Any:
+            conn.execute(
                 sa.update(holds)
                 .where(holds.c.id == hold_id, holds.c.status == PENDING)
                 .values(
@@ -188,24 +201,29 @@ class HoldStore:
                 )
             )
 
+        await self._db.write(_op)
+
     async def reject(
         self, hold_id: str, by: str, reason: str, note: str | None, now: datetime
     ) -> bool:
-        async with self._engine.begin() as conn:
-            res = await conn.execute(
+        def _op(conn: sa.Connection) -> Any:
+            res = conn.execute(
                 sa.update(holds)
                 .where(
                     holds.c.id == hold_id, holds.c.status == PENDING, holds.c.claimed_at.is_(None)
                 )
                 .values(status=REJECTED, decided_by=by, decided_at=now, reason=reason, note=note)
             )
-        return res.rowcount == 1
+            return res.rowcount == 1
+
+        return await self._db.write(_op)
 
     async def expire_due(self, now: datetime) -> list[Row]:
         """Pending holds past their expiry become `expired` (never sent)."""
-        async with self._engine.begin() as conn:
+
+        def _op(conn: sa.Connection) -> Any:
             due = (
-                await conn.execute(
+                conn.execute(
                     sa.select(holds.c.id, holds.c.created_at)
                     .where(
                         holds.c.status == PENDING,
@@ -217,7 +235,7 @@ class HoldStore:
             ).all()
             expired = []
             for row in due:
-                res = await conn.execute(
+                res = conn.execute(
                     sa.update(holds)
                     .where(
                         holds.c.id == row.id,
@@ -228,15 +246,18 @@ class HoldStore:
                 )
                 if res.rowcount == 1:
                     expired.append(dict(row._mapping))
-        return expired
+            return expired
+
+        return await self._db.write(_op)
 
     async def abandon_stale_claims(self, older_than: datetime, now: datetime) -> list[str]:
         """A release whose process died mid-send: its outcome is unknown, so it is never
         sent again (a duplicate DM is worse than a lost one) and ends `send_failed`."""
-        async with self._engine.begin() as conn:
+
+        def _op(conn: sa.Connection) -> Any:
             ids = list(
                 (
-                    await conn.execute(
+                    conn.execute(
                         sa.select(holds.c.id).where(
                             holds.c.status == PENDING, holds.c.claimed_at < older_than
                         )
@@ -244,7 +265,7 @@ class HoldStore:
                 ).scalars()
             )
             if ids:
-                await conn.execute(
+                conn.execute(
                     sa.update(holds)
                     .where(holds.c.id.in_(ids), holds.c.status == PENDING)
                     .values(
@@ -254,21 +275,25 @@ class HoldStore:
                         "sending); outcome unknown, not retried",
                     )
                 )
-        return ids
+            return ids
+
+        return await self._db.write(_op)
 
     async def count_pending(self) -> int:
-        async with self._engine.connect() as conn:
+        def _op(conn: sa.Connection) -> Any:
             return (
-                await conn.execute(
+                conn.execute(
                     sa.select(sa.func.count()).select_from(holds).where(holds.c.status == PENDING)
                 )
             ).scalar_one()
 
+        return await self._db.read(_op)
+
     # --- notification outbox ----------------------------------------------------------
 
     async def due_notifications(self, now: datetime, limit: int = 20) -> list[Row]:
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(
+        def _op(conn: sa.Connection) -> Any:
+            rows = conn.execute(
                 sa.select(outbox)
                 .where(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now)
                 .order_by(outbox.c.next_attempt_at)
@@ -276,21 +301,25 @@ class HoldStore:
             )
             return [dict(r._mapping) for r in rows]
 
+        return await self._db.read(_op)
+
     async def next_notification_at(self) -> datetime | None:
-        async with self._engine.connect() as conn:
+        def _op(conn: sa.Connection) -> Any:
             return (
-                await conn.execute(
+                conn.execute(
                     sa.select(sa.func.min(outbox.c.next_attempt_at)).where(
                         outbox.c.status == PENDING
                     )
                 )
             ).scalar_one_or_none()
 
+        return await self._db.read(_op)
+
     async def notification_done(
         self, notification_id: str, status: str, now: datetime, error: str | None = None
     ) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
+        def _op(conn: sa.Connection) -> Any:
+            conn.execute(
                 sa.update(outbox)
                 .where(outbox.c.id == notification_id)
                 .values(
@@ -301,9 +330,11 @@ class HoldStore:
                 )
             )
 
+        await self._db.write(_op)
+
     async def notification_retry(self, notification_id: str, next_at: datetime, error: str) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
+        def _op(conn: sa.Connection) -> Any:
+            conn.execute(
                 sa.update(outbox)
                 .where(outbox.c.id == notification_id)
                 .values(
@@ -311,21 +342,27 @@ class HoldStore:
                 )
             )
 
+        await self._db.write(_op)
+
     # --- review tokens generated by dmgate -------------------------------------------
 
     async def review_tokens(self) -> list[tuple[str, str]]:
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(sa.select(review_tokens.c.name, review_tokens.c.token_sha256))
+        def _op(conn: sa.Connection) -> Any:
+            rows = conn.execute(sa.select(review_tokens.c.name, review_tokens.c.token_sha256))
             return [(r.name, r.token_sha256) for r in rows]
 
+        return await self._db.read(_op)
+
     async def add_review_token(self, name: str, token_sha256: str, now: datetime) -> bool:
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    sa.insert(review_tokens).values(
-                        name=name, token_sha256=token_sha256, created_at=now
-                    )
+        def _op(conn: sa.Connection) -> None:
+            conn.execute(
+                sa.insert(review_tokens).values(
+                    name=name, token_sha256=token_sha256, created_at=now
                 )
+            )
+
+        try:
+            await self._db.write(_op)
         except IntegrityError:
             return False
         return True

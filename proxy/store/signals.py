@@ -3,11 +3,12 @@ credential is whose, and the template index. Implements `policies.model.Signals`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.dialects import postgresql, sqlite
 
 from policies.model import TemplateFingerprint
 from policies.template_reuse import similarity
@@ -20,7 +21,7 @@ from proxy.platforms.base import (
     Profile,
     Unfollowed,
 )
-from proxy.store.database import insert_ignore
+from proxy.store.database import Database, insert_ignore
 from proxy.store.tables import (
     follower_baselines,
     follows,
@@ -40,18 +41,85 @@ MAX_SIGNATURES_PER_TEMPLATE = 16
 MAX_CANDIDATE_TEMPLATES = 8
 
 
+@dataclass(frozen=True)
+class _TemplateQueries:
+    """The template index's statements, built once per dialect: this is the hot path of
+    every DM decision, and building statements costs more than running them."""
+
+    candidates: Any
+    new_template: Any
+    index_bands: Any
+    keep_signature: Any
+    seen: Any
+    count_recent: Any
+
+
+def _template_queries(insert: Any) -> _TemplateQueries:
+    sig = template_signatures
+    hits = (
+        sa.select(lsh_bands.c.template_id, sa.func.count().label("hits"))
+        .where(lsh_bands.c.key.in_(sa.bindparam("keys", expanding=True)))
+        .group_by(lsh_bands.c.template_id)
+        .order_by(sa.desc("hits"))
+        .limit(MAX_CANDIDATE_TEMPLATES)
+        .subquery()
+    )
+    stored = (
+        sa.select(sa.func.count()).where(sig.c.template_id == sa.bindparam("tid")).scalar_subquery()
+    )
+    seen = insert(template_recipients)
+    recent = (
+        sa.select(sa.literal(1))
+        .where(
+            template_recipients.c.template_id == sa.bindparam("tid"),
+            template_recipients.c.last_seen >= sa.bindparam("since"),
+        )
+        .limit(sa.bindparam("cap"))
+        .subquery()
+    )
+    return _TemplateQueries(
+        candidates=sa.select(sig.c.template_id, sig.c.text_key, sig.c.signature).join(
+            hits, hits.c.template_id == sig.c.template_id
+        ),
+        new_template=sa.insert(templates).returning(templates.c.id),
+        index_bands=insert(lsh_bands).on_conflict_do_nothing(),
+        # Keep up to MAX_SIGNATURES_PER_TEMPLATE distinct copies to compare against.
+        keep_signature=insert(sig)
+        .from_select(
+            ["template_id", "text_key", "signature"],
+            sa.select(
+                sa.bindparam("tid", type_=sa.BigInteger),
+                sa.bindparam("text_key", type_=sa.BigInteger),
+                sa.bindparam("signature", type_=sa.LargeBinary),
+            ).where(stored < MAX_SIGNATURES_PER_TEMPLATE),
+        )
+        .on_conflict_do_nothing(),
+        seen=seen.on_conflict_do_update(
+            index_elements=[template_recipients.c.template_id, template_recipients.c.recipient],
+            set_={"last_seen": seen.excluded.last_seen},
+        ),
+        count_recent=sa.select(sa.func.count()).select_from(recent),
+    )
+
+
+_TEMPLATE_QUERIES = {
+    "sqlite": _template_queries(sqlite.insert),
+    "postgresql": _template_queries(postgresql.insert),
+}
+
+
 class StoreSignals:
     """The store-backed `Signals`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     # --- questions the policies ask ----------------------------------------------------
 
     async def followed_at(self, platform: str, account: str, follower: str) -> datetime | None:
-        async with self._engine.connect() as conn:
+        def _op(conn: sa.Connection) -> Any:
             return (
-                await conn.execute(
+                conn.execute(
                     sa.select(follows.c.followed_at).where(
                         follows.c.platform == platform,
                         follows.c.account == account,
@@ -60,10 +128,12 @@ class StoreSignals:
                 )
             ).scalar_one_or_none()
 
+        return await self._db.read(_op)
+
     async def has_written_to(self, platform: str, peer: str, account: str) -> bool:
-        async with self._engine.connect() as conn:
+        def _op(conn: sa.Connection) -> Any:
             row = (
-                await conn.execute(
+                conn.execute(
                     sa.select(sa.literal(1)).where(
                         inbound.c.platform == platform,
                         inbound.c.account == account,
@@ -71,7 +141,9 @@ class StoreSignals:
                     )
                 )
             ).first()
-        return row is not None
+            return row is not None
+
+        return await self._db.read(_op)
 
     async def template_recipients(
         self,
@@ -86,25 +158,13 @@ class StoreSignals:
     ) -> int:
         now_s, since_s = now.timestamp(), since.timestamp()
         keys = list(fingerprint.band_keys)
-        async with self._engine.begin() as conn:
-            # 1. One indexed lookup: the templates sharing a band with this message (each
-            # band key names one template, so at most `bands` of them — bounded whatever
-            # the history), most band hits first, with every stored copy of each.
-            hits = (
-                sa.select(lsh_bands.c.template_id, sa.func.count().label("hits"))
-                .where(lsh_bands.c.key.in_(keys))
-                .group_by(lsh_bands.c.template_id)
-                .order_by(sa.desc("hits"))
-                .limit(MAX_CANDIDATE_TEMPLATES)
-                .subquery()
-            )
-            rows = await conn.execute(
-                sa.select(
-                    template_signatures.c.template_id,
-                    template_signatures.c.text_key,
-                    template_signatures.c.signature,
-                ).join(hits, hits.c.template_id == template_signatures.c.template_id)
-            )
+
+        def _op(conn: sa.Connection) -> int:
+            q = _TEMPLATE_QUERIES[conn.dialect.name]
+            # 1. One indexed lookup: templates sharing a band with this message (each band
+            # key names one template, so at most `bands` of them whatever the history), most
+            # band hits first, with every stored copy of each.
+            rows = conn.execute(q.candidates, {"keys": keys})
             # 2. Compare with every stored copy, not one representative: MinHash estimates
             # are noisy near the threshold.
             template_id, best, known_text = None, -1.0, False
@@ -114,69 +174,40 @@ class StoreSignals:
                 if score >= threshold and score > best:
                     best, template_id, known_text = score, tid, exact
             if template_id is None:
-                template_id = (
-                    await conn.execute(
-                        sa.insert(templates)
-                        .values(platform=platform, account=account, first_seen=now_s)
-                        .returning(templates.c.id)
-                    )
+                template_id = conn.execute(
+                    q.new_template, {"platform": platform, "account": account, "first_seen": now_s}
                 ).scalar_one()
-            # 3. Index this copy: bands that already name a template keep it.
-            await conn.execute(
-                insert_ignore(conn, lsh_bands).on_conflict_do_nothing(),
-                [{"key": k, "template_id": template_id} for k in keys],
-            )
+            # 3. Index this copy: band keys that already name a template keep it.
+            conn.execute(q.index_bands, [{"key": k, "template_id": template_id} for k in keys])
             if not known_text:
-                # Keep up to MAX_SIGNATURES_PER_TEMPLATE distinct copies to compare against.
-                stored = (
-                    sa.select(sa.func.count())
-                    .where(template_signatures.c.template_id == template_id)
-                    .scalar_subquery()
+                conn.execute(
+                    q.keep_signature,
+                    {
+                        "tid": template_id,
+                        "text_key": fingerprint.text_key,
+                        "signature": fingerprint.signature,
+                    },
                 )
-                await conn.execute(
-                    insert_ignore(conn, template_signatures)
-                    .from_select(
-                        ["template_id", "text_key", "signature"],
-                        sa.select(
-                            sa.literal(template_id, sa.BigInteger),
-                            sa.literal(fingerprint.text_key, sa.BigInteger),
-                            sa.literal(fingerprint.signature, sa.LargeBinary),
-                        ).where(stored < MAX_SIGNATURES_PER_TEMPLATE),
-                    )
-                    .on_conflict_do_nothing()
-                )
-            stmt = insert_ignore(conn, template_recipients)
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[
-                        template_recipients.c.template_id,
-                        template_recipients.c.recipient,
-                    ],
-                    set_={"last_seen": stmt.excluded.last_seen},
-                ),
+            conn.execute(
+                q.seen,
                 [
                     {"template_id": template_id, "recipient": r, "last_seen": now_s}
                     for r in recipients
                 ],
             )
             # 4. Distinct recipients in the window, capped: only "at least N" matters.
-            recent = (
-                sa.select(sa.literal(1))
-                .where(
-                    template_recipients.c.template_id == template_id,
-                    template_recipients.c.last_seen >= since_s,
-                )
-                .limit(cap)
-                .subquery()
-            )
-            return (await conn.execute(sa.select(sa.func.count()).select_from(recent))).scalar_one()
+            return conn.execute(
+                q.count_recent, {"tid": template_id, "since": since_s, "cap": cap}
+            ).scalar_one()
+
+        return await self._db.write(_op)
 
     # --- facts learnt from traffic -----------------------------------------------------
 
     async def account_for_credential(self, platform: str, credential_hash: str) -> str | None:
-        async with self._engine.connect() as conn:
+        def _op(conn: sa.Connection) -> Any:
             return (
-                await conn.execute(
+                conn.execute(
                     sa.select(identities.c.account).where(
                         identities.c.platform == platform,
                         identities.c.credential_hash == credential_hash,
@@ -184,15 +215,20 @@ class StoreSignals:
                 )
             ).scalar_one_or_none()
 
+        return await self._db.read(_op)
+
     async def recipient_names(self, platform: str, recipients: tuple[str, ...]) -> tuple[str, ...]:
         """Every known display name and handle of these recipients."""
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(
+
+        def _op(conn: sa.Connection) -> Any:
+            rows = conn.execute(
                 sa.select(profiles.c.names).where(
                     profiles.c.platform == platform, profiles.c.user_id.in_(recipients)
                 )
             )
             return tuple(name for (names,) in rows for name in names)
+
+        return await self._db.read(_op)
 
     async def record_facts(
         self,
@@ -205,12 +241,13 @@ class StoreSignals:
         """Store what an adapter learnt. Idempotent: the same fact twice changes nothing."""
         if not facts:
             return
-        async with self._engine.begin() as conn:
+
+        def _op(conn: sa.Connection) -> Any:
             names = [f for f in facts if isinstance(f, Profile)]
             if names:
                 # A follower page carries up to 1000 of them: one statement.
                 stmt = insert_ignore(conn, profiles)
-                await conn.execute(
+                conn.execute(
                     stmt.on_conflict_do_update(
                         index_elements=[profiles.c.platform, profiles.c.user_id],
                         set_={"names": stmt.excluded.names, "updated_at": stmt.excluded.updated_at},
@@ -227,11 +264,13 @@ class StoreSignals:
                 )
             for fact in facts:
                 if not isinstance(fact, Profile):
-                    await self._record(conn, platform, fact, now, credential_hash, source)
+                    self._record(conn, platform, fact, now, credential_hash, source)
 
-    async def _record(
+        return await self._db.write(_op)
+
+    def _record(
         self,
-        conn: Any,
+        conn: sa.Connection,
         platform: str,
         fact: Fact,
         now: datetime,
@@ -242,7 +281,7 @@ class StoreSignals:
             if credential_hash is None:
                 return
             stmt = insert_ignore(conn, identities)
-            await conn.execute(
+            conn.execute(
                 stmt.values(
                     platform=platform,
                     credential_hash=credential_hash,
@@ -254,9 +293,9 @@ class StoreSignals:
                 )
             )
         elif isinstance(fact, Followed):
-            await self._follow(conn, platform, fact.account, fact.follower, fact.at, now, source)
+            self._follow(conn, platform, fact.account, fact.follower, fact.at, now, source)
         elif isinstance(fact, Unfollowed):
-            await conn.execute(
+            conn.execute(
                 sa.delete(follows).where(
                     follows.c.platform == platform,
                     follows.c.account == fact.account,
@@ -264,9 +303,9 @@ class StoreSignals:
                 )
             )
         elif isinstance(fact, FollowerSnapshot):
-            await self._snapshot(conn, platform, fact, now)
+            self._snapshot(conn, platform, fact, now)
         elif isinstance(fact, InboundMessage):
-            await conn.execute(
+            conn.execute(
                 insert_ignore(conn, inbound)
                 .values(
                     platform=platform,
@@ -277,9 +316,9 @@ class StoreSignals:
                 .on_conflict_do_nothing()
             )
 
-    async def _follow(
+    def _follow(
         self,
-        conn: Any,
+        conn: sa.Connection,
         platform: str,
         account: str,
         follower: str,
@@ -297,9 +336,9 @@ class StoreSignals:
         )
         if at is None:
             # Knowing "is a follower" must never erase a known follow time.
-            await conn.execute(stmt.on_conflict_do_nothing())
+            conn.execute(stmt.on_conflict_do_nothing())
         else:
-            await conn.execute(
+            conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[follows.c.platform, follows.c.account, follows.c.follower],
                     set_={
@@ -310,11 +349,11 @@ class StoreSignals:
                 )
             )
 
-    async def _snapshot(
-        self, conn: Any, platform: str, snap: FollowerSnapshot, now: datetime
+    def _snapshot(
+        self, conn: sa.Connection, platform: str, snap: FollowerSnapshot, now: datetime
     ) -> None:
         has_baseline = (
-            await conn.execute(
+            conn.execute(
                 sa.select(sa.literal(1)).where(
                     follower_baselines.c.platform == platform,
                     follower_baselines.c.account == snap.account,
@@ -324,7 +363,7 @@ class StoreSignals:
         known = (
             set(
                 (
-                    await conn.execute(
+                    conn.execute(
                         sa.select(follows.c.follower).where(
                             follows.c.platform == platform,
                             follows.c.account == snap.account,
@@ -341,7 +380,7 @@ class StoreSignals:
         dated = has_baseline and snap.first_page
         for follower in snap.followers:
             if follower not in known:
-                await self._follow(
+                self._follow(
                     conn,
                     platform,
                     snap.account,
@@ -351,7 +390,7 @@ class StoreSignals:
                     "follower_list",
                 )
         if not has_baseline:
-            await conn.execute(
+            conn.execute(
                 insert_ignore(conn, follower_baselines)
                 .values(platform=platform, account=snap.account, first_seen_at=now)
                 .on_conflict_do_nothing()

@@ -9,6 +9,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from tests.integration.dm_helpers import SENDER, SENDER_TOKEN, bearer, learn_identity, send_dm
@@ -200,3 +201,21 @@ policies:
     later = [send_dm(gate.client, uid, text.format(name) + " :)").headers["DMGate-Decision"]
              for uid, name in names.items()]
     assert later == ["allow", "allow", "hold"]
+
+
+def test_large_signal_answer_is_relayed_whole_and_learnt(gate, fake_x):
+    fake_x.state.followers[SENDER] = [str(10_000 + i) for i in range(1000)]
+    for uid in fake_x.state.followers[SENDER]:
+        fake_x.state.add_user(uid, name=f"Person Number {uid}")
+    direct = httpx.get(f"{fake_x.url}/2/users/{SENDER}/followers",
+                       params={"max_results": 1000}, headers=bearer())
+    via = gate.client.get(f"/x/2/users/{SENDER}/followers", params={"max_results": 1000},
+                          headers=bearer())
+    assert via.status_code == 200
+    assert via.content == direct.content  # many chunks, byte-identical
+    assert len(via.json()["data"]) == 1000
+    fake_x.state.followers[SENDER].insert(0, "20000")
+    gate.client.get(f"/x/2/users/{SENDER}/followers", params={"max_results": 1000},
+                    headers=bearer())
+    assert send_dm(gate.client, "20000", PERSONAL).headers["DMGate-Decision"] == "hold"
+    assert send_dm(gate.client, "10500", PERSONAL).headers["DMGate-Decision"] == "allow"
