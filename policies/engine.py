@@ -13,6 +13,7 @@ half of the policies would silently be allowed.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -88,13 +89,16 @@ class Engine:
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         started = time.perf_counter()
-        matches: list[PolicyMatch] = []
-        for active in self.active:
-            reason = await active.policy.evaluate(message, signals, now)
-            if reason is not None:
-                matches.append(
-                    PolicyMatch(active.name, active.action, active.mode, f"{active.name}: {reason}")
-                )
+        # Policies are independent: asking the store for their facts concurrently makes a
+        # decision cost the slowest policy, not the sum. The first failure propagates.
+        reasons = await asyncio.gather(
+            *(active.policy.evaluate(message, signals, now) for active in self.active)
+        )
+        matches = [
+            PolicyMatch(active.name, active.action, active.mode, f"{active.name}: {reason}")
+            for active, reason in zip(self.active, reasons, strict=True)
+            if reason is not None
+        ]
         return Decision(
             action=_strictest(m.action for m in matches if m.mode is Mode.ENFORCE),
             would_action=_strictest(m.action for m in matches),

@@ -74,6 +74,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(
             ctx.policies.watch(s.policy_reload_interval.total_seconds()), name="policy-watch"
         ),
+        asyncio.create_task(ctx.store.db.checkpoint_loop(), name="sqlite-checkpoint"),
     ]
     if s.review_webhook_url:
         tasks.append(asyncio.create_task(notify_loop(ctx), name="notify"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -95,6 +96,17 @@ class Database:
             self._pool, _read_only, self._sync, fn, args
         )
 
+    async def checkpoint_loop(self, interval: float = 1.0) -> None:
+        """SQLite: copy the WAL back into the database file off the request path. Left to
+        SQLite, every ~1000th page written stalls one request for the checkpoint's fsync
+        (measured: a 5-7 ms stall every ~400 DM decisions)."""
+        if self._sync is None:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                await self.read(_checkpoint)
+
     async def migrate(self) -> None:
         """Bring the schema to the newest revision."""
         await self.write(_upgrade)
@@ -109,6 +121,9 @@ class Database:
 
 
 SQLITE_THREADS = 4
+# How long a write waits for a lock held by another process before the store counts as
+# unavailable (and DMs fail closed).
+SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
 def _in_transaction(engine: sa.Engine, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -121,6 +136,11 @@ def _read_only(engine: sa.Engine, fn: Callable[..., T], args: tuple[Any, ...]) -
         return fn(conn, *args)
 
 
+def _checkpoint(conn: sa.Connection) -> None:
+    # PASSIVE: never waits for readers or writers; whatever cannot be copied now is next.
+    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     # WAL: readers never block the writer. synchronous=NORMAL: a committed transaction
@@ -128,7 +148,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # lose the last commits.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    # Checkpoints run in the background (Database.checkpoint_loop); this is only a safety
+    # net that bounds the WAL (~40 MiB) if that loop is not running.
+    cur.execute("PRAGMA wal_autocheckpoint=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
