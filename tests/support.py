@@ -39,7 +39,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = 
             value = predicate()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - keep polling, report the last one
+        except Exception as exc:
             last_exc = exc
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what or predicate}: {last_exc!r}")
@@ -70,7 +70,7 @@ class DMGate:
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def start(self) -> DMGate:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "proxy.cli", "serve"],
             env=self.env, cwd=self.tmp, stdout=self._log, stderr=subprocess.STDOUT,
