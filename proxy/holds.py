@@ -100,7 +100,8 @@ async def create_hold(
     answer = platform.hold_response(view, dm, message.account, hold_id)
     headers = request_headers_for_upstream(request.headers)
     headers.popall("Content-Length", None)
-    policies = [m.as_dict() for m in decision.enforced]
+    # Shadow matches too: the reviewer sees every policy that had an opinion.
+    policies = [m.as_dict() for m in decision.matches]
     new = NewHold(
         id=hold_id,
         platform=platform.name,
