@@ -7,6 +7,7 @@ import hashlib
 import json
 import time
 import zlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -28,6 +29,7 @@ from proxy.forward import (
     request_headers_for_upstream,
     response_headers_for_client,
 )
+from proxy.holds import DECISION_HEADER
 from proxy.ids import new_id
 from proxy.platforms.base import (
     BadDMRequest,
@@ -42,8 +44,6 @@ from proxy.store.holds import DecisionRecord
 log = structlog.get_logger("dmgate")
 
 ACCOUNT_HEADER = "DMGate-Account"
-DECISION_HEADER = "DMGate-Decision"
-HOLD_ID_HEADER = "DMGate-Hold-Id"
 # Signal answers larger than this are passed through without being learnt from.
 MAX_SIGNAL_BODY = 8 * 1024 * 1024
 
@@ -76,24 +76,31 @@ def as_http(answer: PlatformResponse, headers: dict[str, str] | None = None) -> 
 # --- who is sending -------------------------------------------------------------------
 
 
-async def identify_account(
-    ctx: Context, platform: Platform, view: RequestView
-) -> tuple[str, str | None]:
-    """(account, credential hash). Order: the tool's `DMGate-Account` header, what the
-    request names itself (OAuth 1.0a), the account a `me` answer taught us for this
-    credential, and last the keyed credential hash itself so the DM is still judged."""
+@dataclass(frozen=True)
+class Sender:
+    account: str
+    credential_hash: str | None
+    identified: bool  # False: `account` is a stand-in (the keyed credential hash)
+
+
+async def identify_sender(ctx: Context, platform: Platform, view: RequestView) -> Sender:
+    """Who is sending. Order: the tool's `DMGate-Account` header, what the request names
+    itself (OAuth 1.0a), the account a `me` answer taught us for this credential, and last
+    the keyed credential hash itself, so a DM from an unknown sender is still judged."""
     credential = platform.credential(view)
     cred_hash = ctx.keyring.credential_hash(credential) if credential else None
     explicit = view.headers.get(ACCOUNT_HEADER, "").strip()
     if explicit:
-        return explicit, cred_hash
+        return Sender(explicit, cred_hash, True)
     named = platform.account_from_request(view)
     if named:
-        return named, cred_hash
+        return Sender(named, cred_hash, True)
     if cred_hash:
         known = await ctx.store.signals.account_for_credential(platform.name, cred_hash)
-        return known or f"credential:{cred_hash[:16]}", cred_hash
-    return "anonymous", None
+        if known:
+            return Sender(known, cred_hash, True)
+        return Sender(f"credential:{cred_hash[:16]}", cred_hash, False)
+    return Sender("anonymous", None, False)
 
 
 # --- signals --------------------------------------------------------------------------
@@ -125,15 +132,11 @@ async def _learn_from_signal(
     try:
         decoded = _decoded(body, upstream.headers.get("Content-Encoding", ""))
         if decoded is not None:
-            account, cred_hash = await identify_account(ctx, platform, view)
-            facts = platform.learn(
-                view,
-                None if account.startswith(("credential:", "anonymous")) else account,
-                upstream.status,
-                decoded,
-            )
+            sender = await identify_sender(ctx, platform, view)
+            account = sender.account if sender.identified else None
+            facts = platform.learn(view, account, upstream.status, decoded)
             await ctx.store.signals.record_facts(
-                platform.name, facts, datetime.now(UTC), cred_hash, source="traffic"
+                platform.name, facts, datetime.now(UTC), sender.credential_hash, source="traffic"
             )
             if facts:
                 log.debug("signal_learnt", route=target.route_name, facts=len(facts))
@@ -198,7 +201,7 @@ async def _judge_dm(
         err = UnsupportedMediaType if exc.status == 415 else BadRequest
         raise err(f"{platform.name} DM request not forwarded: {exc}") from None
     try:
-        account, _ = await identify_account(ctx, platform, view)
+        account = (await identify_sender(ctx, platform, view)).account
         recipients = platform.recipients_for(dm, account)
         names = dm.recipient_names + await ctx.store.signals.recipient_names(
             platform.name, recipients

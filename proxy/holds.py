@@ -37,6 +37,8 @@ from proxy.store.holds import (
 
 log = structlog.get_logger("dmgate.holds")
 
+DECISION_HEADER = "DMGate-Decision"
+HOLD_ID_HEADER = "DMGate-Hold-Id"
 # How much of the upstream's answer to a release is kept for the reviewer to read.
 _UPSTREAM_BODY_KEEP = 4096
 # A claimed release older than this belongs to a process that died mid-send.
@@ -78,7 +80,7 @@ def hold_answer(ctx: Context, row: dict[str, Any]) -> web.Response:
         status=status,
         body=row["response_body"],
         content_type="application/json",
-        headers={"DMGate-Decision": "hold", "DMGate-Hold-Id": row["id"]},
+        headers={DECISION_HEADER: "hold", HOLD_ID_HEADER: row["id"]},
     )
 
 
