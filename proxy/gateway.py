@@ -39,7 +39,7 @@ from proxy.platforms.base import (
     RequestView,
 )
 from proxy.routing import Target, resolve
-from proxy.store.holds import DecisionRecord
+from proxy.store.holds import PENDING, DecisionRecord
 
 log = structlog.get_logger("dmgate")
 
@@ -217,14 +217,13 @@ async def _judge_dm(
         key = dedupe_key(platform.name, account, recipients, dm.text)
         now = datetime.now(UTC)
 
-        existing = await ctx.store.holds.pending_by_dedupe(key)
-        if existing is not None:
+        earlier = await ctx.store.holds.earlier_for_same_dm(key)
+        if earlier is not None and earlier["status"] == PENDING:
             # A retry of a held DM: the same hold, and the policies do not count it again.
-            _log_decision(ctx, new_id(), message, None, existing["id"], retry_of=existing["id"])
-            return holds.hold_answer(ctx, existing)
-        approved = await ctx.store.holds.take_failed_retry(key, now)
-        if approved is not None:
-            _log_decision(ctx, new_id(), message, None, None, retry_of=approved["id"])
+            _log_decision(ctx, new_id(), message, None, earlier["id"], retry_of=earlier["id"])
+            return holds.hold_answer(ctx, earlier)
+        if earlier is not None and await ctx.store.holds.take_failed_retry(earlier["id"], now):
+            _log_decision(ctx, new_id(), message, None, None, retry_of=earlier["id"])
             return await _forward_dm(request, ctx, target, body, Action.ALLOW, shadow=False)
 
         engine = ctx.policies.engine

@@ -4,7 +4,9 @@ route's configured upstream, and the path must stay inside the route."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -53,7 +55,7 @@ def resolve(request: web.Request, routes: dict[str, Route]) -> Target:
         )
     remainder = slash + remainder
     decoded = _checked_path(remainder)
-    base = URL(route.upstream)
+    base = _upstream_url(route.upstream)
     # Built from parts with encoded=True: the host can only be the route's, and yarl (and
     # aiohttp after it) send path and query as they are, never re-quoted. One byte is lost:
     # a bare `?` with nothing after it (yarl has no empty-query form).
@@ -68,18 +70,28 @@ def resolve(request: web.Request, routes: dict[str, Route]) -> Target:
     return Target(route_name, route, decoded or "/", url)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@lru_cache(maxsize=256)
+def _upstream_url(upstream: str) -> URL:
+    return URL(upstream)
+
+
 def _checked_path(raw: str) -> str:
     """Refuse dot segments, however encoded: a path must not climb out of its route."""
     decoded = raw
     # Decode until stable so double-encoded dots (%252e) are caught too.
-    for _ in range(3):
+    for _ in range(8):
         nxt = unquote(decoded)
         if nxt == decoded:
             break
         decoded = nxt
+    else:
+        raise BadRequest("the path is percent-encoded too many times over")
     for segment in decoded.replace("\\", "/").split("/"):
         if segment in (".", ".."):
             raise BadRequest("path traversal ('.' or '..' segments) is not allowed")
-    if any(ord(c) < 0x20 for c in decoded):
+    if _CONTROL.search(decoded):
         raise BadRequest("control characters are not allowed in the path")
-    return unquote(raw)
+    return decoded if decoded is raw else unquote(raw)

@@ -165,9 +165,7 @@ class Platform(ABC):
         """The same request body with the message text replaced (a reviewer's edit)."""
 
     @abstractmethod
-    def learn(
-        self, req: RequestView, account: str | None, status: int, body: bytes
-    ) -> list[Fact]:
+    def learn(self, req: RequestView, account: str | None, status: int, body: bytes) -> list[Fact]:
         """Facts from a signal request's upstream answer. `account` is the caller's account
         if known."""
 

@@ -119,32 +119,44 @@ class HoldStore:
 
         return await self._db.read(_op)
 
-    async def take_failed_retry(self, dedupe_key: str, now: datetime) -> Row | None:
-        """An approved hold whose send failed lets the same DM through once, as approved."""
+    async def earlier_for_same_dm(self, dedupe_key: str) -> Row | None:
+        """The hold a repeat of this DM belongs to: a pending one (a retry: same answer),
+        or an approved one whose send failed and has not let a repeat through yet."""
 
-        def _op(conn: sa.Connection) -> Any:
-            row = (
-                conn.execute(
-                    sa.select(holds.c.id)
-                    .where(
-                        holds.c.dedupe_key == dedupe_key,
-                        holds.c.status == SEND_FAILED,
-                        holds.c.retry_passed_at.is_(None),
-                    )
-                    .limit(1)
+        def _op(conn: sa.Connection) -> Row | None:
+            row = conn.execute(
+                sa.select(holds)
+                .where(
+                    holds.c.dedupe_key == dedupe_key,
+                    sa.or_(
+                        holds.c.status == PENDING,
+                        sa.and_(holds.c.status == SEND_FAILED, holds.c.retry_passed_at.is_(None)),
+                    ),
                 )
+                .order_by(sa.case((holds.c.status == PENDING, 0), else_=1))
+                .limit(1)
             ).first()
-            if row is None:
-                return None
+            return dict(row._mapping) if row else None
+
+        return await self._db.read(_op)
+
+    async def take_failed_retry(self, hold_id: str, now: datetime) -> bool:
+        """Let one repeat of an approved-but-failed DM through, as approved. Exactly one
+        caller gets True."""
+
+        def _op(conn: sa.Connection) -> bool:
             done = conn.execute(
                 sa.update(holds)
-                .where(holds.c.id == row.id, holds.c.retry_passed_at.is_(None))
+                .where(
+                    holds.c.id == hold_id,
+                    holds.c.status == SEND_FAILED,
+                    holds.c.retry_passed_at.is_(None),
+                )
                 .values(retry_passed_at=now)
             )
-            return row.id if done.rowcount == 1 else None
+            return done.rowcount == 1
 
-        hold_id = await self._db.write(_op)
-        return await self.get(hold_id) if hold_id else None
+        return await self._db.write(_op)
 
     async def list(self, status: str | None, limit: int, cursor: str | None) -> list[Row]:
         """Newest first; `cursor` is the id of the last hold of the previous page."""
