@@ -1,0 +1,328 @@
+"""Pass-through overhead: the same load against an upstream directly and through dmgate.
+
+Starts, on loopback only, a hello-world upstream (aiohttp, its own process) and a real
+`dmgate serve` in front of it (route `plain`, platform passthrough, SQLite in a temporary
+directory, log level info), then measures in one run, with the same client and settings:
+
+  throughput  wrk -t2 -c50: requests/s (and p50/p99 under that load)
+  latency     wrk -t1 -c1:  p50/p99 of one request at a time, so that the difference is
+              dmgate's own added latency rather than queueing
+
+Direct and dmgate runs alternate for --rounds rounds and the median of each is reported,
+so that a neighbour's load on a shared machine hits both sides alike. Prints
+dmgate/direct throughput and the added p50/p99 in ms against the targets (throughput
+>= 25% of direct, added p50 < 1 ms). Without `wrk` on PATH (`apt-get install -y wrk`) an
+aiohttp load loop stands in; it is slower than dmgate, so its ratio flatters dmgate and is
+marked as such. `--uvloop` runs dmgate on uvloop (not a dependency: it must be importable).
+
+    python bench/passthrough.py                      # ~75 s
+    python bench/passthrough.py --seconds 10 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HELLO = b"Hello, World!"
+
+
+@dataclass(frozen=True)
+class Load:
+    connections: int
+    threads: int
+
+
+THROUGHPUT = Load(connections=50, threads=2)
+LATENCY = Load(connections=1, threads=1)
+
+
+@dataclass(frozen=True)
+class Figures:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    command: str
+    cpu_us: float | None = None  # CPU time per request of the serving process (Linux)
+
+
+# --- processes --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{what} did not answer {url} within {timeout:.0f} s")
+
+
+def serve_upstream(port: int) -> None:
+    """The upstream: aiohttp's hello world (the ~37k req/s reference of research/tooling)."""
+    from aiohttp import web
+
+    async def hello(_request: web.Request) -> web.Response:
+        return web.Response(body=HELLO, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", hello)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def start_upstream(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(port)])
+    wait_ready(f"http://127.0.0.1:{port}/", proc, "the upstream")
+    return proc
+
+
+def start_dmgate(
+    port: int, upstream_port: int, home: Path, uvloop: bool = False
+) -> subprocess.Popen[bytes]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DMGATE_")},
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "DMGATE_HOST": "127.0.0.1",
+        "DMGATE_PORT": str(port),
+        "DMGATE_DATABASE_URL": f"sqlite:///{home / 'dmgate.db'}",
+        "DMGATE_ROUTES": json.dumps(
+            {"plain": {"upstream": f"http://127.0.0.1:{upstream_port}", "platform": "passthrough"}}
+        ),
+        "DMGATE_LOG_FORMAT": "json",
+        "DMGATE_LOG_LEVEL": "info",
+        "DMGATE_REVIEW_TOKENS": "bench:bench-token-0123456789",
+        "DMGATE_SECRET_KEY": "bench-secret-key-0123456789abcdef",
+    }
+    if uvloop:
+        code = "import sys, uvloop; uvloop.install(); from proxy.cli import main; sys.exit(main())"
+        cmd = [sys.executable, "-c", code, "serve"]
+    else:
+        cmd = [sys.executable, "-m", "proxy.cli", "serve"]
+    with open(home / "dmgate.log", "wb") as log:  # the child keeps its own copy
+        proc = subprocess.Popen(cmd, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
+    wait_ready(f"http://127.0.0.1:{port}/healthz", proc, "dmgate")
+    return proc
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (None where /proc is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(
+    measure: Callable[[str, Load, float], Figures], url: str, load: Load, seconds: float, pid: int
+) -> Figures:
+    """One measurement, with the serving process's CPU time per request: unlike req/s,
+    that figure hardly moves when neighbours load a shared machine."""
+    before, started = cpu_seconds(pid), time.monotonic()
+    figures = measure(url, load, seconds)
+    after, elapsed = cpu_seconds(pid), time.monotonic() - started
+    if before is None or after is None or not figures.rps:
+        return figures
+    return replace(figures, cpu_us=(after - before) / (figures.rps * elapsed) * 1e6)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- load generators --------------------------------------------------------------------
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNIT_MS[unit]
+
+
+def wrk(url: str, load: Load, seconds: float) -> Figures:
+    cmd = [
+        "wrk",
+        f"-t{load.threads}",
+        f"-c{load.connections}",
+        f"-d{seconds:g}s",
+        "--latency",
+        url,
+    ]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, timeout=seconds + 30
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(bad.group(1)) if bad else 0) + (sum(int(g) for g in errs.groups()) if errs else 0)
+    return Figures(rps, p50, p99, errors, shlex.join(cmd))
+
+
+def aiohttp_loop(url: str, load: Load, seconds: float) -> Figures:
+    """Fallback client: `connections` workers, each sending one request at a time until
+    the time is up (and at most 1,000,000 requests in all)."""
+    import aiohttp
+
+    async def run() -> tuple[list[float], int, float]:
+        latencies: list[float] = []
+        errors = 0
+        connector = aiohttp.TCPConnector(limit=load.connections)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            started = time.perf_counter()
+            deadline = started + seconds
+
+            async def worker() -> None:
+                nonlocal errors
+                while time.perf_counter() < deadline and len(latencies) < 1_000_000:
+                    t0 = time.perf_counter()
+                    async with session.get(url) as r:
+                        await r.read()
+                        if r.status != 200:
+                            errors += 1
+                    latencies.append(time.perf_counter() - t0)
+
+            await asyncio.gather(*(worker() for _ in range(load.connections)))
+            return latencies, errors, time.perf_counter() - started
+
+    latencies, errors, elapsed = asyncio.run(run())
+    cuts = statistics.quantiles(latencies, n=100)
+    command = f"aiohttp load loop: {load.connections} connections, {seconds:g} s, GET {url}"
+    return Figures(len(latencies) / elapsed, cuts[49] * 1000, cuts[98] * 1000, errors, command)
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5, help="per measurement (5)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (3)")
+    parser.add_argument("--uvloop", action="store_true", help="run dmgate on uvloop")
+    parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_upstream:
+        serve_upstream(args.serve_upstream)
+        return 0
+
+    measure = wrk if shutil.which("wrk") else aiohttp_loop
+    upstream_port, dmgate_port = free_port(), free_port()
+    urls = {
+        "direct": f"http://127.0.0.1:{upstream_port}/hello",
+        "dmgate": f"http://127.0.0.1:{dmgate_port}/plain/hello",
+    }
+    runs: dict[tuple[str, str], list[Figures]] = {}
+    with tempfile.TemporaryDirectory(prefix="dmgate-bench-") as tmp:
+        upstream = start_upstream(upstream_port)
+        gate = None
+        try:
+            gate = start_dmgate(dmgate_port, upstream_port, Path(tmp), args.uvloop)
+            with urllib.request.urlopen(urls["dmgate"], timeout=5) as r:
+                assert r.read() == HELLO, "dmgate did not relay the upstream's answer"
+            for url in urls.values():  # warm-up: connection pools, caches
+                measure(url, THROUGHPUT, min(2.0, args.seconds))
+            serving = {"direct": upstream.pid, "dmgate": gate.pid}
+            for kind, load in (("throughput", THROUGHPUT), ("latency", LATENCY)):
+                for _ in range(args.rounds):
+                    for name, url in urls.items():
+                        figures = measured(measure, url, load, args.seconds, serving[name])
+                        runs.setdefault((name, kind), []).append(figures)
+        finally:
+            if gate is not None:
+                stop(gate)
+            stop(upstream)
+        trouble = [
+            line
+            for line in (Path(tmp) / "dmgate.log").read_text(errors="replace").splitlines()
+            if '"level": "error"' in line or "Traceback" in line or "Error handling" in line
+        ]
+    results = {key: _median(figures) for key, figures in runs.items()}
+    report(results, measure is wrk, args)
+    if trouble:
+        print(f"\ndmgate logged {len(trouble)} error line(s), first: {trouble[0][:300]}")
+        return 1
+    return 0
+
+
+def _median(figures: list[Figures]) -> Figures:
+    """The run with the median throughput (its latencies with it)."""
+    return sorted(figures, key=lambda f: f.rps)[len(figures) // 2]
+
+
+def report(
+    results: dict[tuple[str, str], Figures], with_wrk: bool, args: argparse.Namespace
+) -> None:
+    loop = "uvloop" if args.uvloop else "asyncio"
+    print(
+        f"pass-through benchmark: loopback, {os.cpu_count()} CPUs, Python "
+        f"{sys.version.split()[0]}, dmgate on {loop}; median of {args.rounds} alternating "
+        f"rounds of {args.seconds:g} s"
+    )
+    if not with_wrk:
+        print("(no wrk on PATH: the aiohttp load loop is the bottleneck, ratios flatter dmgate)")
+    print("commands:")
+    for (name, kind), f in results.items():
+        print(f"  {name:6} {kind:10} {f.command}")
+    print()
+    print(f"{'':16}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'CPU µs/req':>12}")
+    for kind, load in (("throughput", THROUGHPUT), ("latency", LATENCY)):
+        for name in ("direct", "dmgate"):
+            f = results[name, kind]
+            label = f"{name} c={load.connections}"
+            cpu = "" if f.cpu_us is None else f"{f.cpu_us:.0f}"
+            print(
+                f"{label:16}{f.rps:>10.0f}{f.p50_ms:>10.3f}{f.p99_ms:>10.3f}{f.errors:>8}{cpu:>12}"
+            )
+    print("(CPU µs/req: of the upstream for direct rows, of dmgate for dmgate rows)")
+    ratio = results["dmgate", "throughput"].rps / results["direct", "throughput"].rps
+    d, g = results["direct", "latency"], results["dmgate", "latency"]
+    added_p50, added_p99 = g.p50_ms - d.p50_ms, g.p99_ms - d.p99_ms
+    print()
+    print(f"throughput dmgate/direct: {ratio:.1%}   (target >= 25%: {_ok(ratio >= 0.25)})")
+    print(f"added latency, one request at a time: p50 {added_p50:+.3f} ms, p99 {added_p99:+.3f} ms")
+    print(f"   (target added p50 < 1 ms: {_ok(added_p50 < 1.0)})")
+
+
+def _ok(passed: bool) -> str:
+    return "met" if passed else "MISSED"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Fixtures for integration tests: a fake X upstream and real `dmgate serve` processes.
+
+    def test_something(dmgate, fake_x): ...                  # a default dmgate in front of fake_x
+    def test_other(dmgate_factory):
+        gate = dmgate_factory(env={"DMGATE_HOLD_TTL": "2s"}, policy_yaml=POLICY)
+
+Every dmgate gets its own directory (`gate.tmp`: database, key, log, `policies.yaml`), and
+routes `x` (platform x) and `plain` (pure pass-through) to the fake unless `env` says
+otherwise. Everything started is stopped at teardown, dmgate before the fake.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.x_upstream import FakeXThread
+from tests.support import DMGate
+
+
+def routes_to(upstream: str) -> str:
+    """`DMGATE_ROUTES` sending `/x/…` (judged as X) and `/plain/…` (never judged) to
+    `upstream`."""
+    return json.dumps(
+        {
+            "x": {"upstream": upstream, "platform": "x"},
+            "plain": {"upstream": upstream, "platform": "passthrough"},
+        }
+    )
+
+
+@pytest.fixture
+def fake_x() -> Iterator[FakeXThread]:
+    with FakeXThread() as fake:
+        yield fake
+
+
+@pytest.fixture
+def dmgate_factory(tmp_path: Path, fake_x: FakeXThread) -> Iterator[Callable[..., DMGate]]:
+    started: list[DMGate] = []
+
+    def start(env: dict[str, str] | None = None, policy_yaml: str | None = None) -> DMGate:
+        home = tmp_path / f"dmgate-{len(started)}"
+        home.mkdir()
+        full = {"DMGATE_ROUTES": routes_to(fake_x.url)}
+        if policy_yaml is not None:
+            policy = home / "policies.yaml"
+            policy.write_text(policy_yaml)
+            full["DMGATE_POLICY_FILE"] = str(policy)
+        full.update(env or {})
+        gate = DMGate(home, full)
+        started.append(gate)  # before start(): a gate that failed to start is still stopped
+        return gate.start()
+
+    yield start
+    for gate in reversed(started):
+        gate.stop()
+
+
+@pytest.fixture
+def dmgate(dmgate_factory: Callable[..., DMGate]) -> DMGate:
+    return dmgate_factory()
