@@ -13,7 +13,8 @@ so that a neighbour's load on a shared machine hits both sides alike. Prints
 dmgate/direct throughput and the added p50/p99 in ms against the targets (throughput
 >= 25% of direct, added p50 < 1 ms). Without `wrk` on PATH (`apt-get install -y wrk`) an
 aiohttp load loop stands in; it is slower than dmgate, so its ratio flatters dmgate and is
-marked as such. `--uvloop` runs dmgate on uvloop (not a dependency: it must be importable).
+marked as such. `dmgate serve` runs on uvloop where it is installed (a dependency on Linux
+and macOS); `--stdlib-loop` runs it on asyncio's own loop for comparison.
 
     python bench/passthrough.py                      # ~75 s
     python bench/passthrough.py --seconds 10 --rounds 5
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import re
@@ -106,7 +108,7 @@ def start_upstream(port: int) -> subprocess.Popen[bytes]:
 
 
 def start_dmgate(
-    port: int, upstream_port: int, home: Path, uvloop: bool = False
+    port: int, upstream_port: int, home: Path, stdlib_loop: bool = False
 ) -> subprocess.Popen[bytes]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DMGATE_")},
@@ -122,8 +124,10 @@ def start_dmgate(
         "DMGATE_REVIEW_TOKENS": "bench:bench-token-0123456789",
         "DMGATE_SECRET_KEY": "bench-secret-key-0123456789abcdef",
     }
-    if uvloop:
-        code = "import sys, uvloop; uvloop.install(); from proxy.cli import main; sys.exit(main())"
+    if stdlib_loop:  # for comparison: hide uvloop so `dmgate serve` falls back
+        code = (
+            "import sys; sys.modules['uvloop'] = None; from proxy.cli import main; sys.exit(main())"
+        )
         cmd = [sys.executable, "-c", code, "serve"]
     else:
         cmd = [sys.executable, "-m", "proxy.cli", "serve"]
@@ -235,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5, help="per measurement (5)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (3)")
-    parser.add_argument("--uvloop", action="store_true", help="run dmgate on uvloop")
+    parser.add_argument(
+        "--stdlib-loop", action="store_true", help="run dmgate on asyncio's loop, not uvloop"
+    )
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_upstream:
@@ -253,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         upstream = start_upstream(upstream_port)
         gate = None
         try:
-            gate = start_dmgate(dmgate_port, upstream_port, Path(tmp), args.uvloop)
+            gate = start_dmgate(dmgate_port, upstream_port, Path(tmp), args.stdlib_loop)
             with urllib.request.urlopen(urls["dmgate"], timeout=5) as r:
                 assert r.read() == HELLO, "dmgate did not relay the upstream's answer"
             for url in urls.values():  # warm-up: connection pools, caches
@@ -289,7 +295,8 @@ def _median(figures: list[Figures]) -> Figures:
 def report(
     results: dict[tuple[str, str], Figures], with_wrk: bool, args: argparse.Namespace
 ) -> None:
-    loop = "uvloop" if args.uvloop else "asyncio"
+    has_uvloop = importlib.util.find_spec("uvloop") is not None
+    loop = "asyncio" if args.stdlib_loop or not has_uvloop else "uvloop"
     print(
         f"pass-through benchmark: loopback, {os.cpu_count()} CPUs, Python "
         f"{sys.version.split()[0]}, dmgate on {loop}; median of {args.rounds} alternating "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import secrets
 import signal
 import sys
@@ -88,6 +89,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         database=s.database_url.split(":", 1)[0],
         passthrough_only_platforms=unadapted,
     )
+    # Everything loaded so far lives for the whole run: keep it out of the garbage
+    # collector's full passes (measured: 43 ms pauses every ~0.5 s under load without this).
+    gc.collect()
+    gc.freeze()
     try:
         yield
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 
@@ -30,6 +31,7 @@ def _serve(_args: argparse.Namespace) -> int:
         return 2
     web.run_app(
         app,
+        loop=_event_loop(),
         host=settings.host,
         port=settings.port,
         access_log=None,
@@ -37,6 +39,16 @@ def _serve(_args: argparse.Namespace) -> int:
         shutdown_timeout=10,
     )
     return 0
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux, macOS): ~10% more pass-through throughput
+    (bench/passthrough.py); the standard loop elsewhere."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def _settings_errors(exc: ValidationError) -> str:

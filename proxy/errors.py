@@ -126,6 +126,12 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except DMGateError as exc:
         return exc.response()
     except web.HTTPException as exc:
+        if request.method == "CONNECT":
+            # aiohttp's router never matches a CONNECT target (an authority, not a path).
+            return MethodNotAllowed(
+                "CONNECT is not accepted: dmgate runs in reverse-proxy mode "
+                "(call http://dmgate/{route}/… instead)"
+            ).response()
         if exc.status == 404:
             return NotFound(exc.reason or "not found").response()
         if exc.status == 405:

@@ -636,6 +636,9 @@ class FakeX:
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         response.content_length = n
         await response.prepare(request)
+        if request.method == "HEAD":  # the length, never a body
+            await response.write_eof()
+            return response
         full, rest = divmod(n, CHUNK_SIZE)
         for _ in range(full):
             await response.write(_PATTERN_CHUNK)

@@ -524,11 +524,6 @@ def test_connect_never_reaches_the_named_host(gate, seen, canary):
     assert canary.accepted == 0 and not seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aiohttp's router does not match a CONNECT target, so routing.resolve() never "
-    "sees it and the answer is the router's 404; needs a fix in proxy/app.py or errors.py",
-)
 def test_connect_is_refused_with_405(gate, canary):
     authority = f"127.0.0.1:{canary.port}".encode()
     status, _, _ = parse(exchange(gate.port, get(authority, method=b"CONNECT")))
