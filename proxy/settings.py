@@ -89,6 +89,21 @@ class Settings(BaseSettings):
     policy_reload_interval: Duration = timedelta(seconds=2)
     expiry_interval: Duration = timedelta(seconds=30)
 
+    @field_validator(
+        "secret_key", "review_webhook_url", "review_webhook_secret", "log_format", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, v: Any) -> Any:
+        # Deployment templates often set a variable to "" to mean "not set".
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return v
+
     @field_validator("routes", mode="before")
     @classmethod
     def _parse_routes(cls, v: Any) -> Any:

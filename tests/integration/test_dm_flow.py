@@ -270,3 +270,17 @@ def test_dm_decision_log_has_the_fixed_fields_and_no_text(gate, fake_x):
     assert "Rocketly" not in logs
     assert SENDER_TOKEN not in logs
     assert [p["policy"] for p in last["policies"]] == ["template_reuse"]
+
+
+def test_generated_key_file_is_private_and_reused(dmgate_factory, fake_x):
+    gate = dmgate_factory(policy_yaml=TEMPLATE_ONLY, env={"DMGATE_SECRET_KEY": ""})
+    key_file = gate.tmp / "dmgate.key"
+    assert key_file.exists()
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_bytes()
+    hold_id = _hold_one(gate)
+    gate.restart()  # the same key opens the credentials sealed before the restart
+    assert key_file.read_bytes() == key
+    r = gate.review().post(f"/api/v1/holds/{hold_id}/approve")
+    assert r.json()["status"] == "sent"
+    assert fake_x.state.requests[-1].header("Authorization") == f"Bearer {SENDER_TOKEN}"
