@@ -7,7 +7,7 @@ import hashlib
 import json
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import structlog
@@ -202,6 +202,13 @@ async def _judge_dm(
         raise err(f"{platform.name} DM request not forwarded: {exc}") from None
     try:
         account = (await identify_sender(ctx, platform, view)).account
+        if not dm.recipients and dm.conversation_id:
+            # The send names only a conversation: its members, as learnt from traffic, or
+            # the conversation itself standing in for them.
+            members = await ctx.store.signals.conversation_members(
+                platform.name, dm.conversation_id
+            )
+            dm = replace(dm, recipients=members or (dm.conversation_id,))
         recipients = platform.recipients_for(dm, account)
         names = dm.recipient_names + await ctx.store.signals.recipient_names(
             platform.name, recipients

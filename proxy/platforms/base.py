@@ -46,7 +46,9 @@ class BadDMRequest(Exception):
 
 @dataclass(frozen=True)
 class ParsedDM:
-    """The parts of a DM send request the policies need."""
+    """The parts of a DM send request the policies need. `recipients` may be empty when
+    the request names only `conversation_id`: the proxy then uses the members it learnt
+    for that conversation (a `ConversationMembers` fact), or the conversation id itself."""
 
     recipients: tuple[str, ...]
     text: str
@@ -127,7 +129,24 @@ class Profile:
     names: tuple[str, ...]
 
 
-Fact = Followed | Unfollowed | FollowerSnapshot | Identity | InboundMessage | Profile
+@dataclass(frozen=True)
+class ConversationMembers:
+    """The participants of a conversation, for DM sends that name only the conversation
+    (a Bluesky `convoId`, an existing LinkedIn thread)."""
+
+    conversation_id: str
+    members: tuple[str, ...]
+
+
+Fact = (
+    Followed
+    | Unfollowed
+    | FollowerSnapshot
+    | Identity
+    | InboundMessage
+    | Profile
+    | ConversationMembers
+)
 
 
 class Platform(ABC):

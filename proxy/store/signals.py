@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from policies.model import TemplateFingerprint
 from policies.template_reuse import similarity
 from proxy.platforms.base import (
+    ConversationMembers,
     Fact,
     Followed,
     FollowerSnapshot,
@@ -23,6 +24,7 @@ from proxy.platforms.base import (
 )
 from proxy.store.database import Database, insert_ignore
 from proxy.store.tables import (
+    conversations,
     follower_baselines,
     follows,
     identities,
@@ -230,6 +232,20 @@ class StoreSignals:
 
         return await self._db.read(_op)
 
+    async def conversation_members(
+        self, platform: str, conversation_id: str
+    ) -> tuple[str, ...] | None:
+        def _op(conn: sa.Connection) -> tuple[str, ...] | None:
+            members = conn.execute(
+                sa.select(conversations.c.members).where(
+                    conversations.c.platform == platform,
+                    conversations.c.conversation_id == conversation_id,
+                )
+            ).scalar_one_or_none()
+            return tuple(members) if members is not None else None
+
+        return await self._db.read(_op)
+
     async def record_facts(
         self,
         platform: str,
@@ -304,6 +320,19 @@ class StoreSignals:
             )
         elif isinstance(fact, FollowerSnapshot):
             self._snapshot(conn, platform, fact, now)
+        elif isinstance(fact, ConversationMembers):
+            stmt = insert_ignore(conn, conversations).values(
+                platform=platform,
+                conversation_id=fact.conversation_id,
+                members=list(fact.members),
+                updated_at=now,
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[conversations.c.platform, conversations.c.conversation_id],
+                    set_={"members": stmt.excluded.members, "updated_at": now},
+                )
+            )
         elif isinstance(fact, InboundMessage):
             conn.execute(
                 insert_ignore(conn, inbound)

@@ -69,6 +69,7 @@ holds = sa.Table(
 sa.Index("ix_holds_status_id", holds.c.status, holds.c.id)
 sa.Index("ix_holds_status_expires", holds.c.status, holds.c.expires_at)
 sa.Index("ix_holds_dedupe", holds.c.dedupe_key)
+sa.Index("ix_holds_created", holds.c.created_at)
 sa.Index(
     "uq_holds_pending_dedupe",
     holds.c.dedupe_key,
@@ -104,6 +105,8 @@ follows = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
+sa.Index("ix_follows_followed_at", follows.c.followed_at)
+
 # Accounts whose follower list has been seen once: later snapshots can date new followers.
 follower_baselines = sa.Table(
     "follower_baselines",
@@ -129,6 +132,16 @@ identities = sa.Table(
     sa.Column("credential_hash", sa.String(64), primary_key=True),  # keyed hash, never the token
     sa.Column("account", sa.String(128), nullable=False),
     sa.Column("seen_at", UTCDateTime, nullable=False),
+)
+
+# Who is in a conversation, for sends that name only the conversation.
+conversations = sa.Table(
+    "conversations",
+    metadata,
+    sa.Column("platform", sa.String(32), primary_key=True),
+    sa.Column("conversation_id", sa.String(256), primary_key=True),
+    sa.Column("members", sa.JSON, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
 # How recipients are addressed, for the template `<name>` placeholder.
@@ -174,6 +187,8 @@ template_recipients = sa.Table(
     sa.Column("last_seen", sa.Float, nullable=False),
     sqlite_with_rowid=False,
 )
+sa.Index("ix_template_recipients_last_seen", template_recipients.c.last_seen)
+sa.Index("ix_lsh_bands_template", lsh_bands.c.template_id)
 sa.Index(
     "ix_template_recipients_seen",
     template_recipients.c.template_id,
