@@ -75,7 +75,7 @@ class DMGate:
             [sys.executable, "-m", "proxy.cli", "serve"],
             env=self.env, cwd=self.tmp, stdout=self._log, stderr=subprocess.STDOUT,
         )
-        wait_until(self._healthy, timeout=30, what=f"dmgate on {self.url}\n{self.logs()}")
+        wait_until(self._healthy, timeout=90, what=f"dmgate on {self.url}\n{self.logs()}")
         return self
 
     def _healthy(self) -> bool:
