@@ -58,7 +58,8 @@ class Database:
         full = async_url(url)
         self.dialect_name = "postgresql" if full.startswith("postgresql") else "sqlite"
         self._async: AsyncEngine | None = None
-        self._sync: sa.Engine | None = None
+        self._sync: sa.Engine | None = None  # SQLite writes: BEGIN IMMEDIATE
+        self._sync_read: sa.Engine | None = None  # SQLite reads: no transaction
         self._pool: ThreadPoolExecutor | None = None
         if self.dialect_name == "postgresql":
             # pre-ping: a connection killed by a database restart is replaced, not used.
@@ -70,10 +71,19 @@ class Database:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             sync_url = sa.engine.make_url(full).set(drivername="sqlite+pysqlite")
-            self._sync = sa.create_engine(
-                sync_url, pool_size=SQLITE_THREADS, max_overflow=0, pool_timeout=30
+            self._sync, self._sync_read = (
+                sa.create_engine(
+                    sync_url, pool_size=SQLITE_THREADS, max_overflow=0, pool_timeout=30
+                )
+                for _ in range(2)
             )
-            event.listen(self._sync, "connect", _sqlite_pragmas)
+            for engine in (self._sync, self._sync_read):
+                event.listen(engine, "connect", _sqlite_pragmas)
+            # A write operation reads then writes (the template index looks up candidates,
+            # then inserts): it takes the write lock up front, so two operations can never
+            # both decide on stale reads. pysqlite's own BEGIN would come only at the first
+            # INSERT, after the read.
+            event.listen(self._sync, "begin", _begin_immediate)
             self._pool = ThreadPoolExecutor(SQLITE_THREADS, thread_name_prefix="dmgate-sqlite")
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
@@ -93,7 +103,7 @@ class Database:
                 return await conn.run_sync(fn, *args)
         assert self._sync is not None
         return await asyncio.get_running_loop().run_in_executor(
-            self._pool, _read_only, self._sync, fn, args
+            self._pool, _read_only, self._sync_read, fn, args
         )
 
     async def checkpoint_loop(self, interval: float = 1.0) -> None:
@@ -114,8 +124,9 @@ class Database:
     async def close(self) -> None:
         if self._async is not None:
             await self._async.dispose()
-        if self._sync is not None:
-            self._sync.dispose()
+        for engine in (self._sync, self._sync_read):
+            if engine is not None:
+                engine.dispose()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
@@ -141,7 +152,13 @@ def _checkpoint(conn: sa.Connection) -> None:
     conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
 
+def _begin_immediate(conn: sa.Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Transactions are begun explicitly (BEGIN IMMEDIATE for writes), never implicitly.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     # WAL: readers never block the writer. synchronous=NORMAL: a committed transaction
     # survives the process being killed (kill -9); only an OS crash or power loss can
