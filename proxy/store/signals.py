@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+import xxhash
 from sqlalchemy.dialects import postgresql, sqlite
 
 from policies.model import TemplateFingerprint
@@ -54,9 +55,16 @@ class _TemplateQueries:
     keep_signature: Any
     seen: Any
     count_recent: Any
+    lock: Any = None
 
 
-def _template_queries(insert: Any) -> _TemplateQueries:
+def _scope_lock_key(platform: str, account: str) -> int:
+    """A signed 64-bit advisory lock key for one sending account's template index."""
+    digest = xxhash.xxh64_intdigest(f"dmgate-templates:{platform}:{account}".encode())
+    return digest - (1 << 64) if digest >= (1 << 63) else digest
+
+
+def _template_queries(insert: Any, lock: Any = None) -> _TemplateQueries:
     sig = template_signatures
     hits = (
         sa.select(lsh_bands.c.template_id, sa.func.count().label("hits"))
@@ -101,12 +109,16 @@ def _template_queries(insert: Any) -> _TemplateQueries:
             set_={"last_seen": seen.excluded.last_seen},
         ),
         count_recent=sa.select(sa.func.count()).select_from(recent),
+        lock=lock,
     )
 
 
 _TEMPLATE_QUERIES = {
     "sqlite": _template_queries(sqlite.insert),
-    "postgresql": _template_queries(postgresql.insert),
+    "postgresql": _template_queries(
+        postgresql.insert,
+        lock=sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("key", type_=sa.BigInteger))),
+    ),
 }
 
 
@@ -163,6 +175,11 @@ class StoreSignals:
 
         def _op(conn: sa.Connection) -> int:
             q = _TEMPLATE_QUERIES[conn.dialect.name]
+            if q.lock is not None:
+                # Replicas judging copies of one account's text at the same instant must
+                # not each start a template of their own: one account's template index is
+                # changed by one transaction at a time (SQLite: BEGIN IMMEDIATE does it).
+                conn.execute(q.lock, {"key": _scope_lock_key(platform, account)})
             # 1. One indexed lookup: templates sharing a band with this message (each band
             # key names one template, so at most `bands` of them whatever the history), most
             # band hits first, with every stored copy of each.
