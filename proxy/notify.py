@@ -25,7 +25,10 @@ log = structlog.get_logger("dmgate.notify")
 
 BACKOFF_START = 1.0
 BACKOFF_MAX = 600.0
-_IDLE_POLL = 30.0  # other replicas may add rows; look now and then even without a wakeup
+# Other replicas add rows too: look now and then even without a wake-up.
+_IDLE_POLL = 30.0
+# Longer than one delivery attempt can take (the client timeout below is 15 s).
+DELIVERY_LEASE = timedelta(seconds=60)
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -42,7 +45,7 @@ async def deliver_once(ctx: Context, session: aiohttp.ClientSession) -> None:
     assert url is not None
     secret = ctx.settings.review_webhook_secret
     now = datetime.now(UTC)
-    for row in await ctx.store.holds.due_notifications(now):
+    for row in await ctx.store.holds.claim_notifications(now, DELIVERY_LEASE):
         hold = await ctx.store.holds.get(row["hold_id"])
         if hold is None or hold["status"] != PENDING:
             await ctx.store.holds.notification_done(

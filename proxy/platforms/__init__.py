@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from proxy.platforms.base import Platform
+from proxy.platforms.linkedin import LinkedInPlatform
+from proxy.platforms.meta import MetaPlatform
 from proxy.platforms.x import XPlatform
 
 # Route settings name a platform by these keys (`{"platform": "x"}`).
 PLATFORMS: dict[str, type[Platform]] = {
     XPlatform.name: XPlatform,
+    LinkedInPlatform.name: LinkedInPlatform,
+    MetaPlatform.name: MetaPlatform,
 }
 
 

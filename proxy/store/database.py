@@ -173,7 +173,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+# Any fixed number: the advisory lock replicas queue on while one of them migrates.
+_MIGRATION_LOCK = 0x646D67617465  # "dmgate"
+
+
 def _upgrade(sync_conn: sa.Connection) -> None:
+    if sync_conn.dialect.name == "postgresql":
+        # Replicas starting together: one applies the migrations, the others wait here and
+        # then find the schema current. (SQLite: BEGIN IMMEDIATE already serialises.)
+        sync_conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = sync_conn

@@ -7,7 +7,7 @@ of any number of racing approvals wins, on one process or many.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -303,17 +303,33 @@ class HoldStore:
 
     # --- notification outbox ----------------------------------------------------------
 
-    async def due_notifications(self, now: datetime, limit: int = 20) -> list[Row]:
-        def _op(conn: sa.Connection) -> Any:
-            rows = conn.execute(
-                sa.select(outbox)
-                .where(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now)
-                .order_by(outbox.c.next_attempt_at)
-                .limit(limit)
-            )
-            return [dict(r._mapping) for r in rows]
+    async def claim_notifications(
+        self, now: datetime, lease: timedelta, limit: int = 20
+    ) -> list[Row]:
+        """Due notifications, leased to this process for `lease`: another replica skips
+        them (SKIP LOCKED, then the pushed-back due time) so each is sent by one replica.
+        If this one dies mid-delivery, the lease runs out and another takes over."""
 
-        return await self._db.read(_op)
+        def _op(conn: sa.Connection) -> list[Row]:
+            rows = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    sa.select(outbox)
+                    .where(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now)
+                    .order_by(outbox.c.next_attempt_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ]
+            if rows:
+                conn.execute(
+                    sa.update(outbox)
+                    .where(outbox.c.id.in_([r["id"] for r in rows]))
+                    .values(next_attempt_at=now + lease)
+                )
+            return rows
+
+        return await self._db.write(_op)
 
     async def next_notification_at(self) -> datetime | None:
         def _op(conn: sa.Connection) -> Any:

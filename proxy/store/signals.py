@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import xxhash
 from sqlalchemy.dialects import postgresql, sqlite
 
-from policies.model import TemplateFingerprint
+from policies.model import ContactHistory, TemplateFingerprint
 from policies.template_reuse import similarity
 from proxy.platforms.base import (
     ConversationMembers,
@@ -25,6 +25,7 @@ from proxy.platforms.base import (
 )
 from proxy.store.database import Database, insert_ignore
 from proxy.store.tables import (
+    contacts,
     conversations,
     follower_baselines,
     follows,
@@ -119,6 +120,47 @@ _TEMPLATE_QUERIES = {
         postgresql.insert,
         lock=sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("key", type_=sa.BigInteger))),
     ),
+}
+
+
+@dataclass(frozen=True)
+class _ContactQueries:
+    """Signals.contact_history's statements, built once per dialect (asked on every DM
+    while first_contact_pitch or burst is on)."""
+
+    wrote: Any
+    record: Any
+    recorded: Any
+    count_recent: Any
+
+
+def _contact_queries(insert: Any) -> _ContactQueries:
+    c = contacts
+    scope = (c.c.platform == sa.bindparam("platform"), c.c.account == sa.bindparam("account"))
+    recent = (
+        sa.select(sa.literal(1))
+        .where(*scope, c.c.cold.is_(True), c.c.first_at >= sa.bindparam("since"))
+        .limit(sa.bindparam("cap"))
+        .subquery()
+    )
+    return _ContactQueries(
+        wrote=sa.select(inbound.c.peer).where(
+            inbound.c.platform == sa.bindparam("platform"),
+            inbound.c.account == sa.bindparam("account"),
+            inbound.c.peer.in_(sa.bindparam("recipients", expanding=True)),
+        ),
+        # The first attempt's row stays: later attempts change nothing.
+        record=insert(c).on_conflict_do_nothing(),
+        recorded=sa.select(c.c.recipient, c.c.first_at, c.c.cold).where(
+            *scope, c.c.recipient.in_(sa.bindparam("recipients", expanding=True))
+        ),
+        count_recent=sa.select(sa.func.count()).select_from(recent),
+    )
+
+
+_CONTACT_QUERIES = {
+    "sqlite": _contact_queries(sqlite.insert),
+    "postgresql": _contact_queries(postgresql.insert),
 }
 
 
@@ -218,6 +260,45 @@ class StoreSignals:
             return conn.execute(
                 q.count_recent, {"tid": template_id, "since": since_s, "cap": cap}
             ).scalar_one()
+
+        return await self._db.write(_op)
+
+    async def contact_history(
+        self,
+        platform: str,
+        account: str,
+        recipients: tuple[str, ...],
+        now: datetime,
+        since: datetime,
+        cap: int,
+    ) -> ContactHistory:
+        now_s, since_s = now.timestamp(), since.timestamp()
+        unique = list(dict.fromkeys(recipients))
+        scope = {"platform": platform, "account": account}
+
+        def _op(conn: sa.Connection) -> ContactHistory:
+            q = _CONTACT_QUERIES[conn.dialect.name]
+            first: list[str] = []
+            if unique:
+                wrote = set(conn.execute(q.wrote, {**scope, "recipients": unique}).scalars())
+                conn.execute(
+                    q.record,
+                    [
+                        {**scope, "recipient": r, "first_at": now_s, "cold": r not in wrote}
+                        for r in unique
+                    ],
+                )
+                # A contact first recorded at exactly `now` is this attempt's: asking twice
+                # for one DM (two policies) answers the same and records nothing more.
+                rows = conn.execute(q.recorded, {**scope, "recipients": unique})
+                fresh = {r for r, first_at, cold in rows if cold and first_at == now_s}
+                first = [r for r in unique if r in fresh]
+            recent = 0
+            if cap > 0:
+                recent = conn.execute(
+                    q.count_recent, {**scope, "since": since_s, "cap": cap}
+                ).scalar_one()
+            return ContactHistory(tuple(first), recent)
 
         return await self._db.write(_op)
 

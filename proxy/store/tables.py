@@ -195,6 +195,23 @@ sa.Index(
     template_recipients.c.last_seen,
 )
 
+# Every judged DM attempt's recipients, once per (platform, account, recipient): the
+# first attempt's time and whether it was cold (the recipient had never written to the
+# account). Feeds first_contact_pitch and burst (Signals.contact_history). Kept as long as
+# the account's history should count: a pruned row makes its recipient "first" again.
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("platform", sa.String(32), primary_key=True),
+    sa.Column("account", sa.String(128), primary_key=True),
+    sa.Column("recipient", sa.String(128), primary_key=True),
+    sa.Column("first_at", sa.Float, nullable=False),  # epoch seconds, as the template index
+    sa.Column("cold", sa.Boolean, nullable=False),
+    sqlite_with_rowid=False,
+)
+# The account's first contacts since T: one range scan, whatever the history.
+sa.Index("ix_contacts_account_first", contacts.c.platform, contacts.c.account, contacts.c.first_at)
+
 outbox = sa.Table(
     "notification_outbox",
     metadata,

@@ -1,0 +1,630 @@
+"""Mastodon: direct statuses ("private mentions"), follow/mention notifications, identity.
+
+A Mastodon DM is an ordinary `POST /api/v1/statuses` whose `visibility` is `direct`; it
+reaches exactly the accounts @mentioned in `status` (mastodon/documentation
+`content/en/methods/statuses.md`). Every status post is therefore a DM *candidate*:
+`classify` cannot see the body, `parse_dm` reads it and raises `NotADirectMessage` for
+public, unlisted and followers-only posts, which the proxy then forwards unjudged.
+
+Keys. The sending account is the Mastodon account `id` (what `verify_credentials`
+answers, what `DMGate-Account` carries, what `/api/v1/accounts/:id/followers` names).
+Everyone else — recipients, followers, people who wrote first — is keyed by their
+normalised `acct` (`user` for a local account, `user@domain` for a remote one,
+lower-cased), because that is all a status text carries (`@user@domain`) and every
+account object in an answer carries it too. So `Followed(account=<id>, follower=<acct>)`
+and `InboundMessage(account=<id>, sender=<acct>)` line up with `recipients` of a DM.
+
+The module is pure: it reads the clock for `created_at` in hold answers and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, quote_plus, unquote_plus
+
+from proxy.platforms.base import (
+    BadDMRequest,
+    Fact,
+    Followed,
+    FollowerSnapshot,
+    Identity,
+    InboundMessage,
+    Kind,
+    ParsedDM,
+    Platform,
+    PlatformResponse,
+    Profile,
+    RequestView,
+)
+
+try:  # the gateway hook this adapter needs (see `NotADirectMessage` below)
+    from proxy.platforms.base import NotADirectMessage  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - until base.py defines it
+
+    class NotADirectMessage(BadDMRequest):  # type: ignore[no-redef]
+        """The request is not a DM after all (a public status): forward it unjudged.
+
+        Stand-in until `proxy.platforms.base` defines it and the gateway forwards such
+        requests. Until then it is a `BadDMRequest`: a non-direct status on a `mastodon`
+        route is refused (400) rather than judged as if it were a DM."""
+
+        def __init__(self, message: str) -> None:
+            super().__init__(
+                f"{message}; this dmgate cannot forward non-direct statuses on a judged "
+                "mastodon route yet (the gateway lacks NotADirectMessage support)",
+                400,
+            )
+
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+STATUS_FIELDS = ("status", "visibility", "spoiler_text")
+
+# mastodon/mastodon app/models/account.rb:
+#   USERNAME_RE = /[a-z0-9_]+([a-z0-9_\.-]+[a-z0-9_]+)?/i
+#   MENTION_RE  = /(?<=^|[^\/[:word:]])@((#{USERNAME_RE})(?:@[[:word:]\.\-]+[[:word:]]+)?)/i
+_MENTION = re.compile(
+    r"(?<![/\w])@([a-z0-9_]+(?:[a-z0-9_.-]+[a-z0-9_]+)?)(?:@([\w.-]+\w))?", re.IGNORECASE
+)
+_ID = re.compile(r"[0-9]{1,20}")
+
+
+def normalize_acct(value: str) -> str:
+    """`@Bob@Example.Social` → `bob@example.social`; `@Bob` → `bob`."""
+    return value.strip().lstrip("@").lower()
+
+
+def mentions(text: str) -> tuple[str, ...]:
+    """The accounts a status text mentions, normalised, in order, without repeats."""
+    found = []
+    for m in _MENTION.finditer(text):
+        user, domain = m.group(1), m.group(2)
+        found.append(normalize_acct(f"{user}@{domain}" if domain else user))
+    return tuple(dict.fromkeys(found))
+
+
+# --- routes ----------------------------------------------------------------------------
+
+STATUSES = "statuses"
+VERIFY_CREDENTIALS = "verify_credentials"
+NOTIFICATIONS = "notifications"
+NOTIFICATION = "notification"
+FOLLOWERS = "followers"
+CONVERSATIONS = "conversations"
+
+
+@dataclass(frozen=True)
+class _Route:
+    name: str
+    method: str
+    kind: Kind
+    pattern: re.Pattern[str]
+
+
+_ROUTES: tuple[_Route, ...] = (
+    _Route(STATUSES, "POST", Kind.DM, re.compile(r"/api/v1/statuses")),
+    _Route(
+        VERIFY_CREDENTIALS,
+        "GET",
+        Kind.SIGNAL,
+        re.compile(r"/api/v1/accounts/verify_credentials"),
+    ),
+    _Route(NOTIFICATIONS, "GET", Kind.SIGNAL, re.compile(r"/api/v1/notifications")),
+    _Route(NOTIFICATION, "GET", Kind.SIGNAL, re.compile(r"/api/v1/notifications/(?P<id>[0-9]+)")),
+    _Route(FOLLOWERS, "GET", Kind.SIGNAL, re.compile(r"/api/v1/accounts/(?P<id>[^/]+)/followers")),
+    _Route(CONVERSATIONS, "GET", Kind.SIGNAL, re.compile(r"/api/v1/conversations")),
+)
+
+
+def _normalize(path: str) -> str:
+    """The path Mastodon would route, for classification only: no empty or `.` segments,
+    `..` applied, no `;params`, no trailing slash, no `.json` format suffix (Rails routes
+    `/api/v1/statuses.json` to the same action). Erring towards "a DM path" is safe."""
+    segments: list[str] = []
+    for raw in path.split("/"):
+        segment = raw.split(";", 1)[0]
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    if segments and segments[-1].lower().endswith(".json"):
+        segments[-1] = segments[-1][: -len(".json")]
+    return "/" + "/".join(segments)
+
+
+def _match(path: str, method: str | None) -> tuple[_Route, dict[str, str]] | None:
+    normalized = _normalize(path)
+    for route in _ROUTES:
+        if method is not None and route.method != method:
+            continue
+        # Rails routes are case-sensitive, but judging a status Mastodon would 404 is
+        # harmless; missing one it would accept is not.
+        flags = re.IGNORECASE if route.kind is Kind.DM else 0
+        m = re.fullmatch(route.pattern.pattern, normalized, flags)
+        if m:
+            return route, m.groupdict()
+    return None
+
+
+# --- request bodies --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Field:
+    value: str
+    # multipart: where the value's bytes sit in the body, for an edit in place
+    span: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class _Form:
+    """The status parameters of a request body, whatever its encoding."""
+
+    encoding: str  # "json" | "form" | "multipart"
+    fields: dict[str, list[_Field]]  # scalar parameters by name (`media_ids[]` too)
+    doc: dict[str, Any] | None = None  # the JSON document
+    boundary: bytes | None = None
+
+    def one(self, name: str) -> str | None:
+        values = self.fields.get(name) or []
+        if len(values) > 1:
+            # Rails keeps the last of repeated keys; dmgate will not guess which text
+            # Mastodon sends.
+            raise BadDMRequest(f"the status parameter {name!r} is given more than once", 400)
+        return values[0].value if values else None
+
+    def has_media(self) -> bool:
+        if self.doc is not None:
+            return bool(self.doc.get("media_ids"))
+        return any(self.fields.get(k) for k in ("media_ids[]", "media_ids"))
+
+
+def _media_type(req: RequestView) -> str | None:
+    content_type = req.headers.get("Content-Type")
+    if content_type is None:
+        return None
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _param(content_type: str, name: str) -> str | None:
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == name:
+            return value.strip().strip('"')
+    return None
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKeyError(key)
+        obj[key] = value
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _load_json(body: bytes) -> dict[str, Any]:
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadDMRequest("status request body is not UTF-8", 400) from exc
+    try:
+        doc = json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except _DuplicateKeyError as exc:
+        raise BadDMRequest(f"status request body has the key {exc} twice", 400) from exc
+    except (ValueError, RecursionError) as exc:
+        raise BadDMRequest(f"status request body is not valid JSON: {exc}", 400) from exc
+    if not isinstance(doc, dict):
+        raise BadDMRequest("status request body must be a JSON object", 400)
+    return doc
+
+
+def _json_form(body: bytes) -> _Form:
+    doc = _load_json(body)
+    fields: dict[str, list[_Field]] = {}
+    for name in STATUS_FIELDS:
+        if name not in doc or doc[name] is None:
+            continue
+        if not isinstance(doc[name], str):
+            raise BadDMRequest(f"{name} must be a string", 400)
+        fields[name] = [_Field(doc[name])]
+    return _Form("json", fields, doc=doc)
+
+
+def _url_form(body: bytes) -> _Form:
+    try:
+        text = body.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadDMRequest(f"status request body is not valid form data: {exc}", 400) from exc
+    fields: dict[str, list[_Field]] = {}
+    for key, value in pairs:
+        fields.setdefault(key, []).append(_Field(value))
+    return _Form("form", fields)
+
+
+def _multipart_form(req: RequestView, body: bytes) -> _Form:
+    boundary = _param(req.headers.get("Content-Type", ""), "boundary")
+    if not boundary:
+        raise BadDMRequest("multipart/form-data without a boundary", 400)
+    delimiter = b"--" + boundary.encode("latin-1")
+    fields: dict[str, list[_Field]] = {}
+    start = body.find(delimiter)
+    if start < 0:
+        raise BadDMRequest("multipart body has no part", 400)
+    pos = start + len(delimiter)
+    while True:
+        if body[pos : pos + 2] == b"--":
+            break  # the closing delimiter
+        if body[pos : pos + 2] != b"\r\n":
+            raise BadDMRequest("malformed multipart body", 400)
+        head_end = body.find(b"\r\n\r\n", pos + 2)
+        if head_end < 0:
+            raise BadDMRequest("malformed multipart part headers", 400)
+        content_start = head_end + 4
+        end = body.find(b"\r\n" + delimiter, content_start)
+        if end < 0:
+            raise BadDMRequest("multipart body is not terminated", 400)
+        headers = body[pos + 2 : head_end].decode("latin-1")
+        name, filename = _disposition(headers)
+        if name is not None and filename is None:
+            try:
+                value = body[content_start:end].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadDMRequest(f"multipart field {name!r} is not UTF-8", 400) from exc
+            fields.setdefault(name, []).append(_Field(value, (content_start, end)))
+        pos = end + 2 + len(delimiter)
+    return _Form("multipart", fields, boundary=delimiter)
+
+
+def _disposition(headers: str) -> tuple[str | None, str | None]:
+    for line in headers.split("\r\n"):
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "content-disposition":
+            return _param(value, "name"), _param(value, "filename")
+    return None, None
+
+
+def _form(req: RequestView, body: bytes) -> _Form:
+    media_type = _media_type(req)
+    if media_type == "application/json":
+        return _json_form(body)
+    # Rack reads a POST without a Content-Type as form data, as Mastodon.py sends it.
+    if media_type in (None, "application/x-www-form-urlencoded"):
+        return _url_form(body)
+    if media_type == "multipart/form-data":
+        return _multipart_form(req, body)
+    raise BadDMRequest(
+        "status requests must be form data, multipart/form-data or application/json, "
+        f"got {req.headers.get('Content-Type')!r}",
+        415,
+    )
+
+
+def _is_direct(req: RequestView, form: _Form) -> bool:
+    # Rails merges query parameters over body parameters; either naming `direct` makes
+    # this a DM (judging a status Mastodon posts publicly is harmless, the reverse not).
+    values = [form.one("visibility"), *req.query.getall("visibility", [])]
+    return any(isinstance(v, str) and v.strip().lower() == "direct" for v in values)
+
+
+# --- answer helpers --------------------------------------------------------------------
+
+
+def _iso(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _iso_now() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def _id_of(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return value if isinstance(value, str) and _ID.fullmatch(value) else None
+
+
+def _acct_of(account: Any) -> str | None:
+    if not isinstance(account, dict):
+        return None
+    acct = account.get("acct")
+    return normalize_acct(acct) if isinstance(acct, str) and acct.strip("@ ") else None
+
+
+def _profile(account: Any, key: str | None = None) -> list[Fact]:
+    """Display name and username of an account object, keyed by its acct (or `key`)."""
+    if not isinstance(account, dict):
+        return []
+    user = key or _acct_of(account)
+    names = tuple(
+        n
+        for k in ("display_name", "username")
+        if isinstance(n := account.get(k), str) and n.strip()
+    )
+    return [Profile(user, names)] if user and names else []
+
+
+def _synthetic_id(hold_id: str) -> str:
+    """A stable 18-digit id (like Mastodon's snowflake ids) for a held status, so a retry
+    of the same hold hears the same id."""
+    digest = hashlib.sha256(f"dmgate:mastodon-status:{hold_id}".encode()).digest()
+    return str(10**17 + int.from_bytes(digest[:8], "big") % (9 * 10**17))
+
+
+def _content_html(text: str) -> str:
+    """The status text as Mastodon renders plain text: paragraphs, line breaks, escaped."""
+    paragraphs = [p for p in text.replace("\r\n", "\n").split("\n\n") if p]
+    return "".join(f"<p>{html.escape(p).replace(chr(10), '<br />')}</p>" for p in paragraphs)
+
+
+# --- the adapter -----------------------------------------------------------------------
+
+Learner = Callable[["MastodonPlatform", RequestView, dict[str, str], str | None, Any], list[Fact]]
+
+
+class MastodonPlatform(Platform):
+    """Mastodon's REST API (and compatible servers' `/api/v1`)."""
+
+    name: ClassVar[str] = "mastodon"
+
+    def classify(self, req: RequestView) -> Kind:
+        match = _match(req.path, req.method.upper())
+        return match[0].kind if match else Kind.PASSTHROUGH
+
+    def credential(self, req: RequestView) -> str | None:
+        scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() == "bearer":
+            return rest.strip() or None
+        # Rails' Doorkeeper also takes the token as a parameter.
+        return req.query.get("access_token") or None
+
+    # --- DM requests --------------------------------------------------------------------
+
+    def parse_dm(self, req: RequestView, body: bytes) -> ParsedDM:
+        match = _match(req.path, "POST")
+        if match is None or match[0].kind is not Kind.DM:
+            raise BadDMRequest(f"{req.method} {req.path} is not a Mastodon status post", 400)
+        form = _form(req, body)
+        if not _is_direct(req, form):
+            raise NotADirectMessage("not a direct status")
+        if "status" in req.query:
+            # Rails would let the query's text override the body's: one text or none.
+            raise BadDMRequest("a direct status must carry `status` in the body", 400)
+        text = form.one("status") or ""
+        if not text.strip() and not form.has_media():
+            raise BadDMRequest("status is required unless media_ids are attached", 400)
+        form.one("spoiler_text")  # a repeat is as ambiguous as a repeated status
+        return ParsedDM(mentions(text), text)
+
+    def recipients_for(self, dm: ParsedDM, account: str) -> tuple[str, ...]:
+        """The mentioned accounts. A direct status mentioning nobody reaches only its
+        author: then the account itself is the one recipient. The sender's own mention
+        (by acct) cannot be dropped here, the account being keyed by id."""
+        others = tuple(r for r in dm.recipients if r != account)
+        return others or dm.recipients or (account,)
+
+    def replace_text(self, req: RequestView, body: bytes, text: str) -> bytes:
+        dm = self.parse_dm(req, body)
+        if set(mentions(text)) != set(dm.recipients):
+            # The mentions are the recipients: an edit must not redirect a held DM.
+            raise BadDMRequest(
+                "the edited text must mention the same accounts as the original "
+                f"({', '.join('@' + r for r in dm.recipients) or 'none'})",
+                422,
+            )
+        form = _form(req, body)
+        if not text.strip() and not form.has_media():
+            raise BadDMRequest("the edited text is empty and the status has no media", 422)
+        if form.encoding == "json":
+            assert form.doc is not None
+            form.doc["status"] = text
+            return json.dumps(form.doc, ensure_ascii=False, separators=(",", ":")).encode()
+        if form.encoding == "form":
+            pieces = body.decode("utf-8").split("&")
+            out = []
+            replaced = False
+            for piece in pieces:
+                key = unquote_plus(piece.partition("=")[0])
+                if key == "status":
+                    piece = "status=" + quote_plus(text)
+                    replaced = True
+                out.append(piece)
+            if not replaced:
+                out.append("status=" + quote_plus(text))
+            return "&".join(p for p in out if p).encode("utf-8")
+        # multipart: the `status` part's bytes replaced in place
+        assert form.boundary is not None
+        new = text.encode("utf-8")
+        if form.boundary in new:
+            raise BadDMRequest("the edited text contains the multipart boundary", 422)
+        parts = form.fields.get("status")
+        if not parts or parts[0].span is None:
+            raise BadDMRequest("the multipart body has no status part to edit", 422)
+        start, end = parts[0].span
+        return body[:start] + new + body[end:]
+
+    # --- answers on Mastodon's behalf -----------------------------------------------------
+
+    def hold_response(
+        self, req: RequestView, dm: ParsedDM, account: str, hold_id: str
+    ) -> PlatformResponse:
+        """A Status entity (mastodon/documentation `content/en/entities/Status.md`), as
+        `POST /api/v1/statuses` answers with 200. What dmgate cannot know (the sender's
+        username, the mentioned accounts' ids, the instance's URLs) is empty or null."""
+        status_id = _synthetic_id(hold_id)
+        mentioned = [
+            {
+                "id": "",
+                "username": acct.split("@", 1)[0],
+                "acct": acct,
+                "url": f"https://{acct.split('@', 1)[1]}/@{acct.split('@', 1)[0]}"
+                if "@" in acct
+                else None,
+            }
+            for acct in dm.recipients
+        ]
+        status = {
+            "id": status_id,
+            "created_at": _iso_now(),
+            "in_reply_to_id": None,
+            "in_reply_to_account_id": None,
+            "sensitive": False,
+            "spoiler_text": "",
+            "visibility": "direct",
+            "language": None,
+            "uri": f"urn:dmgate:hold:{hold_id}",
+            "url": None,
+            "replies_count": 0,
+            "reblogs_count": 0,
+            "favourites_count": 0,
+            "edited_at": None,
+            "favourited": False,
+            "reblogged": False,
+            "muted": False,
+            "bookmarked": False,
+            "pinned": False,
+            "content": _content_html(dm.text),
+            "filtered": [],
+            "reblog": None,
+            "application": None,
+            "account": {"id": account, "username": "", "acct": "", "display_name": ""},
+            "media_attachments": [],
+            "mentions": mentioned,
+            "tags": [],
+            "emojis": [],
+            "card": None,
+            "poll": None,
+            # Mastodon.py and megalodon keep unknown fields; the truth is in the headers.
+            "dmgate": {"hold_id": hold_id, "status": "pending"},
+        }
+        return PlatformResponse(200, status, content_type=JSON_CONTENT_TYPE)
+
+    def block_response(self, req: RequestView, reason: str) -> PlatformResponse:
+        # Mastodon's error entity: `{"error": "..."}` (content/en/entities/Error.md); 403 is
+        # what it answers for a forbidden action. Mastodon.py raises MastodonAPIError.
+        body = {"error": reason, "dmgate": {"decision": "block", "reason": reason}}
+        return PlatformResponse(403, body, content_type=JSON_CONTENT_TYPE)
+
+    # --- signals --------------------------------------------------------------------------
+
+    def learn(self, req: RequestView, account: str | None, status: int, body: bytes) -> list[Fact]:
+        if not 200 <= status < 300:
+            return []
+        match = _match(req.path, "GET")
+        if match is None or match[0].kind is not Kind.SIGNAL:
+            return []
+        route, params = match
+        try:
+            doc = json.loads(body)
+            return _LEARNERS[route.name](self, req, params, account, doc)
+        except Exception:  # a weird upstream answer teaches nothing; it must not break it
+            return []
+
+    def _learn_me(
+        self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
+    ) -> list[Fact]:
+        me = _id_of(doc.get("id"))
+        if me is None:
+            return []
+        names = tuple(
+            n
+            for k in ("display_name", "username", "acct")
+            if isinstance(n := doc.get(k), str) and n.strip()
+        )
+        return [Identity(me), *([Profile(me, names)] if names else [])]
+
+    def _learn_notifications(
+        self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
+    ) -> list[Fact]:
+        """Follows (exact time) and direct mentions (someone wrote first). Notifications
+        belong to the caller, so without a known caller only names are learnt."""
+        items = doc if isinstance(doc, list) else [doc]
+        facts: list[Fact] = []
+        inbound: dict[str, InboundMessage] = {}
+        for n in items:
+            if not isinstance(n, dict):
+                continue
+            facts.extend(_profile(n.get("account")))
+            who = _acct_of(n.get("account"))
+            if account is None or who is None:
+                continue
+            if n.get("type") == "follow":
+                facts.append(Followed(account, who, _iso(n.get("created_at"))))
+            elif n.get("type") == "mention":
+                status = n.get("status")
+                if isinstance(status, dict) and status.get("visibility") == "direct":
+                    at = _iso(status.get("created_at")) or _iso(n.get("created_at"))
+                    seen = inbound.get(who)
+                    if seen is None or (at and (seen.at is None or at < seen.at)):
+                        inbound[who] = InboundMessage(account, who, at)
+        return facts + list(inbound.values())
+
+    def _learn_followers(
+        self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
+    ) -> list[Fact]:
+        owner = _id_of(params["id"])
+        if owner is None or not isinstance(doc, list):
+            return []
+        followers = tuple(a for u in doc if (a := _acct_of(u)))
+        # Newest first; paging goes down with `max_id` (and up from `min_id`): only a page
+        # without either is the top of the list. The Link header is not needed for that.
+        first = not (req.query.get("max_id") or req.query.get("min_id"))
+        profiles = [f for u in doc for f in _profile(u)]
+        return [FollowerSnapshot(owner, followers, first_page=first), *profiles]
+
+    def _learn_conversations(
+        self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
+    ) -> list[Fact]:
+        """Direct conversations: a last status by someone else means they wrote."""
+        if account is None or not isinstance(doc, list):
+            return []
+        facts: list[Fact] = []
+        for conversation in doc:
+            if not isinstance(conversation, dict):
+                continue
+            last = conversation.get("last_status")
+            if not isinstance(last, dict) or last.get("visibility") != "direct":
+                continue
+            author = last.get("account")
+            who = _acct_of(author)
+            if who is None or _id_of((author or {}).get("id")) == account:
+                continue
+            facts.append(InboundMessage(account, who, _iso(last.get("created_at"))))
+            facts.extend(_profile(author))
+        return facts
+
+
+_LEARNERS: dict[str, Learner] = {
+    VERIFY_CREDENTIALS: MastodonPlatform._learn_me,
+    NOTIFICATIONS: MastodonPlatform._learn_notifications,
+    NOTIFICATION: MastodonPlatform._learn_notifications,
+    FOLLOWERS: MastodonPlatform._learn_followers,
+    CONVERSATIONS: MastodonPlatform._learn_conversations,
+}

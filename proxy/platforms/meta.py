@@ -1,0 +1,433 @@
+"""Meta: the Messenger Platform Send API and Instagram messaging, both on the Graph API
+(`graph.facebook.com`, `graph.instagram.com`).
+
+A send is `POST /{version}/{page-id|ig-user-id|me}/messages` (version optional, e.g.
+`/v21.0/123/messages`) with `recipient`, `messaging_type`, `message` (and `tag`, ...). The
+Graph API takes its parameters in any of three forms, and so does this adapter: a JSON body,
+a form body (`application/x-www-form-urlencoded`, where `recipient` and `message` are JSON
+strings), or the query string (same JSON strings); `multipart/form-data` carries
+attachment uploads. A field given twice (in two forms, or twice in one) is refused: which
+copy Graph keeps is not documented, and the judged text must be the sent one.
+
+Recipients (developers.facebook.com/docs/messenger-platform/reference/send-api):
+`{"id": PSID}` is the person; `{"user_ref": …}` (checkbox plugin), `{"comment_id": …}` and
+`{"post_id": …}` (private replies), `{"notification_messages_token": …}` and
+`{"phone_number": …}` name a person the page cannot yet name by PSID, so they are kept as
+`user_ref:…`, `comment:…`, `post:…`, `notification_token:…`, `phone:…`: distinct people
+count as distinct recipients for the template policy; follow timing never matches them.
+
+`sender_action` calls (typing_on, mark_seen) carry no message: they are answered as a DM
+with no recipient and no text, which every policy lets through untouched.
+
+Graph batch requests (`POST /` with `batch`) that contain a send are refused (400): the
+sends inside would otherwise pass unjudged.
+
+The sender is the page (or Instagram account) in the path; for `me`, the account a
+`GET /me` answer taught dmgate for the same access token (`access_token` query parameter or
+`Authorization: Bearer|OAuth`).
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hashlib
+import json
+import re
+from datetime import datetime
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from proxy.platforms.base import (
+    BadDMRequest,
+    Fact,
+    Identity,
+    InboundMessage,
+    Kind,
+    ParsedDM,
+    Platform,
+    PlatformResponse,
+    Profile,
+    RequestView,
+)
+from proxy.platforms.linkedin import dump_json, load_json_object
+
+_VERSION = r"(?:/v[0-9]+(?:\.[0-9]+)?)?"
+_SEND = re.compile(rf"{_VERSION}/(?P<owner>[^/]+)/messages")
+_ME = re.compile(rf"{_VERSION}/me")
+_CONVERSATIONS = re.compile(rf"{_VERSION}/(?P<owner>[^/]+)/conversations")
+_NODE = re.compile(rf"{_VERSION}/(?P<node>[0-9]{{1,25}})")
+_BATCH = re.compile(rf"{_VERSION}/?")
+_NUMERIC = re.compile(r"[0-9]{1,25}")
+
+# The send's own fields: each may come once, from one form.
+_FIELDS = ("recipient", "message", "messaging_type", "sender_action", "tag", "persona_id")
+RECIPIENT_KINDS = {
+    "id": "",
+    "user_ref": "user_ref:",
+    "comment_id": "comment:",
+    "post_id": "post:",
+    "notification_messages_token": "notification_token:",
+    "phone_number": "phone:",
+}
+# Fields of a User Profile API read (`GET /{PSID}?fields=first_name,last_name`) worth
+# learning from: a name is what a template's "Hi Anna" substitutes.
+_NAME_FIELDS = ("name", "first_name", "last_name", "username")
+
+
+def _normalize(path: str) -> str:
+    segments: list[str] = []
+    for raw in path.split("/"):
+        segment = raw.split(";", 1)[0]
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    return "/" + "/".join(segments)
+
+
+def _media_type(req: RequestView) -> str | None:
+    value = req.headers.get("Content-Type")
+    return None if value is None else value.split(";", 1)[0].strip().lower()
+
+
+def _synthetic(hold_id: str, purpose: str) -> str:
+    return hashlib.sha256(f"dmgate:{purpose}:{hold_id}".encode()).hexdigest()[:40]
+
+
+# --- reading the three (four) request forms --------------------------------------------
+
+
+class _Form:
+    """Where each send field came from, so an edit can write the text back in place."""
+
+    def __init__(self, kind: str, fields: dict[str, Any], pairs: list[tuple[str, str]]):
+        self.kind = kind  # json | form | multipart | none
+        self.fields = fields  # the body's send fields (values as sent)
+        self.pairs = pairs  # form/multipart: every pair in order
+
+
+def _unique_pairs(pairs: list[tuple[str, str]], where: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        if key in _FIELDS and key in out:
+            raise BadDMRequest(f"{key} is given twice in the {where}", 400)
+        out.setdefault(key, value)
+    return out
+
+
+def _read_body(req: RequestView, body: bytes) -> _Form:
+    media = _media_type(req)
+    if not body.strip():
+        return _Form("none", {}, [])
+    if media == "application/json" or (media in (None, "text/plain") and body.lstrip()[:1] == b"{"):
+        return _Form("json", load_json_object(body), [])
+    if media in (None, "application/x-www-form-urlencoded"):
+        try:
+            text = body.decode("utf-8")
+            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BadDMRequest(f"DM request body is not a valid form: {exc}", 400) from exc
+        return _Form("form", _unique_pairs(pairs, "form body"), pairs)
+    if media == "multipart/form-data":
+        pairs = _multipart_fields(req.headers.get("Content-Type", ""), body)
+        return _Form("multipart", _unique_pairs(pairs, "multipart body"), pairs)
+    raise BadDMRequest(
+        f"Graph API sends must be JSON, form or multipart bodies, got {media!r}", 415
+    )
+
+
+def _multipart_fields(content_type: str, body: bytes) -> list[tuple[str, str]]:
+    """The text fields of a multipart body (file parts such as `filedata` are skipped)."""
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        raise BadDMRequest("multipart DM request body has no parts", 400)
+    fields: list[tuple[str, str]] = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or part.get_filename():
+            continue
+        payload = part.get_payload(decode=True) or b""
+        try:
+            fields.append((name, payload.decode("utf-8")))
+        except UnicodeDecodeError as exc:
+            raise BadDMRequest(f"multipart field {name!r} is not UTF-8", 400) from exc
+    return fields
+
+
+def _json_field(value: Any, name: str) -> dict[str, Any]:
+    """`recipient`/`message`: an object, or (form and query forms) a JSON string of one."""
+    if isinstance(value, str):
+        try:
+            value = load_json_object(value.encode("utf-8"))
+        except BadDMRequest as exc:
+            raise BadDMRequest(f"{name} must be a JSON object: {exc}", 400) from None
+    if not isinstance(value, dict):
+        raise BadDMRequest(f"{name} must be a JSON object", 400)
+    return value
+
+
+def _send_fields(req: RequestView, form: _Form) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every send field with its value, and which form ("query" or the body's) held it."""
+    query = _unique_pairs(list(req.query.items()), "query string")
+    fields: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for name in _FIELDS:
+        in_body, in_query = name in form.fields, name in query
+        if in_body and in_query:
+            raise BadDMRequest(f"{name} is given both in the query string and the body", 400)
+        if in_body:
+            fields[name], source[name] = form.fields[name], form.kind
+        elif in_query:
+            fields[name], source[name] = query[name], "query"
+    return fields, source
+
+
+def _recipient(value: Any) -> str:
+    recipient = _json_field(value, "recipient")
+    kinds = [k for k in RECIPIENT_KINDS if k in recipient]
+    if len(kinds) != 1:
+        wanted = ", ".join(RECIPIENT_KINDS)
+        raise BadDMRequest(f"recipient must have exactly one of {wanted}", 400)
+    raw = recipient[kinds[0]]
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)
+    if not isinstance(raw, str) or not raw.strip():
+        raise BadDMRequest(f"recipient.{kinds[0]} must be a non-empty string", 400)
+    return RECIPIENT_KINDS[kinds[0]] + raw.strip()
+
+
+def _text(message: dict[str, Any]) -> str:
+    text = message.get("text")
+    if text is not None and not isinstance(text, str):
+        raise BadDMRequest("message.text must be a string", 400)
+    if not text:
+        if not (message.get("attachment") or message.get("attachments")):
+            raise BadDMRequest("message.text or message.attachment is required", 400)
+        return ""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadDMRequest("message.text is not valid Unicode (lone surrogate)", 400) from exc
+    return text
+
+
+def _batch_has_send(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise BadDMRequest(f"batch is not valid JSON: {exc}", 400) from exc
+    if not isinstance(value, list):
+        raise BadDMRequest("batch must be a JSON array", 400)
+    for item in value:
+        if not isinstance(item, dict):
+            continue
+        path = "/" + urlsplit(str(item.get("relative_url", ""))).path.lstrip("/")
+        if str(item.get("method", "GET")).upper() == "POST" and _SEND.fullmatch(_normalize(path)):
+            return True
+    return False
+
+
+# --- the adapter -----------------------------------------------------------------------
+
+
+class MetaPlatform(Platform):
+    """Messenger and Instagram messaging through the Graph API."""
+
+    name: ClassVar[str] = "meta"
+
+    def classify(self, req: RequestView) -> Kind:
+        path = _normalize(req.path)
+        method = req.method.upper()
+        if method == "POST":
+            if _SEND.fullmatch(path):
+                return Kind.DM
+            if _BATCH.fullmatch(path):
+                # Batch requests can carry sends: they are opened (and refused if so).
+                return Kind.DM
+            return Kind.PASSTHROUGH
+        if method == "GET":
+            if _ME.fullmatch(path) or _CONVERSATIONS.fullmatch(path):
+                return Kind.SIGNAL
+            fields = req.query.get("fields", "")
+            if _NODE.fullmatch(path) and any(f in fields for f in _NAME_FIELDS):
+                return Kind.SIGNAL
+        return Kind.PASSTHROUGH
+
+    def credential(self, req: RequestView) -> str | None:
+        token = req.query.get("access_token")
+        if token:
+            return token
+        scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() in ("bearer", "oauth") and rest.strip():
+            return rest.strip()
+        return None
+
+    def account_from_request(self, req: RequestView) -> str | None:
+        m = _SEND.fullmatch(_normalize(req.path))
+        if m and _NUMERIC.fullmatch(m.group("owner")):
+            return m.group("owner")
+        return None
+
+    # --- DM requests --------------------------------------------------------------------
+
+    def parse_dm(self, req: RequestView, body: bytes) -> ParsedDM:
+        path = _normalize(req.path)
+        form = _read_body(req, body)
+        if not _SEND.fullmatch(path):
+            if not _BATCH.fullmatch(path):
+                raise BadDMRequest(f"{req.method} {req.path} is not a Graph API send", 400)
+            batch = form.fields["batch"] if "batch" in form.fields else req.query.get("batch")
+            if batch is not None and _batch_has_send(batch):
+                raise BadDMRequest(
+                    "Graph batch requests containing message sends are not judged; "
+                    "send each message on its own",
+                    400,
+                )
+            return ParsedDM((), "")  # no send inside: let it through
+        fields, _ = _send_fields(req, form)
+        if "message" not in fields:
+            if "sender_action" in fields:
+                return ParsedDM((), "")  # typing_on, mark_seen: not a message
+            raise BadDMRequest("message is required", 400)
+        if "recipient" not in fields:
+            raise BadDMRequest("recipient is required", 400)
+        recipient = _recipient(fields["recipient"])
+        text = _text(_json_field(fields["message"], "message"))
+        return ParsedDM((recipient,), text, account_hint=self.account_from_request(req))
+
+    def replace_text(self, req: RequestView, body: bytes, text: str) -> bytes:
+        self.parse_dm(req, body)
+        form = _read_body(req, body)
+        fields, source = _send_fields(req, form)
+        if "message" not in fields:
+            raise BadDMRequest("this request carries no message to edit", 422)
+        where = source["message"]
+        if where in ("query", "multipart"):
+            raise BadDMRequest(
+                f"the message travels in the {'URL' if where == 'query' else 'multipart body'}"
+                ", which dmgate cannot edit: approve it unedited or reject it",
+                422,
+            )
+        message = _json_field(fields["message"], "message")
+        if not text and not (message.get("attachment") or message.get("attachments")):
+            raise BadDMRequest("the edited text is empty and the message has no attachment", 422)
+        if text:
+            message["text"] = text
+        else:
+            message.pop("text", None)
+        if where == "json":
+            doc = dict(form.fields)
+            # Keep the form the field came in: an object stays an object, a string a string.
+            doc["message"] = (
+                dump_json(message).decode() if isinstance(form.fields["message"], str) else message
+            )
+            return dump_json(doc)
+        encoded = dump_json(message).decode()
+        pairs = [(k, encoded if k == "message" else v) for k, v in form.pairs]
+        return urlencode(pairs).encode()
+
+    # --- answers on Meta's behalf -------------------------------------------------------
+
+    def hold_response(
+        self, req: RequestView, dm: ParsedDM, account: str, hold_id: str
+    ) -> PlatformResponse:
+        body: dict[str, Any] = {}
+        recipient = dm.recipients[0] if dm.recipients else ""
+        if recipient and ":" not in recipient:
+            # The Send API answers `recipient_id` for PSID sends; for user_ref and private
+            # replies the PSID is not known here, so the field is left out.
+            body["recipient_id"] = recipient
+        body["message_id"] = "m_" + _synthetic(hold_id, "message")
+        body["dmgate"] = {"hold_id": hold_id, "status": "pending"}
+        return PlatformResponse(200, body)
+
+    def block_response(self, req: RequestView, reason: str) -> PlatformResponse:
+        # Graph error code 10 is "Permission Denied" (OAuthException) in Graph's error
+        # reference; messages follow Graph's "(#code) text" form.
+        error = {
+            "message": f"(#10) {reason}",
+            "type": "OAuthException",
+            "code": 10,
+            "fbtrace_id": "dmgate" + hashlib.sha256(reason.encode()).hexdigest()[:16],
+        }
+        return PlatformResponse(
+            403, {"error": error, "dmgate": {"decision": "block", "reason": reason}}
+        )
+
+    # --- signals ------------------------------------------------------------------------
+
+    def learn(self, req: RequestView, account: str | None, status: int, body: bytes) -> list[Fact]:
+        if not 200 <= status < 300 or req.method.upper() != "GET":
+            return []
+        path = _normalize(req.path)
+        try:
+            doc = json.loads(body)
+            if not isinstance(doc, dict):
+                return []
+            if _ME.fullmatch(path):
+                uid = _id_of(doc.get("id"))
+                return [Identity(uid), *_profile(doc)] if uid else []
+            m = _CONVERSATIONS.fullmatch(path)
+            if m:
+                owner = m.group("owner")
+                owner = owner if _NUMERIC.fullmatch(owner) else account
+                return _learn_conversations(doc, owner)
+            if _NODE.fullmatch(path):
+                return _profile(doc)
+        except Exception:  # a weird upstream answer teaches nothing; it must not break it
+            return []
+        return []
+
+
+def _id_of(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return value if isinstance(value, str) and _NUMERIC.fullmatch(value) else None
+
+
+def _profile(user: Any) -> list[Fact]:
+    if not isinstance(user, dict) or not (uid := _id_of(user.get("id"))):
+        return []
+    first, last = user.get("first_name"), user.get("last_name")
+    names = [user.get("name"), " ".join(p for p in (first, last) if isinstance(p, str) and p)]
+    names += [first, user.get("username")]
+    kept = tuple(dict.fromkeys(n for n in names if isinstance(n, str) and n))
+    return [Profile(uid, kept)] if kept else []
+
+
+def _time(value: Any) -> datetime | None:
+    # Graph's `created_time`: "2024-05-01T10:00:00+0000".
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z")
+    except ValueError:
+        return None
+
+
+def _learn_conversations(doc: dict[str, Any], owner: str | None) -> list[Fact]:
+    """Conversations API (`GET /{page-id}/conversations?fields=participants,messages{…}`):
+    participants' names, and who wrote to the page."""
+    facts: list[Fact] = []
+    earliest: dict[str, datetime | None] = {}
+    for conv in doc.get("data") or []:
+        if not isinstance(conv, dict):
+            continue
+        for person in (conv.get("participants") or {}).get("data") or []:
+            if _id_of((person or {}).get("id")) != owner:
+                facts.extend(_profile(person))
+        for message in (conv.get("messages") or {}).get("data") or []:
+            sender = _id_of(((message or {}).get("from") or {}).get("id"))
+            if owner is None or sender is None or sender == owner:
+                continue
+            at = _time(message.get("created_time"))
+            seen = earliest.get(sender, at)
+            earliest[sender] = min(at, seen) if at and seen else (seen or at)
+    facts.extend(InboundMessage(owner, s, at) for s, at in earliest.items() if owner)
+    return facts

@@ -1,0 +1,36 @@
+"""Outbound contacts: who each account has tried to DM, first when, and whether cold (for
+the first_contact_pitch and burst policies).
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-26
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "contacts",
+        sa.Column("platform", sa.String(length=32), nullable=False),
+        sa.Column("account", sa.String(length=128), nullable=False),
+        sa.Column("recipient", sa.String(length=128), nullable=False),
+        sa.Column("first_at", sa.Float(), nullable=False),
+        sa.Column("cold", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("platform", "account", "recipient"),
+        sqlite_with_rowid=False,
+    )
+    op.create_index("ix_contacts_account_first", "contacts", ["platform", "account", "first_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_contacts_account_first", "contacts")
+    op.drop_table("contacts")
