@@ -10,7 +10,7 @@ import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -31,6 +31,7 @@ from proxy.review import token_digest
 from proxy.settings import Settings
 from proxy.store import Store
 from proxy.store.database import sqlite_path
+from proxy.store.retention import prune
 
 log = structlog.get_logger("dmgate")
 
@@ -61,7 +62,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     ctx = app[CTX]
     s = ctx.settings
     ctx.keyring = Keyring(_master_key(s))
-    ctx.store = await Store.open(s.database_url, pool_size=s.upstream_pool_size // 10 or 5)
+    ctx.store = await Store.open(s.database_url, pool_size=s.database_pool_size)
     ctx.review_tokens = await _review_tokens(ctx)
     session = client_session(
         s.upstream_pool_size,
@@ -76,6 +77,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             ctx.policies.watch(s.policy_reload_interval.total_seconds()), name="policy-watch"
         ),
         asyncio.create_task(ctx.store.db.checkpoint_loop(), name="sqlite-checkpoint"),
+        asyncio.create_task(retention_loop(ctx), name="retention"),
     ]
     if s.review_webhook_url:
         tasks.append(asyncio.create_task(notify_loop(ctx), name="notify"))
@@ -101,6 +103,32 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
         await session.close()
         await ctx.store.close()
+
+
+def longest_window(ctx: Context) -> timedelta:
+    """The furthest back any configured policy looks (off ones too: turning one on later
+    should find its history)."""
+    sections = ctx.policies.engine.config.policies.__dict__.values()
+    windows = [w for sec in sections if isinstance(w := getattr(sec, "window", None), timedelta)]
+    return max(windows, default=timedelta(hours=1))
+
+
+async def retention_loop(ctx: Context) -> None:
+    """Prune facts no policy can use any more; every replica may run it (the batches are
+    idempotent deletes)."""
+    while True:
+        await asyncio.sleep(ctx.settings.retention_interval.total_seconds())
+        cutoff = datetime.now(UTC) - longest_window(ctx) - ctx.settings.retention_margin
+        try:
+            pruned = await prune(ctx.store.db, cutoff)
+        except Exception as exc:  # the store may be down: try again next time
+            log.warning("retention_failed", error=type(exc).__name__)
+            continue
+        for kind, n in pruned.items():
+            if n:
+                ctx.metrics.retention_pruned.labels(kind).inc(n)
+        if any(pruned.values()):
+            log.info("retention_pruned", cutoff=cutoff.isoformat(), **pruned)
 
 
 def _master_key(s: Settings) -> bytes:

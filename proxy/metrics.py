@@ -30,6 +30,7 @@ class Metrics:
     review_notifications: Counter
     policy_reloads: Counter
     store_failures: Counter
+    retention_pruned: Counter
 
 
 def create_metrics() -> Metrics:
@@ -100,6 +101,12 @@ def create_metrics() -> Metrics:
         store_failures=Counter(
             "dmgate_store_failures",
             "DMs refused (503) because the store was unreachable.",
+            registry=r,
+        ),
+        retention_pruned=Counter(
+            "dmgate_retention_pruned",
+            "Rows pruned because they are older than every policy window plus the margin.",
+            ["kind"],
             registry=r,
         ),
     )

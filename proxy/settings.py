@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     upstream_pool_size: int = Field(100, ge=1)
     policy_reload_interval: Duration = timedelta(seconds=2)
     expiry_interval: Duration = timedelta(seconds=30)
+    # PostgreSQL connections per replica (SQLite uses a small fixed pool).
+    database_pool_size: int = Field(10, ge=1, le=200)
+    # Facts older than the longest policy window plus this margin are pruned.
+    retention_margin: Duration = timedelta(hours=24)
+    retention_interval: Duration = timedelta(minutes=5)
 
     @field_validator(
         "secret_key", "review_webhook_url", "review_webhook_secret", "log_format", mode="before"

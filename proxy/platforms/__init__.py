@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from proxy.platforms.base import Platform
+from proxy.platforms.bluesky import BlueskyPlatform
 from proxy.platforms.linkedin import LinkedInPlatform
+from proxy.platforms.mastodon import MastodonPlatform
 from proxy.platforms.meta import MetaPlatform
 from proxy.platforms.x import XPlatform
 
 # Route settings name a platform by these keys (`{"platform": "x"}`).
 PLATFORMS: dict[str, type[Platform]] = {
     XPlatform.name: XPlatform,
+    MastodonPlatform.name: MastodonPlatform,
+    BlueskyPlatform.name: BlueskyPlatform,
     LinkedInPlatform.name: LinkedInPlatform,
     MetaPlatform.name: MetaPlatform,
 }

@@ -163,6 +163,8 @@ templates = sa.Table(
     sa.Column("account", sa.String(128), nullable=False),
     sa.Column("first_seen", sa.Float, nullable=False),
 )
+sa.Index("ix_templates_first_seen", templates.c.first_seen)
+
 # key = hash(scope, band, band values): one indexed lookup per DM, whatever the history.
 lsh_bands = sa.Table(
     "lsh_bands",
@@ -226,6 +228,7 @@ outbox = sa.Table(
     sa.Column("delivered_at", UTCDateTime),
 )
 sa.Index("ix_outbox_due", outbox.c.status, outbox.c.next_attempt_at)
+sa.Index("ix_outbox_created", outbox.c.created_at)
 
 review_tokens = sa.Table(
     "review_tokens",

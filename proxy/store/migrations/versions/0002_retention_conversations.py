@@ -22,6 +22,8 @@ def upgrade() -> None:
     op.create_index("ix_lsh_bands_template", "lsh_bands", ["template_id"])
     op.create_index("ix_follows_followed_at", "follows", ["followed_at"])
     op.create_index("ix_holds_created", "holds", ["created_at"])
+    op.create_index("ix_templates_first_seen", "templates", ["first_seen"])
+    op.create_index("ix_outbox_created", "notification_outbox", ["created_at"])
     op.create_table(
         "conversations",
         sa.Column("platform", sa.String(length=32), nullable=False),
@@ -34,6 +36,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("conversations")
+    op.drop_index("ix_outbox_created", "notification_outbox")
+    op.drop_index("ix_templates_first_seen", "templates")
     op.drop_index("ix_holds_created", "holds")
     op.drop_index("ix_follows_followed_at", "follows")
     op.drop_index("ix_lsh_bands_template", "lsh_bands")

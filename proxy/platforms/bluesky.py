@@ -1,0 +1,505 @@
+"""Bluesky: chat messages (`chat.bsky.convo.*`), sessions, followers, notifications.
+
+Shapes follow the atproto lexicons (bluesky-social/atproto `lexicons/chat/bsky/convo/*.json`,
+`lexicons/com/atproto/server/*.json`, `lexicons/app/bsky/graph/getFollowers.json`). Chat
+calls reach the user's PDS with `atproto-proxy: did:web:api.bsky.chat#bsky_chat`; that
+header is forwarded untouched like every other.
+
+Keys: every user is a DID. A send names only its conversation (`convoId`): `parse_dm`
+returns `ParsedDM(recipients=(), conversation_id=convoId)` and the proxy fills in the
+members learnt from `getConvoForMembers` / `getConvo` / `listConvos` answers
+(`ConversationMembers` facts); `recipients_for` drops the sender.
+
+The sender: atproto access tokens are JWTs whose `sub` claim is the account's DID, so
+`account_from_request` reads it without a lookup, which also follows token refreshes
+(every refreshed token names the same DID). The signature is not checked: the claim only
+attributes the DM for policy accounting and never grants anything — the PDS checks the
+token before anything is sent, and a tool could name any account with `DMGate-Account`
+anyway. A forged `sub` can therefore only make dmgate judge a DM under the wrong
+account, exactly as a wrong `DMGate-Account` header can.
+
+Path prefixes: `@atproto/api` builds request URLs as `new URL("/xrpc/<nsid>", service)`,
+which drops any path of the service URL, so it cannot use `http://dmgate/bluesky`. Serve
+it from a route named `xrpc` whose upstream ends in `/xrpc` (`{"xrpc": {"upstream":
+"https://bsky.social/xrpc", "platform": "bluesky"}}`); this adapter therefore accepts
+both `/xrpc/<nsid>` and a bare `/<nsid>` path.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from proxy.platforms.base import (
+    BadDMRequest,
+    ConversationMembers,
+    Fact,
+    Followed,
+    FollowerSnapshot,
+    Identity,
+    InboundMessage,
+    Kind,
+    ParsedDM,
+    Platform,
+    PlatformResponse,
+    Profile,
+    RequestView,
+)
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+# sendMessageBatch `items` maxLength (lexicons/chat/bsky/convo/sendMessageBatch.json).
+MAX_BATCH = 100
+# Stands in for the sender of a held message when the caller is not known by a DID:
+# `messageView.sender.did` must be a DID or clients that validate answers reject it.
+UNKNOWN_SENDER_DID = "did:web:dmgate.invalid"
+
+SEND_MESSAGE = "chat.bsky.convo.sendMessage"
+SEND_MESSAGE_BATCH = "chat.bsky.convo.sendMessageBatch"
+CREATE_SESSION = "com.atproto.server.createSession"
+GET_SESSION = "com.atproto.server.getSession"
+REFRESH_SESSION = "com.atproto.server.refreshSession"
+GET_CONVO_FOR_MEMBERS = "chat.bsky.convo.getConvoForMembers"
+GET_CONVO = "chat.bsky.convo.getConvo"
+LIST_CONVOS = "chat.bsky.convo.listConvos"
+GET_MESSAGES = "chat.bsky.convo.getMessages"
+GET_FOLLOWERS = "app.bsky.graph.getFollowers"
+LIST_NOTIFICATIONS = "app.bsky.notification.listNotifications"
+
+_DM_METHODS = {SEND_MESSAGE.lower(): SEND_MESSAGE, SEND_MESSAGE_BATCH.lower(): SEND_MESSAGE_BATCH}
+# (HTTP method, NSID) of the answers dmgate learns from. XRPC procedures are POSTs.
+_SIGNALS: dict[str, str] = {
+    CREATE_SESSION: "POST",
+    REFRESH_SESSION: "POST",
+    GET_SESSION: "GET",
+    GET_CONVO_FOR_MEMBERS: "GET",
+    GET_CONVO: "GET",
+    LIST_CONVOS: "GET",
+    GET_MESSAGES: "GET",
+    GET_FOLLOWERS: "GET",
+    LIST_NOTIFICATIONS: "GET",
+}
+SESSION_METHODS = (CREATE_SESSION, GET_SESSION, REFRESH_SESSION)
+_DID = re.compile(r"did:[a-z]+:[a-zA-Z0-9._:%-]+")
+
+
+def nsid_of(path: str) -> str | None:
+    """The method a path calls: `/xrpc/<nsid>` (or `/<nsid>` below an `/xrpc` upstream),
+    ignoring empty segments and a trailing slash."""
+    segments = [s for s in path.split("/") if s not in ("", ".")]
+    if len(segments) == 2 and segments[0].lower() == "xrpc":
+        return segments[1]
+    if len(segments) == 1 and "." in segments[0]:
+        return segments[0]
+    return None
+
+
+def _did(value: Any) -> str | None:
+    return value if isinstance(value, str) and _DID.fullmatch(value) else None
+
+
+def jwt_subject(token: str) -> str | None:
+    """The `sub` claim of a JWT if it is a DID; the signature is not verified (see the
+    module docstring for why that is enough for attribution)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return _did(claims.get("sub")) if isinstance(claims, dict) else None
+
+
+# --- request bodies --------------------------------------------------------------------
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKeyError(key)
+        obj[key] = value
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _load_json(req: RequestView, body: bytes) -> dict[str, Any]:
+    content_type = req.headers.get("Content-Type")
+    if content_type is not None:
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        if media_type != "application/json":
+            raise BadDMRequest(f"chat messages must be application/json, got {content_type!r}", 415)
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadDMRequest("message body is not UTF-8", 400) from exc
+    try:
+        doc = json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except _DuplicateKeyError as exc:
+        raise BadDMRequest(f"message body has the key {exc} twice", 400) from exc
+    except (ValueError, RecursionError) as exc:
+        raise BadDMRequest(f"message body is not valid JSON: {exc}", 400) from exc
+    if not isinstance(doc, dict):
+        raise BadDMRequest("message body must be a JSON object", 400)
+    return doc
+
+
+def _item(doc: Any, where: str) -> tuple[str, str]:
+    """`convoId` and `message.text` of a sendMessage body or batch item."""
+    if not isinstance(doc, dict):
+        raise BadDMRequest(f"{where} must be a JSON object", 400)
+    convo = doc.get("convoId")
+    if not isinstance(convo, str) or not convo:
+        raise BadDMRequest(f"{where}convoId must be a non-empty string", 400)
+    message = doc.get("message")
+    if not isinstance(message, dict):
+        raise BadDMRequest(f"{where}message is missing or not a JSON object", 400)
+    text = message.get("text")
+    if not isinstance(text, str):
+        raise BadDMRequest(f"{where}message.text is required and must be a string", 400)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadDMRequest(f"{where}message.text is not valid Unicode", 400) from exc
+    return convo, text
+
+
+def _batch_items(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    items = doc.get("items")
+    if not isinstance(items, list) or not items:
+        raise BadDMRequest("items must be a non-empty array", 400)
+    if len(items) > MAX_BATCH:
+        raise BadDMRequest(f"items holds at most {MAX_BATCH} messages", 400)
+    return items
+
+
+# --- answer helpers --------------------------------------------------------------------
+
+_TID_CHARS = "234567abcdefghijklmnopqrstuvwxyz"
+
+
+def _tid_like(hold_id: str, purpose: str) -> str:
+    """A stable 13-character base32-sortable id (the shape of atproto TIDs) for a held
+    message, so a retry of the same hold hears the same ids."""
+    n = int.from_bytes(hashlib.sha256(f"dmgate:{purpose}:{hold_id}".encode()).digest()[:8])
+    n &= (1 << 63) - 1
+    return "".join(_TID_CHARS[(n >> (5 * i)) & 31] for i in range(12, -1, -1))
+
+
+def _iso_now() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def _iso(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _profiles(users: Any) -> list[Fact]:
+    out: list[Fact] = []
+    for user in users if isinstance(users, list) else []:
+        if not isinstance(user, dict) or not (did := _did(user.get("did"))):
+            continue
+        names = tuple(
+            n for k in ("displayName", "handle") if isinstance(n := user.get(k), str) and n.strip()
+        )
+        if names:
+            out.append(Profile(did, names))
+    return out
+
+
+def _earliest(facts: list[InboundMessage]) -> list[Fact]:
+    best: dict[tuple[str, str], InboundMessage] = {}
+    for fact in facts:
+        key = (fact.account, fact.sender)
+        seen = best.get(key)
+        if seen is None or (fact.at is not None and (seen.at is None or fact.at < seen.at)):
+            best[key] = fact
+    return list(best.values())
+
+
+def _is_pds_service(service: Any, did: str | None) -> bool:
+    """The `#atproto_pds` entry of a DID document, as @atproto/common-web's
+    `getServiceEndpoint` finds it (id `#atproto_pds` or `<did>#atproto_pds`)."""
+    if not isinstance(service, dict):
+        return False
+    sid = service.get("id")
+    ids = {"#atproto_pds"} | ({f"{did}#atproto_pds"} if did else set())
+    return sid in ids and service.get("type") == "AtprotoPersonalDataServer"
+
+
+# --- the adapter -----------------------------------------------------------------------
+
+Learner = Callable[["BlueskyPlatform", RequestView, str | None, Any], list[Fact]]
+
+
+class BlueskyPlatform(Platform):
+    """Bluesky's XRPC API as a PDS serves it (chat proxied to api.bsky.chat)."""
+
+    name: ClassVar[str] = "bluesky"
+
+    def classify(self, req: RequestView) -> Kind:
+        nsid = nsid_of(req.path)
+        if nsid is None:
+            return Kind.PASSTHROUGH
+        method = req.method.upper()
+        # NSIDs are case-sensitive and the server would not route `SendMessage`; judging
+        # a send it would refuse is harmless, forwarding one it accepts unjudged is not.
+        if method == "POST" and nsid.lower() in _DM_METHODS:
+            return Kind.DM
+        if _SIGNALS.get(nsid) == method:
+            return Kind.SIGNAL
+        return Kind.PASSTHROUGH
+
+    def credential(self, req: RequestView) -> str | None:
+        scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
+        # App-password sessions use Bearer; OAuth sessions DPoP-bound tokens.
+        if scheme.lower() in ("bearer", "dpop"):
+            return rest.strip() or None
+        return None
+
+    def account_from_request(self, req: RequestView) -> str | None:
+        token = self.credential(req)
+        return jwt_subject(token) if token else None
+
+    # --- DM requests --------------------------------------------------------------------
+
+    def _dm_method(self, req: RequestView) -> str:
+        nsid = nsid_of(req.path)
+        if req.method.upper() != "POST" or nsid is None or nsid.lower() not in _DM_METHODS:
+            raise BadDMRequest(f"{req.method} {req.path} is not a Bluesky chat send", 400)
+        return _DM_METHODS[nsid.lower()]
+
+    def parse_dm(self, req: RequestView, body: bytes) -> ParsedDM:
+        method = self._dm_method(req)
+        doc = _load_json(req, body)
+        if method == SEND_MESSAGE:
+            convo, text = _item(doc, "")
+            return ParsedDM((), text, conversation_id=convo)
+        items = [_item(item, f"items[{i}].") for i, item in enumerate(_batch_items(doc))]
+        convos = tuple(dict.fromkeys(c for c, _ in items))
+        texts = [t for _, t in items]
+        if len(convos) == 1:
+            # Several messages to one conversation: the recipient reads them together.
+            return ParsedDM((), "\n\n".join(texts), conversation_id=convos[0])
+        if len(set(texts)) == 1:
+            # One text to several conversations: each conversation stands for its members.
+            return ParsedDM(convos, texts[0])
+        raise BadDMRequest(
+            "a sendMessageBatch to several conversations is judged only when every item "
+            "has the same text; send differing messages one by one",
+            400,
+        )
+
+    def replace_text(self, req: RequestView, body: bytes, text: str) -> bytes:
+        """The edited text in every message; facets are dropped (their byte ranges point
+        into the old text). A batch to one conversation becomes one message."""
+        dm = self.parse_dm(req, body)
+        if not text:
+            raise BadDMRequest("the edited text is empty", 422)
+        doc = _load_json(req, body)
+        if self._dm_method(req) == SEND_MESSAGE:
+            messages = [doc["message"]]
+        else:
+            if dm.conversation_id is not None:
+                doc["items"] = doc["items"][:1]
+            messages = [item["message"] for item in doc["items"]]
+        for message in messages:
+            message["text"] = text
+            message.pop("facets", None)
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    # --- answers on Bluesky's behalf ------------------------------------------------------
+
+    def _message_view(self, dm: ParsedDM, account: str, hold_id: str, n: int) -> dict[str, Any]:
+        return {
+            "id": _tid_like(hold_id, f"message:{n}"),
+            "rev": _tid_like(hold_id, f"rev:{n}"),
+            "text": dm.text,
+            "sender": {"did": account if _did(account) else UNKNOWN_SENDER_DID},
+            "sentAt": _iso_now(),
+        }
+
+    def hold_response(
+        self, req: RequestView, dm: ParsedDM, account: str, hold_id: str
+    ) -> PlatformResponse:
+        """`chat.bsky.convo.defs#messageView` (sendMessage), or `{"items": [...]}` of them
+        (sendMessageBatch: one per conversation), with 200. Lexicon objects are open, so
+        the extra `dmgate` object passes clients that validate answers."""
+        marker = {"hold_id": hold_id, "status": "pending"}
+        if self._dm_method(req) == SEND_MESSAGE:
+            view = self._message_view(dm, account, hold_id, 0)
+            return PlatformResponse(200, {**view, "dmgate": marker}, JSON_CONTENT_TYPE)
+        count = 1 if dm.conversation_id is not None else max(len(dm.recipients), 1)
+        items = [self._message_view(dm, account, hold_id, i) for i in range(count)]
+        return PlatformResponse(200, {"items": items, "dmgate": marker}, JSON_CONTENT_TYPE)
+
+    def block_response(self, req: RequestView, reason: str) -> PlatformResponse:
+        # XRPC errors are `{"error": Name, "message": text}`; 403 maps to the generic
+        # `Forbidden` (@atproto/xrpc ResponseType.Forbidden), which clients raise as an
+        # XRPCError with `error` and `message`.
+        body = {
+            "error": "Forbidden",
+            "message": reason,
+            "dmgate": {"decision": "block", "reason": reason},
+        }
+        return PlatformResponse(403, body, JSON_CONTENT_TYPE)
+
+    # --- keeping the client behind dmgate -------------------------------------------------
+
+    def rewrite_response(self, req: RequestView, body: bytes, public_base_url: str) -> bytes | None:
+        """Session answers carry the account's DID document, and clients (AtpAgent) switch
+        to its `#atproto_pds` endpoint — straight past dmgate. Point it at dmgate instead.
+
+        `public_base_url` is where the client reaches this route (`http://dmgate:8080/
+        bluesky`). Below an `/xrpc` route (the path seen here has no `/xrpc`), clients add
+        `/xrpc/...` themselves, so the endpoint is that URL without its `/xrpc`. Returns
+        the new body, or None to leave the answer untouched."""
+        if nsid_of(req.path) not in SESSION_METHODS:
+            return None
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(doc, dict) or not isinstance(doc.get("didDoc"), dict):
+            return None
+        services = doc["didDoc"].get("service")
+        if not isinstance(services, list):
+            return None
+        endpoint = public_base_url.rstrip("/")
+        if not req.path.lstrip("/").lower().startswith("xrpc/") and endpoint.endswith("/xrpc"):
+            endpoint = endpoint[: -len("/xrpc")]
+        did = _did(doc.get("did")) or _did(doc["didDoc"].get("id"))
+        changed = False
+        for service in services:
+            if _is_pds_service(service, did) and service.get("serviceEndpoint") != endpoint:
+                service["serviceEndpoint"] = endpoint
+                changed = True
+        if not changed:
+            return None
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    # --- signals --------------------------------------------------------------------------
+
+    def learn(self, req: RequestView, account: str | None, status: int, body: bytes) -> list[Fact]:
+        if not 200 <= status < 300:
+            return []
+        nsid = nsid_of(req.path)
+        if nsid is None or _SIGNALS.get(nsid) != req.method.upper():
+            return []
+        try:
+            doc = json.loads(body)
+            if not isinstance(doc, dict):
+                return []
+            return _LEARNERS[nsid](self, req, account, doc)
+        except Exception:  # a weird upstream answer teaches nothing; it must not break it
+            return []
+
+    def _learn_session(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
+        did = _did(doc.get("did"))
+        if did is None:
+            return []
+        handle = doc.get("handle")
+        names = (handle,) if isinstance(handle, str) and handle else ()
+        return [Identity(did), *([Profile(did, names)] if names else [])]
+
+    def _convo_facts(self, convo: Any, account: str | None) -> list[Fact]:
+        if not isinstance(convo, dict) or not isinstance(convo.get("id"), str):
+            return []
+        members = convo.get("members") or []
+        dids = tuple(
+            dict.fromkeys(d for m in members if isinstance(m, dict) and (d := _did(m.get("did"))))
+        )
+        facts: list[Fact] = []
+        if dids:
+            # For group convos `members` is only the important few: still better than the
+            # conversation id standing in for everyone.
+            facts.append(ConversationMembers(convo["id"], dids))
+        facts.extend(_profiles(members))
+        last = convo.get("lastMessage")
+        if account is not None and isinstance(last, dict):
+            sender = _did((last.get("sender") or {}).get("did"))
+            if sender and sender != account:
+                facts.append(InboundMessage(account, sender, _iso(last.get("sentAt"))))
+        return facts
+
+    def _learn_convo(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
+        return self._convo_facts(doc.get("convo"), account)
+
+    def _learn_convos(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
+        facts: list[Fact] = []
+        for convo in doc.get("convos") or []:
+            facts.extend(self._convo_facts(convo, account))
+        return facts
+
+    def _learn_messages(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
+        """Messages someone else sent in a conversation of the caller's: they wrote."""
+        if account is None:
+            return []
+        facts: list[InboundMessage] = []
+        for message in doc.get("messages") or []:
+            if not isinstance(message, dict):
+                continue
+            # messageView and deletedMessageView both name the sender; system messages
+            # have none.
+            sender = _did((message.get("sender") or {}).get("did"))
+            if sender and sender != account:
+                facts.append(InboundMessage(account, sender, _iso(message.get("sentAt"))))
+        return _earliest(facts)
+
+    def _learn_followers(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
+        subject = _did((doc.get("subject") or {}).get("did"))
+        if subject is None:
+            return []
+        followers = doc.get("followers") or []
+        dids = tuple(f for u in followers if isinstance(u, dict) and (f := _did(u.get("did"))))
+        first = not req.query.get("cursor")  # newest first; `cursor` pages further down
+        return [FollowerSnapshot(subject, dids, first_page=first), *_profiles(followers)]
+
+    def _learn_notifications(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
+        """`reason: follow` notifications: who followed the caller, and when it was
+        indexed (the record's own `createdAt` is whatever the follower's client wrote)."""
+        facts: list[Fact] = []
+        for n in doc.get("notifications") or []:
+            if not isinstance(n, dict):
+                continue
+            author = n.get("author") or {}
+            facts.extend(_profiles([author]))
+            follower = _did(author.get("did"))
+            if account is not None and follower and n.get("reason") == "follow":
+                facts.append(Followed(account, follower, _iso(n.get("indexedAt"))))
+        return facts
+
+
+_LEARNERS: dict[str, Learner] = {
+    CREATE_SESSION: BlueskyPlatform._learn_session,
+    GET_SESSION: BlueskyPlatform._learn_session,
+    REFRESH_SESSION: BlueskyPlatform._learn_session,
+    GET_CONVO_FOR_MEMBERS: BlueskyPlatform._learn_convo,
+    GET_CONVO: BlueskyPlatform._learn_convo,
+    LIST_CONVOS: BlueskyPlatform._learn_convos,
+    GET_MESSAGES: BlueskyPlatform._learn_messages,
+    GET_FOLLOWERS: BlueskyPlatform._learn_followers,
+    LIST_NOTIFICATIONS: BlueskyPlatform._learn_notifications,
+}

@@ -1,0 +1,106 @@
+"""Retention: facts older than the longest policy window (plus a margin) can no longer
+change a decision, so they are pruned — in bounded batches, each its own short transaction,
+so pruning never holds locks long or competes with DMs for more than a moment.
+
+Kept forever (small, and still true): who wrote first, whose credential is whose, profiles,
+conversation members, holds (the review record). Follows lose only their time, never the
+fact that someone follows: a later follower-list snapshot must not mistake them for new.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from proxy.store.database import Database
+from proxy.store.tables import (
+    decisions,
+    follows,
+    lsh_bands,
+    outbox,
+    template_recipients,
+    template_signatures,
+    templates,
+)
+
+BATCH = 1000
+# Upper bound of batches per table and pass: a backlog is worked off over several passes.
+MAX_BATCHES = 20
+
+
+def _decisions(conn: sa.Connection, cutoff: datetime) -> int:
+    ids = sa.select(decisions.c.id).where(decisions.c.created_at < cutoff).limit(BATCH)
+    return conn.execute(sa.delete(decisions).where(decisions.c.id.in_(ids))).rowcount
+
+
+def _template_recipients(conn: sa.Connection, cutoff: datetime) -> int:
+    old = (
+        sa.select(template_recipients.c.template_id, template_recipients.c.recipient)
+        .where(template_recipients.c.last_seen < cutoff.timestamp())
+        .limit(BATCH)
+    )
+    key = sa.tuple_(template_recipients.c.template_id, template_recipients.c.recipient)
+    return conn.execute(sa.delete(template_recipients).where(key.in_(old))).rowcount
+
+
+def _templates(conn: sa.Connection, cutoff: datetime) -> int:
+    """Templates with no recipient left in the window, with their bands and copies."""
+    unused = ~sa.exists().where(template_recipients.c.template_id == templates.c.id)
+    ids = list(
+        conn.execute(
+            sa.select(templates.c.id)
+            .where(templates.c.first_seen < cutoff.timestamp(), unused)
+            .limit(BATCH)
+        ).scalars()
+    )
+    if ids:
+        conn.execute(sa.delete(lsh_bands).where(lsh_bands.c.template_id.in_(ids)))
+        conn.execute(
+            sa.delete(template_signatures).where(template_signatures.c.template_id.in_(ids))
+        )
+        conn.execute(sa.delete(templates).where(templates.c.id.in_(ids)))
+    return len(ids)
+
+
+def _follow_times(conn: sa.Connection, cutoff: datetime) -> int:
+    key = sa.tuple_(follows.c.platform, follows.c.account, follows.c.follower)
+    old = (
+        sa.select(follows.c.platform, follows.c.account, follows.c.follower)
+        .where(follows.c.followed_at < cutoff)
+        .limit(BATCH)
+    )
+    return conn.execute(sa.update(follows).where(key.in_(old)).values(followed_at=None)).rowcount
+
+
+def _notifications(conn: sa.Connection, cutoff: datetime) -> int:
+    ids = (
+        sa.select(outbox.c.id)
+        .where(outbox.c.status != "pending", outbox.c.created_at < cutoff)
+        .limit(BATCH)
+    )
+    return conn.execute(sa.delete(outbox).where(outbox.c.id.in_(ids))).rowcount
+
+
+# Order matters: recipients before templates (a template goes once its recipients have).
+PRUNERS = {
+    "decisions": _decisions,
+    "template_recipients": _template_recipients,
+    "templates": _templates,
+    "follow_times": _follow_times,
+    "notifications": _notifications,
+}
+
+
+async def prune(db: Database, cutoff: datetime) -> dict[str, int]:
+    """One pass: up to MAX_BATCHES batches per kind of fact older than `cutoff`."""
+    pruned: dict[str, int] = {}
+    for name, pruner in PRUNERS.items():
+        total = 0
+        for _ in range(MAX_BATCHES):
+            n = await db.write(pruner, cutoff)
+            total += n
+            if n < BATCH:
+                break
+        pruned[name] = total
+    return pruned

@@ -1,0 +1,89 @@
+"""Retention prunes what no policy window can reach any more, and keeps the rest."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from policies.template_reuse import fingerprint
+from proxy.platforms.base import Followed
+from proxy.store import Store
+from proxy.store.holds import DecisionRecord
+from proxy.store.retention import prune
+from proxy.store.tables import decisions, follows, lsh_bands, template_recipients, templates
+from tests import pg
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'r.db'}"
+        return
+    pg.require()
+    url = pg.create_database()
+    yield url
+    pg.drop_database(url)
+
+
+def _count(table: sa.Table, *where: sa.ColumnElement[bool]) -> sa.Select:
+    return sa.select(sa.func.count()).select_from(table).where(*where)
+
+
+def test_old_facts_are_pruned_and_recent_ones_kept(store_url: str) -> None:
+    now = datetime.now(UTC)
+    old = now - timedelta(days=3)
+
+    async def scenario() -> dict[str, int]:
+        store = await Store.open(store_url)
+        try:
+            for when, account in ((old, "old"), (now, "new")):
+                fp = fingerprint("join my amazing program today via the link below", account)
+                assert fp is not None
+                for r in ("a", "b"):
+                    await store.signals.template_recipients(
+                        "x", account, fp, (r,), when, when, 0.5, 10
+                    )
+                await store.holds.record_decision(
+                    DecisionRecord(
+                        f"d-{account}", when, "x", "x", account, ["a"], "allow", "allow", [], "v"
+                    )
+                )
+                await store.signals.record_facts(
+                    "x", [Followed(account, "f", when)], when, source="api"
+                )
+            pruned = await prune(store.db, now - timedelta(days=1))
+
+            def counts(conn: sa.Connection) -> dict[str, int]:
+                return {
+                    "templates": conn.execute(_count(templates)).scalar_one(),
+                    "bands": conn.execute(_count(lsh_bands)).scalar_one(),
+                    "recipients": conn.execute(_count(template_recipients)).scalar_one(),
+                    "decisions": conn.execute(_count(decisions)).scalar_one(),
+                    "follows": conn.execute(_count(follows)).scalar_one(),
+                    "dated_follows": conn.execute(
+                        _count(follows, follows.c.followed_at.is_not(None))
+                    ).scalar_one(),
+                }
+
+            result = await store.db.read(counts)
+            result["pruned_templates"] = pruned["templates"]
+            again = await prune(store.db, now - timedelta(days=1))
+            result["second_pass"] = sum(again.values())
+            return result
+        finally:
+            await store.close()
+
+    got = asyncio.run(scenario())
+    assert got["templates"] == 1  # the recent one
+    assert got["pruned_templates"] == 1
+    assert got["bands"] == len(fingerprint("x y z a b c d e f", "s").band_keys)  # the recent
+    assert got["recipients"] == 2
+    assert got["decisions"] == 1
+    assert got["follows"] == 2  # both still known followers...
+    assert got["dated_follows"] == 1  # ...but the old follow lost its time
+    assert got["second_pass"] == 0  # nothing left to do: idempotent
