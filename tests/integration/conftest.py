@@ -7,18 +7,25 @@
 Every dmgate gets its own directory (`gate.tmp`: database, key, log, `policies.yaml`), and
 routes `x` (platform x) and `plain` (pure pass-through) to the fake unless `env` says
 otherwise. Everything started is stopped at teardown, dmgate before the fake.
+
+The store is SQLite unless `DMGATE_TEST_BACKEND=postgresql`: then each test gets a fresh
+PostgreSQL database (`tests/pg.py`) shared by all the dmgates it starts — several replicas.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import pg
 from tests.fakes.x_upstream import FakeXThread
 from tests.support import DMGate
+
+BACKEND = os.environ.get("DMGATE_TEST_BACKEND", "sqlite")
 
 
 def routes_to(upstream: str) -> str:
@@ -39,13 +46,29 @@ def fake_x() -> Iterator[FakeXThread]:
 
 
 @pytest.fixture
-def dmgate_factory(tmp_path: Path, fake_x: FakeXThread) -> Iterator[Callable[..., DMGate]]:
+def database_url(tmp_path: Path) -> Iterator[str | None]:
+    """The database every dmgate of this test shares: None = each its own SQLite file."""
+    if BACKEND != "postgresql":
+        yield None
+        return
+    pg.require()
+    url = pg.create_database()
+    yield url
+    pg.drop_database(url)
+
+
+@pytest.fixture
+def dmgate_factory(
+    tmp_path: Path, fake_x: FakeXThread, database_url: str | None
+) -> Iterator[Callable[..., DMGate]]:
     started: list[DMGate] = []
 
     def start(env: dict[str, str] | None = None, policy_yaml: str | None = None) -> DMGate:
         home = tmp_path / f"dmgate-{len(started)}"
         home.mkdir()
         full = {"DMGATE_ROUTES": routes_to(fake_x.url)}
+        if database_url is not None:
+            full["DMGATE_DATABASE_URL"] = database_url
         if policy_yaml is not None:
             policy = home / "policies.yaml"
             policy.write_text(policy_yaml)
@@ -63,3 +86,8 @@ def dmgate_factory(tmp_path: Path, fake_x: FakeXThread) -> Iterator[Callable[...
 @pytest.fixture
 def dmgate(dmgate_factory: Callable[..., DMGate]) -> DMGate:
     return dmgate_factory()
+
+
+sqlite_only = pytest.mark.skipif(
+    BACKEND != "sqlite", reason="inspects or locks the SQLite database file itself"
+)

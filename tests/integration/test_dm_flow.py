@@ -9,6 +9,7 @@ import threading
 import httpx
 import pytest
 
+from tests.integration.conftest import sqlite_only
 from tests.integration.dm_helpers import (
     SENDER,
     SENDER_TOKEN,
@@ -222,6 +223,7 @@ def test_acknowledged_hold_survives_kill_9(dmgate_factory, fake_x):
     assert fake_x.state.requests[-1].header("Authorization") == f"Bearer {SENDER_TOKEN}"
 
 
+@sqlite_only
 def test_credentials_are_encrypted_at_rest(gate, fake_x):
     _hold_one(gate)
     gate.stop(signal.SIGTERM)

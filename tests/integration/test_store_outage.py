@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 
+from tests.integration.conftest import sqlite_only
 from tests.integration.dm_helpers import TEMPLATE_ONLY, send_dm
 
 
+@sqlite_only
 def test_locked_store_fails_dms_closed_and_passthrough_flows(dmgate_factory, fake_x):
     gate = dmgate_factory(policy_yaml=TEMPLATE_ONLY)
     fake_x.state.add_user("100", token="user-token-of-100")
