@@ -49,8 +49,11 @@ policies:
   follow_timing: {action: hold, window: 1h}
   template_reuse: {action: hold, min_recipients: 3, window: 24h}
 """
-CORPUS = Path(os.environ.get(
-    "DMGATE_SMS_CORPUS", REPO.parent / "shared/data/sms-spam-collection/SMSSpamCollection.tsv"))
+CORPUS = Path(
+    os.environ.get(
+        "DMGATE_SMS_CORPUS", REPO.parent / "shared/data/sms-spam-collection/SMSSpamCollection.tsv"
+    )
+)
 
 
 def vocabulary() -> list[str]:
@@ -80,10 +83,13 @@ def _rows(start: int, stop: int) -> list[tuple[int, tuple[int, ...], bytes, int]
     return out
 
 
-def fill(db: Path, start: int, stop: int, pool: ProcessPoolExecutor) -> None:
+def fill(url: str, start: int, stop: int, pool: ProcessPoolExecutor) -> None:
     """Index messages [start, stop) exactly as StoreSignals would: template, bands,
     signature, recipient."""
-    con = sqlite3.connect(db)
+    if url.startswith("postgresql"):
+        asyncio.run(fill_pg(url, start, stop, pool))
+        return
+    con = sqlite3.connect(url.removeprefix("sqlite:///"))
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=OFF")
     con.execute("PRAGMA cache_size=-1000000")
@@ -95,18 +101,77 @@ def fill(db: Path, start: int, stop: int, pool: ProcessPoolExecutor) -> None:
     for rows in pool.map(_rows, *zip(*chunks, strict=True)):
         con.executemany(
             "INSERT INTO templates (id, platform, account, first_seen) VALUES (?, 'x', ?, ?)",
-            [(base + i, f"acct{i % ACCOUNTS}", now) for i, *_ in rows])
+            [(base + i, f"acct{i % ACCOUNTS}", now) for i, *_ in rows],
+        )
         con.executemany(
             "INSERT OR IGNORE INTO lsh_bands (key, template_id) VALUES (?, ?)",
-            [(k, base + i) for i, keys, _s, _t in rows for k in keys])
+            [(k, base + i) for i, keys, _s, _t in rows for k in keys],
+        )
         con.executemany(
             "INSERT INTO template_signatures (template_id, text_key, signature) VALUES (?,?,?)",
-            [(base + i, t, s) for i, _k, s, t in rows])
+            [(base + i, t, s) for i, _k, s, t in rows],
+        )
         con.executemany(
-            "INSERT INTO template_recipients (template_id, recipient, last_seen) "
-            "VALUES (?, ?, ?)", [(base + i, str(10_000_000 + i), now) for i, *_ in rows])
+            "INSERT INTO template_recipients (template_id, recipient, last_seen) VALUES (?, ?, ?)",
+            [(base + i, str(10_000_000 + i), now) for i, *_ in rows],
+        )
         con.commit()
     con.close()
+
+
+async def fill_pg(url: str, start: int, stop: int, pool: ProcessPoolExecutor) -> None:
+    import asyncpg
+
+    con = await asyncpg.connect(url)
+    now = time.time()
+    base = await con.fetchval("SELECT coalesce(max(id), 0) FROM templates") + 1
+    step = 20000
+    chunks = [(a, min(a + step, stop)) for a in range(start, stop, step)]
+    for rows in pool.map(_rows, *zip(*chunks, strict=True)):
+        async with con.transaction():
+            await con.copy_records_to_table(
+                "templates",
+                columns=["id", "platform", "account", "first_seen"],
+                records=[(base + i, "x", f"acct{i % ACCOUNTS}", now) for i, *_ in rows],
+            )
+            await con.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS bands_in "
+                "(key bigint, template_id bigint) ON COMMIT DELETE ROWS"
+            )
+            await con.copy_records_to_table(
+                "bands_in", records=[(k, base + i) for i, keys, _s, _t in rows for k in keys]
+            )
+            await con.execute("INSERT INTO lsh_bands SELECT * FROM bands_in ON CONFLICT DO NOTHING")
+            await con.copy_records_to_table(
+                "template_signatures",
+                columns=["template_id", "text_key", "signature"],
+                records=[(base + i, t, s) for i, _k, s, t in rows],
+            )
+            await con.copy_records_to_table(
+                "template_recipients",
+                columns=["template_id", "recipient", "last_seen"],
+                records=[(base + i, str(10_000_000 + i), now) for i, *_ in rows],
+            )
+    await con.execute(
+        "SELECT setval(pg_get_serial_sequence('templates', 'id'), (SELECT max(id) FROM templates))"
+    )
+    await con.execute("ANALYZE")
+    await con.close()
+
+
+def db_size_mib(url: str, tmp: Path) -> float:
+    if url.startswith("postgresql"):
+        import asyncpg
+
+        async def size() -> int:
+            con = await asyncpg.connect(url)
+            try:
+                return await con.fetchval("SELECT pg_database_size(current_database())")
+            finally:
+                await con.close()
+
+        return asyncio.run(size()) / 2**20
+    return sum(p.stat().st_size for p in tmp.glob("bench.db*")) / 2**20
 
 
 def edited_copy(text: str, rnd: random.Random) -> str:
@@ -116,8 +181,8 @@ def edited_copy(text: str, rnd: random.Random) -> str:
     return " ".join(words)
 
 
-async def measure(db: Path, indexed: int, probes: int) -> list[float]:
-    store = Store(Database(f"sqlite:///{db}"))
+async def measure(url: str, indexed: int, probes: int) -> list[float]:
+    store = Store(Database(url))
     checkpoints = asyncio.create_task(store.db.checkpoint_loop())  # as `dmgate serve` runs
     engine = Engine.from_loaded(parse_policies(POLICIES))
     rnd = random.Random(indexed)
@@ -136,14 +201,14 @@ async def measure(db: Path, indexed: int, probes: int) -> list[float]:
         latencies.append(time.perf_counter() - t0)
     checkpoints.cancel()
     await store.close()
-    return latencies[probes // 10:]  # drop warm-up
+    return latencies[probes // 10 :]  # drop warm-up
 
 
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000)[int(q * 10) - 1] * 1000
 
 
-def dmgate_rss(db: Path) -> tuple[float, float]:
+def dmgate_rss(url: str, home: Path) -> tuple[float, float]:
     """VmRSS and VmHWM (MiB) of a real `dmgate serve` after judging 500 DMs on this DB."""
     import httpx
 
@@ -152,24 +217,37 @@ def dmgate_rss(db: Path) -> tuple[float, float]:
     from tests.support import free_port, wait_until
 
     port = free_port()
-    policy = db.parent / "policies.yaml"
+    policy = home / "policies.yaml"
     policy.write_text(POLICIES)
     with FakeXThread() as fx:
-        env = {**os.environ, "DMGATE_PORT": str(port), "DMGATE_DATABASE_URL": f"sqlite:///{db}",
-               "DMGATE_POLICY_FILE": str(policy), "DMGATE_REVIEW_TOKENS": "bench:bench-token",
-               "DMGATE_LOG_LEVEL": "warning",
-               "DMGATE_ROUTES": json.dumps({"x": {"upstream": fx.url, "platform": "x"}})}
-        proc = subprocess.Popen([sys.executable, "-m", "proxy.cli", "serve"], env=env,
-                                cwd=db.parent, stderr=subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "DMGATE_PORT": str(port),
+            "DMGATE_DATABASE_URL": url,
+            "DMGATE_POLICY_FILE": str(policy),
+            "DMGATE_REVIEW_TOKENS": "bench:bench-token",
+            "DMGATE_LOG_LEVEL": "warning",
+            "DMGATE_ROUTES": json.dumps({"x": {"upstream": fx.url, "platform": "x"}}),
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "proxy.cli", "serve"],
+            env=env,
+            cwd=home,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             wait_until(lambda: httpx.get(url + "/healthz").status_code == 200, timeout=60)
             with httpx.Client(base_url=url) as c:
                 for n in range(500):
-                    c.post(f"/x/2/dm_conversations/with/{70_000_000 + n}/messages",
-                           json={"text": text_for(n)},
-                           headers={"DMGate-Account": f"acct{n % ACCOUNTS}",
-                                    "Authorization": "Bearer bench"})
+                    c.post(
+                        f"/x/2/dm_conversations/with/{70_000_000 + n}/messages",
+                        json={"text": text_for(n)},
+                        headers={
+                            "DMGate-Account": f"acct{n % ACCOUNTS}",
+                            "Authorization": "Bearer bench",
+                        },
+                    )
             status = Path(f"/proc/{proc.pid}/status").read_text()
             fields = dict(ln.split(":", 1) for ln in status.splitlines() if ":" in ln)
             kib = {k: int(v.split()[0]) for k, v in fields.items() if v.strip().endswith("kB")}
@@ -183,36 +261,63 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--levels", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--probes", type=int, default=3000)
+    ap.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    ap.add_argument(
+        "--pg-dsn",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="server on which a fresh database is created (and dropped)",
+    )
     args = ap.parse_args()
     print("command:", " ".join(["python", "bench/decision.py", *sys.argv[1:]]))
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(2) as pool:
-        db = Path(tmp) / "bench.db"
-        asyncio.run(_migrate(db))
-        results = []
-        indexed = 0
-        for level in sorted(args.levels):
-            t0 = time.time()
-            fill(db, indexed, level, pool)
-            indexed = level
-            lat = asyncio.run(measure(db, indexed, args.probes))
-            size = sum(p.stat().st_size for p in Path(tmp).glob("bench.db*")) / 2**20
-            results.append((level, pct(lat, 50), pct(lat, 99), size))
-            print(f"  indexed {level:>9,}: filled in {time.time() - t0:6.1f}s, "
-                  f"decision p50 {results[-1][1]:.3f} ms, p99 {results[-1][2]:.3f} ms, "
-                  f"db {size:,.0f} MiB", flush=True)
-        base = results[0]
-        print("\nlevel        p50 ms  p99 ms  p50 vs first  p99 vs first  db MiB")
-        for level, p50, p99, size in results:
-            print(f"{level:>10,}  {p50:6.3f}  {p99:6.3f}  {p50 / base[1]:11.2f}x  "
-                  f"{p99 / base[2]:11.2f}x  {size:7,.0f}")
-        rss, hwm = dmgate_rss(db)
-        print(f"\ndmgate serve at {indexed:,} indexed messages: RSS {rss:.0f} MiB "
-              f"(peak {hwm:.0f} MiB) after judging 500 DMs — the index lives in the store, "
-              "not in memory")
+        if args.backend == "postgresql":
+            from tests import pg
+
+            pg.ADMIN_DSN = args.pg_dsn
+            db = pg.create_database()
+        else:
+            db = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        try:
+            run_levels(db, Path(tmp), args, pool)
+        finally:
+            if args.backend == "postgresql":
+                pg.drop_database(db)
 
 
-async def _migrate(db: Path) -> None:
-    store = await Store.open(f"sqlite:///{db}")
+def run_levels(db: str, tmp: Path, args: argparse.Namespace, pool: ProcessPoolExecutor) -> None:
+    asyncio.run(_migrate(db))
+    results = []
+    indexed = 0
+    for level in sorted(args.levels):
+        t0 = time.time()
+        fill(db, indexed, level, pool)
+        indexed = level
+        lat = asyncio.run(measure(db, indexed, args.probes))
+        size = db_size_mib(db, tmp)
+        results.append((level, pct(lat, 50), pct(lat, 99), size))
+        print(
+            f"  indexed {level:>9,}: filled in {time.time() - t0:6.1f}s, "
+            f"decision p50 {results[-1][1]:.3f} ms, p99 {results[-1][2]:.3f} ms, "
+            f"db {size:,.0f} MiB",
+            flush=True,
+        )
+    base = results[0]
+    print("\nlevel        p50 ms  p99 ms  p50 vs first  p99 vs first  db MiB")
+    for level, p50, p99, size in results:
+        print(
+            f"{level:>10,}  {p50:6.3f}  {p99:6.3f}  {p50 / base[1]:11.2f}x  "
+            f"{p99 / base[2]:11.2f}x  {size:7,.0f}"
+        )
+    rss, hwm = dmgate_rss(db, tmp)
+    print(
+        f"\ndmgate serve at {indexed:,} indexed messages: RSS {rss:.0f} MiB "
+        f"(peak {hwm:.0f} MiB) after judging 500 DMs — the index lives in the store, "
+        "not in memory"
+    )
+
+
+async def _migrate(url: str) -> None:
+    store = await Store.open(url)
     await store.close()
 
 

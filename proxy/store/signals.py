@@ -57,6 +57,7 @@ class _TemplateQueries:
     seen: Any
     count_recent: Any
     lock: Any = None
+    relaxed_commit: Any = None
 
 
 def _scope_lock_key(platform: str, account: str) -> int:
@@ -65,7 +66,9 @@ def _scope_lock_key(platform: str, account: str) -> int:
     return digest - (1 << 64) if digest >= (1 << 63) else digest
 
 
-def _template_queries(insert: Any, lock: Any = None) -> _TemplateQueries:
+def _template_queries(
+    insert: Any, lock: Any = None, relaxed_commit: Any = None
+) -> _TemplateQueries:
     sig = template_signatures
     hits = (
         sa.select(lsh_bands.c.template_id, sa.func.count().label("hits"))
@@ -111,6 +114,7 @@ def _template_queries(insert: Any, lock: Any = None) -> _TemplateQueries:
         ),
         count_recent=sa.select(sa.func.count()).select_from(recent),
         lock=lock,
+        relaxed_commit=relaxed_commit,
     )
 
 
@@ -119,24 +123,27 @@ _TEMPLATE_QUERIES = {
     "postgresql": _template_queries(
         postgresql.insert,
         lock=sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("key", type_=sa.BigInteger))),
+        relaxed_commit=sa.text("SET LOCAL synchronous_commit = off"),
     ),
 }
 
 
 @dataclass(frozen=True)
 class _ContactQueries:
-    """Signals.contact_history's statements, built once per dialect (asked on every DM
-    while first_contact_pitch or burst is on)."""
+    """The contact statements, built once per dialect (run on every DM while
+    first_contact_pitch or burst is on)."""
 
     wrote: Any
     record: Any
-    recorded: Any
+    reached: Any
     count_recent: Any
+    mark_reached: Any
 
 
 def _contact_queries(insert: Any) -> _ContactQueries:
     c = contacts
     scope = (c.c.platform == sa.bindparam("platform"), c.c.account == sa.bindparam("account"))
+    these = c.c.recipient.in_(sa.bindparam("recipients", expanding=True))
     recent = (
         sa.select(sa.literal(1))
         .where(*scope, c.c.cold.is_(True), c.c.first_at >= sa.bindparam("since"))
@@ -151,10 +158,17 @@ def _contact_queries(insert: Any) -> _ContactQueries:
         ),
         # The first attempt's row stays: later attempts change nothing.
         record=insert(c).on_conflict_do_nothing(),
-        recorded=sa.select(c.c.recipient, c.c.first_at, c.c.cold).where(
-            *scope, c.c.recipient.in_(sa.bindparam("recipients", expanding=True))
-        ),
+        reached=sa.select(c.c.recipient).where(*scope, these, c.c.reached_at.is_not(None)),
         count_recent=sa.select(sa.func.count()).select_from(recent),
+        # An UPDATE reserves the column names as parameter names: hence the `b_` ones.
+        mark_reached=sa.update(c)
+        .where(
+            c.c.platform == sa.bindparam("b_platform"),
+            c.c.account == sa.bindparam("b_account"),
+            c.c.recipient.in_(sa.bindparam("b_recipients", expanding=True)),
+            c.c.reached_at.is_(None),
+        )
+        .values(reached_at=sa.bindparam("b_at", type_=sa.Float)),
     )
 
 
@@ -217,6 +231,11 @@ class StoreSignals:
 
         def _op(conn: sa.Connection) -> int:
             q = _TEMPLATE_QUERIES[conn.dialect.name]
+            if q.relaxed_commit is not None:
+                # The index is a heuristic count: losing its last few milliseconds of
+                # writes in a database crash is harmless, and not waiting for the WAL
+                # flush halves the DM's latency. Holds stay fully durable.
+                conn.execute(q.relaxed_commit)
             if q.lock is not None:
                 # Replicas judging copies of one account's text at the same instant must
                 # not each start a template of their own: one account's template index is
@@ -280,7 +299,8 @@ class StoreSignals:
             q = _CONTACT_QUERIES[conn.dialect.name]
             first: list[str] = []
             if unique:
-                wrote = set(conn.execute(q.wrote, {**scope, "recipients": unique}).scalars())
+                these = {**scope, "recipients": unique}
+                wrote = set(conn.execute(q.wrote, these).scalars())
                 conn.execute(
                     q.record,
                     [
@@ -288,11 +308,10 @@ class StoreSignals:
                         for r in unique
                     ],
                 )
-                # A contact first recorded at exactly `now` is this attempt's: asking twice
-                # for one DM (two policies) answers the same and records nothing more.
-                rows = conn.execute(q.recorded, {**scope, "recipients": unique})
-                fresh = {r for r, first_at, cold in rows if cold and first_at == now_s}
-                first = [r for r in unique if r in fresh]
+                # Reached is only ever set after a forward, never by this operation: asking
+                # twice for one DM (two policies, concurrently) answers the same.
+                reached = set(conn.execute(q.reached, these).scalars())
+                first = [r for r in unique if r not in wrote and r not in reached]
             recent = 0
             if cap > 0:
                 recent = conn.execute(
@@ -301,6 +320,27 @@ class StoreSignals:
             return ContactHistory(tuple(first), recent)
 
         return await self._db.write(_op)
+
+    async def contacts_reached(
+        self, platform: str, account: str, recipients: tuple[str, ...], at: datetime
+    ) -> None:
+        """A DM from `account` reached `recipients` (forwarded upstream and accepted): they
+        are no longer first contacts. Only contacts already recorded (by contact_history,
+        while first_contact_pitch or burst is on) are marked."""
+        unique = list(dict.fromkeys(recipients))
+        if not unique:
+            return
+        params = {
+            "b_platform": platform,
+            "b_account": account,
+            "b_recipients": unique,
+            "b_at": at.timestamp(),
+        }
+
+        def _op(conn: sa.Connection) -> None:
+            conn.execute(_CONTACT_QUERIES[conn.dialect.name].mark_reached, params)
+
+        await self._db.write(_op)
 
     # --- facts learnt from traffic -----------------------------------------------------
 
