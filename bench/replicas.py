@@ -63,7 +63,7 @@ def start_replica(url: str, upstream: str, home: Path) -> tuple[subprocess.Popen
 
 
 async def load(
-    bases: list[str], seconds: float, concurrency: int, start_id: int
+    bases: list[str], seconds: float, concurrency: int, start_id: int, accounts: int
 ) -> tuple[int, list[float]]:
     held = 0
     latencies: list[float] = []
