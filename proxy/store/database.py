@@ -58,8 +58,8 @@ class Database:
         full = async_url(url)
         self.dialect_name = "postgresql" if full.startswith("postgresql") else "sqlite"
         self._async: AsyncEngine | None = None
-        self._sync: sa.Engine | None = None  # SQLite writes: BEGIN IMMEDIATE
-        self._sync_read: sa.Engine | None = None  # SQLite reads: no transaction
+        self._write_engine: sa.Engine | None = None  # SQLite writes: BEGIN IMMEDIATE
+        self._read_engine: sa.Engine | None = None  # SQLite reads: no transaction
         self._pool: ThreadPoolExecutor | None = None
         if self.dialect_name == "postgresql":
             # pre-ping: a connection killed by a database restart is replaced, not used.
@@ -71,19 +71,19 @@ class Database:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             sync_url = sa.engine.make_url(full).set(drivername="sqlite+pysqlite")
-            self._sync, self._sync_read = (
+            self._write_engine, self._read_engine = (
                 sa.create_engine(
                     sync_url, pool_size=SQLITE_THREADS, max_overflow=0, pool_timeout=30
                 )
                 for _ in range(2)
             )
-            for engine in (self._sync, self._sync_read):
+            for engine in (self._write_engine, self._read_engine):
                 event.listen(engine, "connect", _sqlite_pragmas)
             # A write operation reads then writes (the template index looks up candidates,
             # then inserts): it takes the write lock up front, so two operations can never
             # both decide on stale reads. pysqlite's own BEGIN would come only at the first
             # INSERT, after the read.
-            event.listen(self._sync, "begin", _begin_immediate)
+            event.listen(self._write_engine, "begin", _begin_immediate)
             self._pool = ThreadPoolExecutor(SQLITE_THREADS, thread_name_prefix="dmgate-sqlite")
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
@@ -91,9 +91,9 @@ class Database:
         if self._async is not None:
             async with self._async.begin() as conn:
                 return await conn.run_sync(fn, *args)
-        assert self._sync is not None
+        assert self._write_engine is not None
         return await asyncio.get_running_loop().run_in_executor(
-            self._pool, _in_transaction, self._sync, fn, args
+            self._pool, _in_transaction, self._write_engine, fn, args
         )
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
@@ -101,16 +101,16 @@ class Database:
         if self._async is not None:
             async with self._async.connect() as conn:
                 return await conn.run_sync(fn, *args)
-        assert self._sync is not None
+        assert self._read_engine is not None
         return await asyncio.get_running_loop().run_in_executor(
-            self._pool, _read_only, self._sync_read, fn, args
+            self._pool, _read_only, self._read_engine, fn, args
         )
 
     async def checkpoint_loop(self, interval: float = 1.0) -> None:
         """SQLite: copy the WAL back into the database file off the request path. Left to
         SQLite, every ~1000th page written stalls one request for the checkpoint's fsync
         (measured: a 5-7 ms stall every ~400 DM decisions)."""
-        if self._sync is None:
+        if self._write_engine is None:
             return
         while True:
             await asyncio.sleep(interval)
@@ -124,7 +124,7 @@ class Database:
     async def close(self) -> None:
         if self._async is not None:
             await self._async.dispose()
-        for engine in (self._sync, self._sync_read):
+        for engine in (self._write_engine, self._read_engine):
             if engine is not None:
                 engine.dispose()
         if self._pool is not None:
