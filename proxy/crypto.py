@@ -13,11 +13,22 @@ import hmac
 import json
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    """A held request as it will be sent on approval."""
+
+    method: str
+    url: str  # encoded, as sent upstream
+    headers: list[tuple[str, str]]
+    body: bytes
 
 
 def _derive(master: bytes, purpose: bytes) -> bytes:
@@ -51,11 +62,27 @@ class Keyring:
         self._fernet = Fernet(base64.urlsafe_b64encode(_derive(master, b"sealed-requests")))
         self._hmac_key = _derive(master, b"credential-hash")
 
-    def seal_headers(self, headers: list[tuple[str, str]]) -> bytes:
-        return self._fernet.encrypt(json.dumps(headers).encode())
+    def seal_request(self, request: StoredRequest) -> bytes:
+        """The whole request: credentials can sit in headers, the query or the body."""
+        return self._fernet.encrypt(
+            json.dumps(
+                {
+                    "method": request.method,
+                    "url": request.url,
+                    "headers": request.headers,
+                    "body": base64.b64encode(request.body).decode(),
+                }
+            ).encode()
+        )
 
-    def open_headers(self, sealed: bytes) -> list[tuple[str, str]]:
-        return [(k, v) for k, v in json.loads(self._fernet.decrypt(sealed))]
+    def open_request(self, sealed: bytes) -> StoredRequest:
+        doc = json.loads(self._fernet.decrypt(sealed))
+        return StoredRequest(
+            doc["method"],
+            doc["url"],
+            [(k, v) for k, v in doc["headers"]],
+            base64.b64decode(doc["body"]),
+        )
 
     def credential_hash(self, credential: str) -> str:
         """A keyed hash: stable across restarts and replicas, useless without the key."""

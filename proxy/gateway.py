@@ -231,7 +231,10 @@ async def _judge_dm(
             return holds.hold_answer(ctx, earlier)
         if earlier is not None and await ctx.store.holds.take_failed_retry(earlier["id"], now):
             _log_decision(ctx, new_id(), message, None, None, retry_of=earlier["id"])
-            return await _forward_dm(request, ctx, target, body, Action.ALLOW, shadow=False)
+            response = await _forward_dm(request, ctx, target, body, Action.ALLOW, shadow=False)
+            if 200 <= response.status < 300:
+                await holds.note_reached(ctx, message.platform, message.account, recipients)
+            return response
 
         engine = ctx.policies.engine
         started = time.perf_counter()
@@ -279,9 +282,12 @@ async def _judge_dm(
         reason = "; ".join(m.reason for m in decision.enforced if m.action is Action.BLOCK)
         answer = platform.block_response(view, reason)
         return as_http(answer, {DECISION_HEADER: "block"})
-    return await _forward_dm(
+    response = await _forward_dm(
         request, ctx, target, body, decision.would_action, shadow=decision.shadow
     )
+    if 200 <= response.status < 300:
+        await holds.note_reached(ctx, message.platform, message.account, message.recipients)
+    return response
 
 
 async def _forward_dm(

@@ -18,10 +18,13 @@ from typing import Any
 import aiohttp
 import structlog
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
+from sqlalchemy.exc import SQLAlchemyError
 from yarl import URL
 
 from policies.model import Decision, OutboundMessage
 from proxy.context import Context
+from proxy.crypto import StoredRequest
 from proxy.errors import Conflict, DMGateError, NotFound, Unprocessable
 from proxy.forward import request_headers_for_upstream
 from proxy.ids import new_id
@@ -79,8 +82,12 @@ def hold_answer(ctx: Context, row: dict[str, Any]) -> web.Response:
     return web.Response(
         status=status,
         body=row["response_body"],
-        content_type="application/json",
-        headers={DECISION_HEADER: "hold", HOLD_ID_HEADER: row["id"]},
+        headers={
+            "Content-Type": row["response_content_type"],
+            **row["response_headers"],
+            DECISION_HEADER: "hold",
+            HOLD_ID_HEADER: row["id"],
+        },
     )
 
 
@@ -113,11 +120,12 @@ async def create_hold(
         text=message.text,
         policies=policies,
         dedupe_key=dedupe_key,
-        method=request.method,
-        url=str(target.url),
-        headers_sealed=ctx.keyring.seal_headers(list(headers.items())),
-        body=body,
+        request_sealed=ctx.keyring.seal_request(
+            StoredRequest(request.method, str(target.url), list(headers.items()), body)
+        ),
         response_status=answer.status,
+        response_content_type=answer.content_type,
+        response_headers=dict(answer.headers),
         response_body=answer.body_bytes(),
         created_at=now,
         expires_at=now + ctx.settings.hold_ttl,
@@ -165,26 +173,23 @@ async def approve(
 ) -> dict[str, Any]:
     row = await _pending(ctx, hold_id)
     platform = ctx.platforms[row["platform"]]
-    body: bytes = row["body"]
+    stored = ctx.keyring.open_request(row["request_sealed"])
+    body = stored.body
     sent_text = row["text"]
     if text is not None and text != row["text"]:
         try:
-            body = platform.replace_text(_stored_view(ctx, row), body, text)
+            body = platform.replace_text(_stored_view(ctx, row["route"], stored), body, text)
         except BadDMRequest as exc:
             raise Unprocessable(f"the edited text cannot be sent: {exc}") from None
         sent_text = text
     now = datetime.now(UTC)
     if not await ctx.store.holds.claim_release(hold_id, by, now):
         raise _conflict(await ctx.store.holds.get(hold_id) or row, "approve")
-    headers = [
-        (k, v)
-        for k, v in ctx.keyring.open_headers(row["headers_sealed"])
-        if k.lower() != "content-length"
-    ]
+    headers = [(k, v) for k, v in stored.headers if k.lower() != "content-length"]
     status, upstream_status, upstream_body = SEND_FAILED, None, None
     try:
         async with await ctx.forwarder.send(
-            row["route"], row["method"], URL(row["url"], encoded=True), headers, body
+            row["route"], stored.method, URL(stored.url, encoded=True), headers, body
         ) as resp:
             upstream_status = resp.status
             raw = await resp.content.read()  # an API answer to one send: small
@@ -238,20 +243,34 @@ async def expire_loop(ctx: Context) -> None:
         await asyncio.sleep(ctx.settings.expiry_interval.total_seconds())
 
 
+async def note_reached(
+    ctx: Context, platform: str, account: str, recipients: tuple[str, ...]
+) -> None:
+    """first_contact_pitch / burst: a DM reached these recipients (forwarded, or released
+    on approval), so the next one is no first contact. Best effort: the DM is already
+    sent; if the store fails, the next DM to them is judged as a first message again
+    (the stricter side)."""
+    if not ctx.policies.engine.tracks_contacts:
+        return
+    try:
+        await ctx.store.signals.contacts_reached(platform, account, recipients, datetime.now(UTC))
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("contacts_not_recorded", platform=platform, error=type(exc).__name__)
+
+
 def _resolved(ctx: Context, outcome: str, created: datetime, decided: datetime) -> None:
     ctx.metrics.holds_resolved.labels(outcome).inc()
     ctx.metrics.holds_pending.dec()
     ctx.metrics.hold_review_seconds.observe((decided - created).total_seconds())
 
 
-def _stored_view(ctx: Context, row: dict[str, Any]) -> RequestView:
-    from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
-
-    url = URL(row["url"], encoded=True)
-    base = URL(ctx.settings.routes[row["route"]].upstream).path.rstrip("/")
+def _stored_view(ctx: Context, route: str, stored: StoredRequest) -> RequestView:
+    """The adapter's view of a held request, as when it arrived."""
+    url = URL(stored.url, encoded=True)
+    base = URL(ctx.settings.routes[route].upstream).path.rstrip("/")
     path = url.path[len(base) :] if base and url.path.startswith(base) else url.path
-    headers = CIMultiDictProxy(CIMultiDict(ctx.keyring.open_headers(row["headers_sealed"])))
-    return RequestView(row["method"], path, MultiDictProxy(MultiDict(url.query)), headers)
+    headers = CIMultiDictProxy(CIMultiDict(stored.headers))
+    return RequestView(stored.method, path, MultiDictProxy(MultiDict(url.query)), headers)
 
 
 async def _pending(ctx: Context, hold_id: str) -> dict[str, Any]:

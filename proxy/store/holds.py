@@ -36,11 +36,10 @@ class NewHold:
     text: str
     policies: list[dict[str, str]]
     dedupe_key: str
-    method: str
-    url: str
-    headers_sealed: bytes
-    body: bytes
+    request_sealed: bytes
     response_status: int
+    response_content_type: str
+    response_headers: dict[str, str]
     response_body: bytes
     created_at: datetime
     expires_at: datetime

@@ -48,11 +48,12 @@ holds = sa.Table(
     sa.Column("policies", sa.JSON, nullable=False),
     # Same account + recipients + text: a retry of the same DM maps to the same hold.
     sa.Column("dedupe_key", sa.String(64), nullable=False),
-    sa.Column("method", sa.String(16), nullable=False),
-    sa.Column("url", sa.Text, nullable=False),
-    sa.Column("headers_sealed", sa.LargeBinary, nullable=False),  # encrypted: credentials
-    sa.Column("body", sa.LargeBinary, nullable=False),
+    # Method, URL, headers and body, encrypted: credentials may be in any of them.
+    sa.Column("request_sealed", sa.LargeBinary, nullable=False),
+    # The answer the tool got (the platform's own success shape), for retries.
     sa.Column("response_status", sa.Integer, nullable=False),
+    sa.Column("response_content_type", sa.String(128), nullable=False),
+    sa.Column("response_headers", sa.JSON, nullable=False),
     sa.Column("response_body", sa.LargeBinary, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
@@ -197,10 +198,12 @@ sa.Index(
     template_recipients.c.last_seen,
 )
 
-# Every judged DM attempt's recipients, once per (platform, account, recipient): the
-# first attempt's time and whether it was cold (the recipient had never written to the
-# account). Feeds first_contact_pitch and burst (Signals.contact_history). Kept as long as
-# the account's history should count: a pruned row makes its recipient "first" again.
+# Every judged DM attempt's recipients, once per (platform, account, recipient): when the
+# account first tried, whether that try was cold (the recipient had never written to the
+# account), and when a DM first reached the recipient (forwarded upstream; NULL while every
+# try was held or blocked). Feeds first_contact_pitch and burst (Signals.contact_history).
+# Kept as long as the account's history should count: a pruned row makes its recipient
+# "first" again.
 contacts = sa.Table(
     "contacts",
     metadata,
@@ -209,6 +212,7 @@ contacts = sa.Table(
     sa.Column("recipient", sa.String(128), primary_key=True),
     sa.Column("first_at", sa.Float, nullable=False),  # epoch seconds, as the template index
     sa.Column("cold", sa.Boolean, nullable=False),
+    sa.Column("reached_at", sa.Float),
     sqlite_with_rowid=False,
 )
 # The account's first contacts since T: one range scan, whatever the history.
