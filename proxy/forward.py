@@ -158,8 +158,16 @@ class Forwarder:
                     # URLs arrive already encoded; re-encoding would change what the tool
                     # sent. (`url` is a yarl URL built with encoded=True by the caller.)
                 )
+        except UpstreamTimeout:
+            self._metrics.upstream_errors.labels(route, "timeout").inc()
+            raise
+        except UpstreamUnavailable:
+            self._metrics.upstream_errors.labels(route, "unreachable").inc()
+            raise
         finally:
             self._duration(route).observe(time.perf_counter() - started)
+        if resp.status >= 500:
+            self._metrics.upstream_errors.labels(route, "status_5xx").inc()
         return resp
 
     async def stream(

@@ -238,6 +238,10 @@ async def expire_loop(ctx: Context) -> None:
                 ctx.metrics.holds_resolved.labels(SEND_FAILED).inc()
                 log.warning("hold_release_interrupted", hold_id=hid)
             ctx.metrics.holds_pending.set(await ctx.store.holds.count_pending())
+            oldest = await ctx.store.holds.oldest_pending_created_at()
+            ctx.metrics.oldest_pending_hold_age.set(
+                (now - oldest).total_seconds() if oldest is not None else 0
+            )
         except Exception as exc:  # keep the loop alive through store outages
             log.warning("expiry_sweep_failed", error=type(exc).__name__)
         await asyncio.sleep(ctx.settings.expiry_interval.total_seconds())

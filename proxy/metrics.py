@@ -30,12 +30,14 @@ class Metrics:
     review_notifications: Counter
     policy_reloads: Counter
     store_failures: Counter
+    oldest_pending_hold_age: Gauge
+    upstream_errors: Counter
     retention_pruned: Counter
 
 
 def create_metrics() -> Metrics:
     r = CollectorRegistry(auto_describe=True)
-    return Metrics(
+    metrics = Metrics(
         registry=r,
         dm_decisions=Counter(
             "dmgate_dm_decisions",
@@ -103,6 +105,19 @@ def create_metrics() -> Metrics:
             "DMs refused (503) because the store was unreachable.",
             registry=r,
         ),
+        oldest_pending_hold_age=Gauge(
+            "dmgate_oldest_pending_hold_age_seconds",
+            "Age of the oldest hold waiting for a reviewer (0 when none), as of the last "
+            "expiry sweep.",
+            registry=r,
+        ),
+        upstream_errors=Counter(
+            "dmgate_upstream_errors",
+            "Upstream requests that failed, by route and reason "
+            "(timeout, unreachable, status_5xx).",
+            ["route", "reason"],
+            registry=r,
+        ),
         retention_pruned=Counter(
             "dmgate_retention_pruned",
             "Rows pruned because they are older than every policy window plus the margin.",
@@ -110,3 +125,12 @@ def create_metrics() -> Metrics:
             registry=r,
         ),
     )
+    # Export every known label value from the start (at 0): a series that first appears
+    # already at 1 is invisible to increase() and rate(), and so to the alerts.
+    for result in ("success", "failure"):
+        metrics.policy_reloads.labels(result)
+    for result in ("delivered", "failed", "abandoned"):
+        metrics.review_notifications.labels(result)
+    for outcome in ("sent", "send_failed", "rejected", "expired"):
+        metrics.holds_resolved.labels(outcome)
+    return metrics

@@ -290,6 +290,14 @@ class HoldStore:
 
         return await self._db.write(_op)
 
+    async def oldest_pending_created_at(self) -> datetime | None:
+        def _op(conn: sa.Connection) -> Any:
+            return conn.execute(
+                sa.select(sa.func.min(holds.c.created_at)).where(holds.c.status == PENDING)
+            ).scalar_one()
+
+        return await self._db.read(_op)
+
     async def count_pending(self) -> int:
         def _op(conn: sa.Connection) -> Any:
             return (
