@@ -168,6 +168,59 @@ class TemplateReuseConfig(PolicyConfig):
     similarity: float = Field(default=0.45, gt=0, le=1, strict=True)
 
 
+class PitchMatch(StrEnum):
+    """What makes a first message a pitch."""
+
+    LINK_OR_CTA = "link_or_cta"
+    LINK_AND_CTA = "link_and_cta"
+    LINK = "link"
+    CTA = "cta"
+
+
+_DOMAIN_SHAPE = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9-]{2,}")
+
+
+def _validate_phrases(value: Any) -> Any:
+    if isinstance(value, list):
+        for item in value:
+            # A phrase without a letter or digit would normalise to nothing and never match.
+            if not isinstance(item, str) or not re.search(r"\w", item):
+                raise _custom_error("phrase", f"phrases need words, got {item!r}")
+    return value
+
+
+def _validate_domains(value: Any) -> Any:
+    if not isinstance(value, list):
+        return value
+    domains = []
+    for item in value:
+        domain = item.strip().lower().removeprefix("www.") if isinstance(item, str) else ""
+        if not _DOMAIN_SHAPE.fullmatch(domain):
+            raise _custom_error(
+                "domain", f"{item!r} is not a domain name (write it as example.com)"
+            )
+        domains.append(domain)
+    return domains
+
+
+Phrases = Annotated[tuple[str, ...], BeforeValidator(_validate_phrases)]
+Domains = Annotated[tuple[str, ...], BeforeValidator(_validate_domains)]
+
+
+class FirstContactPitchConfig(PolicyConfig):
+    match: PitchMatch = PitchMatch.LINK_OR_CTA
+    # Links to these domains (and their subdomains) are not counted as links.
+    allowed_domains: Domains = ()
+    # None: the shipped list (policies.first_contact_pitch.DEFAULT_PHRASES).
+    phrases: Phrases | None = None
+    extra_phrases: Phrases = ()
+
+
+class BurstConfig(PolicyConfig):
+    max_first_contacts: int = Field(default=20, ge=1, strict=True)
+    window: Duration = timedelta(hours=1)
+
+
 class PoliciesSection(_Strict):
     """One optional key per policy; a policy absent from the file is off.
 
@@ -177,6 +230,10 @@ class PoliciesSection(_Strict):
 
     follow_timing: Annotated[FollowTimingConfig | None, BeforeValidator(_none_as_empty)] = None
     template_reuse: Annotated[TemplateReuseConfig | None, BeforeValidator(_none_as_empty)] = None
+    first_contact_pitch: Annotated[
+        FirstContactPitchConfig | None, BeforeValidator(_none_as_empty)
+    ] = None
+    burst: Annotated[BurstConfig | None, BeforeValidator(_none_as_empty)] = None
 
     def get(self, name: str) -> PolicyConfig | None:
         return getattr(self, name, None)
@@ -285,7 +342,7 @@ def _describe_error(error: ErrorDetails) -> str:
         message = "required"
     elif kind in ("model_type", "model_attributes_type", "dict_type"):
         message = f"expected a mapping, got {_kind(given)}"
-    elif kind in ("action", "mode", "duration"):
+    elif kind in ("action", "mode", "duration", "phrase", "domain"):
         message = error["msg"]  # our own messages already show the input
     else:
         message = f"{error['msg'][0].lower()}{error['msg'][1:]} (got {given!r})"

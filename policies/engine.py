@@ -21,7 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from policies.burst import Burst
 from policies.config import LoadedPolicies, PolicyConfig, PolicyFile, load_policy_file
+from policies.first_contact_pitch import FirstContactPitch
 from policies.follow_timing import FollowTiming
 from policies.model import Action, Decision, Mode, OutboundMessage, PolicyMatch, Signals
 from policies.template_reuse import TemplateReuse
@@ -42,7 +44,7 @@ class Policy(Protocol):
 
 # Adding a policy: a module with its class, an entry here, and its config section in
 # policies.config.PoliciesSection (a unit test keeps the two in step).
-POLICY_TYPES: tuple[type[Policy], ...] = (FollowTiming, TemplateReuse)
+POLICY_TYPES: tuple[type[Policy], ...] = (FollowTiming, TemplateReuse, FirstContactPitch, Burst)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,9 @@ class Engine:
             mode = section.mode or config.mode
             active.append(ActivePolicy(policy_type.name, action, mode, policy_type(section)))
         self.active: tuple[ActivePolicy, ...] = tuple(active)
+        # Whether the proxy must report forwarded DMs (StoreSignals.contacts_reached): some
+        # active policy asks Signals.contact_history, whose "first contact" ends there.
+        self.tracks_contacts = any(getattr(a.policy, "tracks_contacts", False) for a in active)
 
     @classmethod
     def from_loaded(cls, loaded: LoadedPolicies) -> Engine:
@@ -84,7 +89,9 @@ class Engine:
         """Judge one DM. `now` must be timezone-aware (UTC).
 
         Every active policy is evaluated, even after a block: template_reuse records the
-        attempt, and attempts count whatever happens to the DM.
+        attempt, and attempts count whatever happens to the DM. first_contact_pitch and
+        burst both ask `Signals.contact_history`, which records the attempt idempotently,
+        so the two may run concurrently without recording or counting anything twice.
         """
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")

@@ -59,6 +59,22 @@ class TemplateFingerprint:
     tokens: int
 
 
+@dataclass(frozen=True)
+class ContactHistory:
+    """What the store knows about the sending account's contacts, for this DM.
+
+    A *first contact* is a recipient who has never written to the account and whom no
+    earlier DM from the account reached (forwarded upstream): attempts that were held or
+    blocked do not open a conversation, so the tool's next try is judged as a first
+    message again.
+    """
+
+    first_contacts: tuple[str, ...]  # this DM's recipients it would reach first
+    # Distinct recipients the account first tried to DM cold (they had not written) at or
+    # after `since`, these included, counted up to `cap`.
+    recent_first_contacts: int
+
+
 class Signals(Protocol):
     """Facts about the world the policies may ask for. Implemented by the proxy's store;
     tests implement it with dicts."""
@@ -87,6 +103,27 @@ class Signals(Protocol):
         counted up to `cap`."""
         ...
 
+    async def contact_history(
+        self,
+        platform: str,
+        account: str,
+        recipients: tuple[str, ...],
+        now: datetime,
+        since: datetime,
+        cap: int,
+    ) -> ContactHistory:
+        """Record this DM attempt as a contact of each recipient (the first attempt's time
+        is kept) and answer which recipients it would reach first, and how many distinct
+        recipients the account first tried to DM cold at or after `since`, these included,
+        counted up to `cap` (0: not counted).
+
+        Idempotent for one attempt, so several policies judging the same DM (concurrently)
+        may each ask and get the same answer without counting anything twice. Every judged
+        attempt is recorded, whether forwarded, held or blocked; the proxy tells the store
+        separately which DMs reached their recipients.
+        """
+        ...
+
 
 @dataclass(frozen=True)
 class PolicyMatch:
@@ -98,8 +135,12 @@ class PolicyMatch:
     reason: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"policy": self.policy, "action": self.action.value, "mode": self.mode.value,
-                "reason": self.reason}
+        return {
+            "policy": self.policy,
+            "action": self.action.value,
+            "mode": self.mode.value,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)

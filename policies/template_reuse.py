@@ -84,11 +84,19 @@ _EMPTY_MINHASH = MinHash(
 )
 
 
-def _tokens(text: str) -> list[str]:
-    """Normalised tokens of `text`, placeholders still as private-use characters."""
+def clean(text: str) -> str:
+    """`text` as a reader sees it, in one spelling: HTML-unescaped, NFKC (fullwidth and
+    styled letters become plain ones), casefolded, invisible characters dropped (zero-width,
+    bidi, private-use, combining marks). Shared with policies.first_contact_pitch."""
     text = unicodedata.normalize("NFKC", html.unescape(text)).casefold()
     if not text.isascii():  # ASCII has no invisible characters: skip the slow pass
         text = text.translate(_INVISIBLE)
+    return text
+
+
+def _tokens(text: str) -> list[str]:
+    """Normalised tokens of `text`, placeholders still as private-use characters."""
+    text = clean(text)
     # The guards skip patterns that cannot match; the email pattern alone costs ~10 µs.
     if "://" in text or "www." in text:
         text = _URL_RE.sub(f" {_URL} ", text)

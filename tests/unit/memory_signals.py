@@ -14,6 +14,11 @@ implements, step by step, so tests and bench/detection.py measure what productio
    seen_at becomes `now`;
 4. the answer is the number of that template's distinct recipients seen at or after
    `since`, this attempt's recipients included, counted up to `cap`.
+
+`contact_history` likewise: each recipient's contact is recorded once, at the first
+attempt, as *cold* unless the recipient had written to the account; a first contact is a
+recipient who has not written and was never reached (`reached`, which the proxy calls
+after forwarding a DM); the count is of cold contacts first attempted at or after `since`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from policies.model import TemplateFingerprint
+from policies.model import ContactHistory, TemplateFingerprint
 from policies.template_reuse import similarity
 
 # Copies kept per template, as in the store: a hot template costs bounded comparisons.
@@ -42,6 +47,9 @@ class MemorySignals:
         self.written: set[tuple[str, str, str]] = set()
         self.bands: dict[tuple[str, str, int], int] = {}  # band key -> template id
         self.templates: dict[int, StoredTemplate] = {}
+        # (platform, account, recipient) -> (first attempt, cold: the recipient had not written)
+        self.contacts: dict[tuple[str, str, str], tuple[datetime, bool]] = {}
+        self.reached_at: dict[tuple[str, str, str], datetime] = {}
         self.calls: list[str] = []  # which facts were asked for, in order
 
     # --- plain facts, set up by tests ---
@@ -51,6 +59,13 @@ class MemorySignals:
 
     def wrote(self, platform: str, peer: str, account: str) -> None:
         self.written.add((platform, peer, account))
+
+    def reached(
+        self, platform: str, account: str, recipients: tuple[str, ...], at: datetime
+    ) -> None:
+        """A DM from `account` was forwarded to `recipients` (StoreSignals.contacts_reached)."""
+        for recipient in recipients:
+            self.reached_at.setdefault((platform, account, recipient), at)
 
     # --- the Signals protocol ---
 
@@ -102,3 +117,29 @@ class MemorySignals:
 
         recent = sum(1 for seen_at in template.recipients.values() if seen_at >= since)
         return min(recent, cap)
+
+    async def contact_history(
+        self,
+        platform: str,
+        account: str,
+        recipients: tuple[str, ...],
+        now: datetime,
+        since: datetime,
+        cap: int,
+    ) -> ContactHistory:
+        self.calls.append("contact_history")
+        first: list[str] = []
+        for recipient in dict.fromkeys(recipients):
+            key = (platform, account, recipient)
+            wrote = (platform, recipient, account) in self.written
+            self.contacts.setdefault(key, (now, not wrote))
+            if not wrote and key not in self.reached_at:
+                first.append(recipient)
+        recent = 0
+        if cap > 0:
+            recent = sum(
+                1
+                for (p, a, _), (at, cold) in self.contacts.items()
+                if p == platform and a == account and cold and at >= since
+            )
+        return ContactHistory(tuple(first), min(recent, cap))

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from policies.config import (
     DEFAULT_POLICY_FILE,
     Duration,
+    PitchMatch,
     PolicyAction,
     PolicyFile,
     PolicyFileError,
@@ -118,6 +119,45 @@ def test_default_policy_file_states_the_schema_defaults():
     assert shipped == implicit.policies.template_reuse
 
 
+def test_default_policy_file_ships_the_first_contact_policies_off_with_their_defaults():
+    policies = load_policy_file(DEFAULT_POLICY_FILE).config.policies
+    assert policies.first_contact_pitch is not None and policies.burst is not None
+    assert policies.first_contact_pitch.action is PolicyAction.OFF
+    assert policies.burst.action is PolicyAction.OFF
+    implicit = parse_policies(
+        "policies: {first_contact_pitch: {action: off}, burst: {action: off}}"
+    ).config.policies
+    assert policies.first_contact_pitch == implicit.first_contact_pitch
+    assert policies.burst == implicit.burst
+
+
+def test_first_contact_policy_knobs_are_read():
+    config = parse_policies(
+        """
+policies:
+  first_contact_pitch:
+    action: hold
+    mode: shadow
+    match: link_and_cta
+    allowed_domains: [Example.com, "www.calendly.com"]
+    phrases: ["let's talk"]
+    extra_phrases: ["schau dir"]
+  burst:
+    action: block
+    max_first_contacts: 5
+    window: 10m
+"""
+    ).config.policies
+    pitch, burst = config.first_contact_pitch, config.burst
+    assert pitch is not None and burst is not None
+    assert pitch.match is PitchMatch.LINK_AND_CTA
+    assert pitch.mode is Mode.SHADOW
+    assert pitch.allowed_domains == ("example.com", "calendly.com")
+    assert (pitch.phrases, pitch.extra_phrases) == (("let's talk",), ("schau dir",))
+    assert (burst.action, burst.max_first_contacts) == (PolicyAction.BLOCK, 5)
+    assert burst.window == timedelta(minutes=10)
+
+
 def test_action_off_unquoted_is_off_and_other_keys_are_read():
     config = load_policy_file(FIXTURES / "action_off_unquoted.yaml").config
     assert config.mode is Mode.SHADOW
@@ -169,7 +209,8 @@ def test_version_is_a_short_sha256_of_the_bytes(tmp_path: Path):
         ("unknown_top_key.yaml", "policy: unknown key (allowed: mode, policies)"),
         (
             "unknown_policy.yaml",
-            "policies.follow_timming: unknown key (allowed: follow_timing, template_reuse)",
+            "policies.follow_timming: unknown key (allowed: follow_timing, template_reuse,"
+            " first_contact_pitch, burst)",
         ),
         (
             "unknown_action.yaml",
@@ -200,6 +241,33 @@ def test_version_is_a_short_sha256_of_the_bytes(tmp_path: Path):
         ("syntax_error.yaml", "line 5, column 4: invalid YAML"),
         ("duplicate_key.yaml", "line 4, column 3: invalid YAML: duplicate key 'template_reuse'"),
         ("empty.yaml", "the policy file is empty"),
+        (
+            "pitch_unknown_key.yaml",
+            "policies.first_contact_pitch.allowed_domain: unknown key (allowed: action, mode,"
+            " match, allowed_domains, phrases, extra_phrases)",
+        ),
+        (
+            "pitch_bad_domain.yaml",
+            "policies.first_contact_pitch.allowed_domains: 'https://example.com/page' is not a"
+            " domain name (write it as example.com)",
+        ),
+        (
+            "pitch_empty_phrase.yaml",
+            "policies.first_contact_pitch.extra_phrases: phrases need words, got ''",
+        ),
+        (
+            "pitch_unknown_match.yaml",
+            "policies.first_contact_pitch.match: input should be 'link_or_cta', 'link_and_cta',"
+            " 'link' or 'cta' (got 'links')",
+        ),
+        (
+            "burst_zero_max.yaml",
+            "policies.burst.max_first_contacts: input should be greater than or equal to 1",
+        ),
+        (
+            "burst_bad_window.yaml",
+            "policies.burst.window: invalid duration 'hourly' (use 90s, 10m, 1h, 3d)",
+        ),
     ],
 )
 def test_broken_policy_files_are_refused_naming_the_key(fixture: str, expected: str):

@@ -1,5 +1,5 @@
-"""Outbound contacts: who each account has tried to DM, first when, and whether cold (for
-the first_contact_pitch and burst policies).
+"""Outbound contacts: whom each account has tried to DM, first when, whether cold, and when
+a DM first reached them (for the first_contact_pitch and burst policies).
 
 Revision ID: 0003
 Revises: 0002
@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("recipient", sa.String(length=128), nullable=False),
         sa.Column("first_at", sa.Float(), nullable=False),
         sa.Column("cold", sa.Boolean(), nullable=False),
+        sa.Column("reached_at", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("platform", "account", "recipient"),
         sqlite_with_rowid=False,
     )
