@@ -16,7 +16,10 @@ ids], "subtype"}}`, and `POST /voyager/api/messaging/conversations/{id}/events?a
 with `{"eventCreate": {...}}` for an existing conversation. The library sends these with
 `data=json.dumps(...)`, so without a Content-Type: the body is parsed as JSON anyway.
 Identity: `GET /voyager/api/me` (`miniProfile.entityUrn`); conversation members from
-`GET /voyager/api/messaging/conversations[/{id}]` answers.
+`GET /voyager/api/messaging/conversations[/{id}]` answers. LinkedIn's own web client (and
+newer tools) send through `POST /voyager/api/voyagerMessagingDashMessengerMessages
+?action=createMessage` with `{"message": {"body": {"text"}, "conversationUrn"?},
+"mailboxUrn", "hostRecipientUrns"?}`, answered 200 with the message in `value`: judged too.
 
 Member ids are kept bare: `urn:li:person:abc` → `abc`, `urn:li:fs_miniProfile:ACoAA…` and
 `urn:li:fsd_profile:ACoAA…` → `ACoAA…` (Voyager's profile id, what `me` and conversation
@@ -59,12 +62,17 @@ MESSAGING_MEMBER = "com.linkedin.voyager.messaging.MessagingMember"
 _PROFILE_URN = re.compile(
     r"urn:li:(?:person|fs_miniProfile|fsd_profile|fs_profile|fs_normalized_profile):(.+)"
 )
-_CONVERSATION_URN = re.compile(r"urn:li:(?:fs_conversation|messagingThread|msg_thread):(.+)")
+_CONVERSATION_URN = re.compile(
+    r"urn:li:(?:fs_conversation|messagingThread|msg_thread):(.+)"
+    # The messenger ("dash") form names the mailbox owner and the thread.
+    r"|urn:li:msg_conversation:\(urn:li:[A-Za-z_]+:[^,]+,(.+)\)"
+)
 _ID_CHARS = re.compile(r"[^\s/?#]{1,200}")
 
 OFFICIAL_SEND = "official_send"
 VOYAGER_CREATE = "voyager_create"
 VOYAGER_EVENT = "voyager_event"
+VOYAGER_DASH_SEND = "voyager_dash_send"
 OFFICIAL_ME = "official_me"
 OFFICIAL_USERINFO = "official_userinfo"
 VOYAGER_ME = "voyager_me"
@@ -100,6 +108,13 @@ _ROUTES: tuple[_Route, ...] = (
         Kind.DM,
         re.compile(rf"/voyager/api/messaging/conversations/{_SEG}/events"),
         frozenset({"create"}),
+    ),
+    _Route(
+        VOYAGER_DASH_SEND,
+        "POST",
+        Kind.DM,
+        re.compile(r"/voyager/api/voyagerMessagingDashMessengerMessages"),
+        frozenset({"createMessage"}),
     ),
     _Route(OFFICIAL_ME, "GET", Kind.SIGNAL, re.compile(r"/(?:v2|rest)/me")),
     _Route(OFFICIAL_USERINFO, "GET", Kind.SIGNAL, re.compile(r"/v2/userinfo")),
@@ -225,7 +240,7 @@ def conversation_id(value: Any) -> str | None:
     value = value.strip()
     m = _CONVERSATION_URN.fullmatch(value)
     if m:
-        value = m.group(1)
+        value = m.group(1) or m.group(2)
     return value if _ID_CHARS.fullmatch(value) else None
 
 
@@ -308,7 +323,7 @@ class LinkedInPlatform(Platform):
             return
         # Voyager clients send JSON as whatever their HTTP library picks: none, text/plain
         # (fetch with a string body) or LinkedIn's own `application/vnd.linkedin…+json`.
-        if voyager and (media == "text/plain" or media.endswith("+json")):
+        if voyager and (media == "text/plain" or "json" in media):
             return
         raise BadDMRequest(f"LinkedIn message sends must be JSON, got {media!r}", 415)
 
@@ -318,6 +333,8 @@ class LinkedInPlatform(Platform):
         doc = load_json_object(body)
         if route.name == OFFICIAL_SEND:
             return self._parse_official(doc)
+        if route.name == VOYAGER_DASH_SEND:
+            return _parse_dash(doc)
         if route.name == VOYAGER_CREATE:
             create = _object(doc, "conversationCreate", "")
             recipients = _recipients(create.get("recipients"), "conversationCreate.recipients")
@@ -358,6 +375,15 @@ class LinkedInPlatform(Platform):
                 )
             doc["body"] = text
             return dump_json(doc)
+        if route.name == VOYAGER_DASH_SEND:
+            body = doc["message"]["body"]
+            if not text and not doc["message"].get("renderContentUnions"):
+                raise BadDMRequest(
+                    "the edited text is empty and the message has no attachment", 422
+                )
+            body["text"] = text
+            body["attributes"] = []  # they index into the old text
+            return dump_json(doc)
         holder = doc["conversationCreate"] if route.name == VOYAGER_CREATE else doc
         create = holder["eventCreate"]["value"][MESSAGE_CREATE]
         if not text and not create.get("attachments"):
@@ -388,6 +414,8 @@ class LinkedInPlatform(Platform):
                 {"id": message_id, "dmgate": marker},
                 headers={"x-restli-id": message_id, "x-linkedin-id": message_id},
             )
+        if match[0].name == VOYAGER_DASH_SEND:
+            return self._dash_hold(dm, account, hold_id, marker)
         # Voyager's create answer (`{"value": {...}}`); tomquirk/linkedin-api checks the
         # status only (`res.status_code != 201`), bridges read `value`'s URNs.
         conversation = dm.conversation_id or f"2-{_synthetic(hold_id, 'conversation')}"
@@ -400,6 +428,21 @@ class LinkedInPlatform(Platform):
             "createdAt": int(time.time() * 1000),
         }
         return PlatformResponse(201, {"value": value, "dmgate": marker})
+
+    def _dash_hold(
+        self, dm: ParsedDM, account: str, hold_id: str, marker: dict[str, str]
+    ) -> PlatformResponse:
+        # The messenger endpoint answers 200 with the created message in `value`
+        # (clients check `response.ok` and `value.entityUrn`).
+        conversation = dm.conversation_id or f"2-{_synthetic(hold_id, 'conversation')}"
+        mailbox = f"urn:li:fsd_profile:{account}"
+        value = {
+            "entityUrn": f"urn:li:msg_message:({mailbox},2-{_synthetic(hold_id, 'message')})",
+            "conversationUrn": f"urn:li:msg_conversation:({mailbox},{conversation})",
+            "deliveredAt": int(time.time() * 1000),
+            "body": {"text": dm.text, "attributes": []},
+        }
+        return PlatformResponse(200, {"value": value, "dmgate": marker})
 
     def block_response(self, req: RequestView, reason: str) -> PlatformResponse:
         # Rest.li's error shape, as api.linkedin.com answers a missing permission
@@ -417,7 +460,7 @@ class LinkedInPlatform(Platform):
     # --- signals ------------------------------------------------------------------------
 
     def learn(self, req: RequestView, account: str | None, status: int, body: bytes) -> list[Fact]:
-        if not 200 <= status < 300:
+        if not 200 <= status < 300 or req.method.upper() != "GET":
             return []
         match = _match(req, "GET")
         if match is None or match[0].kind is not Kind.SIGNAL:
@@ -453,6 +496,27 @@ def _recipients(value: Any, where: str) -> tuple[str, ...]:
             raise BadDMRequest(f"{where}[] must be member ids or URNs, got {item!r}", 400)
         out.append(rid)
     return tuple(dict.fromkeys(out))
+
+
+def _parse_dash(doc: dict[str, Any]) -> ParsedDM:
+    """`voyagerMessagingDashMessengerMessages?action=createMessage`, what LinkedIn's own web
+    client sends: `{"message": {"body": {"text", "attributes"}, "renderContentUnions",
+    "conversationUrn"?}, "mailboxUrn", "hostRecipientUrns"?}`. A new conversation names
+    `hostRecipientUrns`; a reply names `message.conversationUrn`."""
+    message = _object(doc, "message", "")
+    body = _object(message, "body", "message.")
+    text = body.get("text")
+    if text is None or text == "":
+        if not message.get("renderContentUnions"):
+            raise BadDMRequest("message.body.text or message.renderContentUnions is required", 400)
+        text = ""
+    text = _text(text, "message.body.text")
+    if doc.get("hostRecipientUrns") is not None:
+        return ParsedDM(_recipients(doc["hostRecipientUrns"], "hostRecipientUrns"), text)
+    conversation = conversation_id(message.get("conversationUrn"))
+    if conversation is None:
+        raise BadDMRequest("hostRecipientUrns or message.conversationUrn is required", 400)
+    return ParsedDM((), text, conversation_id=conversation)
 
 
 def _voyager_text(event_create: dict[str, Any]) -> str:
@@ -594,7 +658,9 @@ def _learn_conversations(
             facts.append(ConversationMembers(cid, tuple(dict.fromkeys(members))))
         events = conv.get("events", conv.get("*events"))
         for event in events if isinstance(events, list) else []:
-            facts.extend(_event_facts(included.get(event, event), account, included)[1])
+            if isinstance(event, str):  # normalized: an event URN
+                event = included.get(event)
+            facts.extend(_event_facts(event, account, included)[1])
     return _dedupe(facts)
 
 

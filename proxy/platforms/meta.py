@@ -16,8 +16,10 @@ Recipients (developers.facebook.com/docs/messenger-platform/reference/send-api):
 `user_ref:…`, `comment:…`, `post:…`, `notification_token:…`, `phone:…`: distinct people
 count as distinct recipients for the template policy; follow timing never matches them.
 
-`sender_action` calls (typing_on, mark_seen) carry no message: they are answered as a DM
-with no recipient and no text, which every policy lets through untouched.
+`sender_action` calls (typing_on, mark_seen) carry no message: `classify` cannot see that
+(it has no body), so `parse_dm` says "not a DM" — `NotADirectMessage` once the gateway
+has that hook, until then a DM with no recipient and no text, which every policy lets
+through untouched.
 
 Graph batch requests (`POST /` with `batch`) that contain a send are refused (400): the
 sends inside would otherwise pass unjudged.
@@ -25,6 +27,13 @@ sends inside would otherwise pass unjudged.
 The sender is the page (or Instagram account) in the path; for `me`, the account a
 `GET /me` answer taught dmgate for the same access token (`access_token` query parameter or
 `Authorization: Bearer|OAuth`).
+
+Webhooks (`/webhooks/meta`, Messenger and Instagram messaging subscriptions): the
+`hub.challenge` handshake is answered when `hub.verify_token` equals the configured meta
+webhook secret, and POSTs must carry `X-Hub-Signature-256: sha256=HMAC-SHA256(app secret,
+body)` with that same secret — so the verify token must be set to the app secret (one
+secret per platform is all the settings hold). A user's message or postback to the page is
+"the recipient wrote first".
 """
 
 from __future__ import annotations
@@ -32,11 +41,14 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import hashlib
+import hmac
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from multidict import CIMultiDictProxy, MultiDictProxy
 
 from proxy.platforms.base import (
     BadDMRequest,
@@ -51,6 +63,11 @@ from proxy.platforms.base import (
     RequestView,
 )
 from proxy.platforms.linkedin import dump_json, load_json_object
+
+try:  # the gateway hook for "not a DM after all" (proposed alongside the Mastodon adapter)
+    from proxy.platforms.base import NotADirectMessage  # type: ignore[attr-defined]
+except ImportError:  # until base.py defines it
+    NotADirectMessage = None
 
 _VERSION = r"(?:/v[0-9]+(?:\.[0-9]+)?)?"
 _SEND = re.compile(rf"{_VERSION}/(?P<owner>[^/]+)/messages")
@@ -289,11 +306,11 @@ class MetaPlatform(Platform):
                     "send each message on its own",
                     400,
                 )
-            return ParsedDM((), "")  # no send inside: let it through
+            return _not_a_dm("a Graph batch without message sends")
         fields, _ = _send_fields(req, form)
         if "message" not in fields:
             if "sender_action" in fields:
-                return ParsedDM((), "")  # typing_on, mark_seen: not a message
+                return _not_a_dm("a sender_action (typing_on, mark_seen) is not a message")
             raise BadDMRequest("message is required", 400)
         if "recipient" not in fields:
             raise BadDMRequest("recipient is required", 400)
@@ -360,6 +377,39 @@ class MetaPlatform(Platform):
             403, {"error": error, "dmgate": {"decision": "block", "reason": reason}}
         )
 
+    # --- webhooks -----------------------------------------------------------------------
+
+    def webhook_challenge(
+        self, query: MultiDictProxy[str], secret: str | None
+    ) -> PlatformResponse | None:
+        if query.get("hub.mode") != "subscribe" or "hub.challenge" not in query:
+            return None
+        if secret is None:
+            return PlatformResponse(
+                503,
+                {"error": {"message": "dmgate: the meta webhook secret is not configured"}},
+            )
+        token = query.get("hub.verify_token", "")
+        if not hmac.compare_digest(token.encode(), secret.encode()):
+            return PlatformResponse(403, {"error": {"message": "verify token mismatch"}})
+        return PlatformResponse(200, query["hub.challenge"].encode(), content_type="text/plain")
+
+    def webhook_signature_valid(
+        self, headers: CIMultiDictProxy[str], body: bytes, secret: str | None
+    ) -> bool:
+        values = headers.getall("X-Hub-Signature-256", [])
+        if not secret or len(values) != 1:
+            return False
+        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(values[0].strip().lower().encode(), expected.encode())
+
+    def webhook_facts(self, body: bytes, received_at: datetime) -> list[Fact]:
+        try:
+            doc = json.loads(body)
+            return _webhook_inbound(doc, received_at) if isinstance(doc, dict) else []
+        except Exception:  # an unexpected payload teaches nothing; never fail the webhook
+            return []
+
     # --- signals ------------------------------------------------------------------------
 
     def learn(self, req: RequestView, account: str | None, status: int, body: bytes) -> list[Fact]:
@@ -371,7 +421,9 @@ class MetaPlatform(Platform):
             if not isinstance(doc, dict):
                 return []
             if _ME.fullmatch(path):
-                uid = _id_of(doc.get("id"))
+                # Instagram API with Instagram Login: `user_id` (when asked for) is the
+                # professional account id that sends and webhooks use; `id` is app-scoped.
+                uid = _id_of(doc.get("user_id")) or _id_of(doc.get("id"))
                 return [Identity(uid), *_profile(doc)] if uid else []
             m = _CONVERSATIONS.fullmatch(path)
             if m:
@@ -383,6 +435,15 @@ class MetaPlatform(Platform):
         except Exception:  # a weird upstream answer teaches nothing; it must not break it
             return []
         return []
+
+
+def _not_a_dm(why: str) -> ParsedDM:
+    """Forward this request as it is. With the gateway's `NotADirectMessage` hook it is
+    passed through unjudged; until then it is a DM with no recipient and no text, which no
+    policy matches (the decision is still logged and counted as a DM)."""
+    if NotADirectMessage is not None:
+        raise NotADirectMessage(why)
+    return ParsedDM((), "")
 
 
 def _id_of(value: Any) -> str | None:
@@ -430,4 +491,32 @@ def _learn_conversations(doc: dict[str, Any], owner: str | None) -> list[Fact]:
             seen = earliest.get(sender, at)
             earliest[sender] = min(at, seen) if at and seen else (seen or at)
     facts.extend(InboundMessage(owner, s, at) for s, at in earliest.items() if owner)
+    return facts
+
+
+def _webhook_inbound(doc: dict[str, Any], received_at: datetime) -> list[Fact]:
+    """`{"object": "page"|"instagram", "entry": [{"id": PAGE, "messaging": [{"sender",
+    "recipient", "timestamp", "message"|"postback"}]}]}`: a person writing to the page.
+    Echoes (`message.is_echo`, the page's own sends) are not inbound."""
+    facts: list[Fact] = []
+    for entry in doc.get("entry") or []:
+        if not isinstance(entry, dict):
+            continue
+        for event in entry.get("messaging") or []:
+            if not isinstance(event, dict):
+                continue
+            message = event.get("message")
+            if not (isinstance(message, dict) or isinstance(event.get("postback"), dict)):
+                continue
+            if isinstance(message, dict) and message.get("is_echo"):
+                continue
+            sender = _id_of((event.get("sender") or {}).get("id"))
+            page = _id_of((event.get("recipient") or {}).get("id")) or _id_of(entry.get("id"))
+            if sender is None or page is None or sender == page:
+                continue
+            at = received_at
+            stamp = event.get("timestamp")
+            if isinstance(stamp, int) and not isinstance(stamp, bool):
+                at = datetime.fromtimestamp(stamp / 1000, tz=UTC)
+            facts.append(InboundMessage(page, sender, at))
     return facts
