@@ -34,6 +34,7 @@ from proxy.ids import new_id
 from proxy.platforms.base import (
     BadDMRequest,
     Kind,
+    ParsedDM,
     Platform,
     PlatformResponse,
     RequestView,
@@ -83,16 +84,19 @@ class Sender:
     identified: bool  # False: `account` is a stand-in (the keyed credential hash)
 
 
-async def identify_sender(ctx: Context, platform: Platform, view: RequestView) -> Sender:
+async def identify_sender(
+    ctx: Context, platform: Platform, view: RequestView, hint: str | None = None
+) -> Sender:
     """Who is sending. Order: the tool's `DMGate-Account` header, what the request names
-    itself (OAuth 1.0a), the account a `me` answer taught us for this credential, and last
-    the keyed credential hash itself, so a DM from an unknown sender is still judged."""
+    itself (OAuth 1.0a token, a DM body naming its sender), the account a `me` answer
+    taught us for this credential, and last the keyed credential hash itself, so a DM from
+    an unknown sender is still judged."""
     credential = platform.credential(view)
     cred_hash = ctx.keyring.credential_hash(credential) if credential else None
     explicit = view.headers.get(ACCOUNT_HEADER, "").strip()
     if explicit:
         return Sender(explicit, cred_hash, True)
-    named = platform.account_from_request(view)
+    named = hint or platform.account_from_request(view)
     if named:
         return Sender(named, cred_hash, True)
     if cred_hash:
@@ -201,26 +205,8 @@ async def _judge_dm(
         err = UnsupportedMediaType if exc.status == 415 else BadRequest
         raise err(f"{platform.name} DM request not forwarded: {exc}") from None
     try:
-        account = (await identify_sender(ctx, platform, view)).account
-        if not dm.recipients and dm.conversation_id:
-            # The send names only a conversation: its members, as learnt from traffic, or
-            # the conversation itself standing in for them.
-            members = await ctx.store.signals.conversation_members(
-                platform.name, dm.conversation_id
-            )
-            dm = replace(dm, recipients=members or (dm.conversation_id,))
-        recipients = platform.recipients_for(dm, account)
-        names = dm.recipient_names + await ctx.store.signals.recipient_names(
-            platform.name, recipients
-        )
-        message = OutboundMessage(
-            platform=platform.name,
-            account=account,
-            recipients=recipients,
-            text=dm.text,
-            route=target.route_name,
-            recipient_names=names,
-        )
+        message = await _message(ctx, target, platform, view, dm)
+        account, recipients = message.account, message.recipients
         key = dedupe_key(platform.name, account, recipients, dm.text)
         now = datetime.now(UTC)
 
@@ -288,6 +274,27 @@ async def _judge_dm(
     if 200 <= response.status < 300:
         await holds.note_reached(ctx, message.platform, message.account, message.recipients)
     return response
+
+
+async def _message(
+    ctx: Context, target: Target, platform: Platform, view: RequestView, dm: ParsedDM
+) -> OutboundMessage:
+    """The DM as the policies see it: sender identified, recipients resolved (members of a
+    conversation the send names only by id), recipients' names for the template placeholder."""
+    sender = await identify_sender(ctx, platform, view, hint=dm.account_hint)
+    if not dm.recipients and dm.conversation_id:
+        members = await ctx.store.signals.conversation_members(platform.name, dm.conversation_id)
+        dm = replace(dm, recipients=members or (dm.conversation_id,))
+    recipients = platform.recipients_for(dm, sender.account)
+    names = dm.recipient_names + await ctx.store.signals.recipient_names(platform.name, recipients)
+    return OutboundMessage(
+        platform=platform.name,
+        account=sender.account,
+        recipients=recipients,
+        text=dm.text,
+        route=target.route_name,
+        recipient_names=names,
+    )
 
 
 async def _forward_dm(
