@@ -34,6 +34,7 @@ from proxy.ids import new_id
 from proxy.platforms.base import (
     BadDMRequest,
     Kind,
+    NotADirectMessage,
     ParsedDM,
     Platform,
     PlatformResponse,
@@ -55,7 +56,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     platform = ctx.platforms.get(target.route.platform)
     view = RequestView(request.method, target.path, request.query, request.headers)
     kind = platform.classify(view) if platform else Kind.PASSTHROUGH
-    ctx.metrics.requests.labels(target.route_name, kind.value).inc()
+    if kind is not Kind.DM:  # a DM candidate is counted once its body has been read
+        ctx.metrics.requests.labels(target.route_name, kind.value).inc()
     if kind is Kind.DM:
         assert platform is not None
         return await _judge_dm(request, ctx, target, platform, view)
@@ -72,6 +74,13 @@ def as_http(answer: PlatformResponse, headers: dict[str, str] | None = None) -> 
         body=answer.body_bytes(),
         headers={"Content-Type": answer.content_type, **answer.headers, **(headers or {})},
     )
+
+
+def public_url(request: web.Request, ctx: Context, target: Target) -> str:
+    """Where clients reach this route: DMGATE_PUBLIC_URL when dmgate sits behind a load
+    balancer that terminates TLS, else what this request came in on."""
+    base = ctx.settings.public_url or f"{request.scheme}://{request.host}"
+    return f"{base.rstrip('/')}/{target.route_name}"
 
 
 # --- who is sending -------------------------------------------------------------------
@@ -130,11 +139,20 @@ async def _learn_from_signal(
                 # Too big to learn from: send what we have and stream the rest.
                 return await relay_response(request, upstream, prefix=b"".join(chunks))
         body = b"".join(chunks)
-        resp = web.Response(status=upstream.status, reason=upstream.reason, body=body)
+        decoded = _decoded(body, upstream.headers.get("Content-Encoding", ""))
+        rewritten = None
+        if decoded is not None:
+            rewritten = platform.rewrite_response(view, decoded, public_url(request, ctx, target))
+        resp = web.Response(
+            status=upstream.status,
+            reason=upstream.reason,
+            body=body if rewritten is None else rewritten,
+        )
         resp.headers.extend(response_headers_for_client(upstream.headers))
         resp.headers.popall("Content-Length", None)
+        if rewritten is not None:
+            resp.headers.popall("Content-Encoding", None)  # sent decoded
     try:
-        decoded = _decoded(body, upstream.headers.get("Content-Encoding", ""))
         if decoded is not None:
             sender = await identify_sender(ctx, platform, view)
             account = sender.account if sender.identified else None
@@ -201,9 +219,14 @@ async def _judge_dm(
     body = await read_dm_body(request, ctx.settings.max_dm_body)
     try:
         dm = platform.parse_dm(view, body)
+    except NotADirectMessage:
+        ctx.metrics.requests.labels(target.route_name, Kind.PASSTHROUGH.value).inc()
+        return await _forward_dm(request, ctx, target, body, decision=None)
     except BadDMRequest as exc:
+        ctx.metrics.requests.labels(target.route_name, Kind.DM.value).inc()
         err = UnsupportedMediaType if exc.status == 415 else BadRequest
         raise err(f"{platform.name} DM request not forwarded: {exc}") from None
+    ctx.metrics.requests.labels(target.route_name, Kind.DM.value).inc()
     try:
         message = await _message(ctx, target, platform, view, dm)
         account, recipients = message.account, message.recipients
@@ -217,7 +240,7 @@ async def _judge_dm(
             return holds.hold_answer(ctx, earlier)
         if earlier is not None and await ctx.store.holds.take_failed_retry(earlier["id"], now):
             _log_decision(ctx, new_id(), message, None, None, retry_of=earlier["id"])
-            response = await _forward_dm(request, ctx, target, body, Action.ALLOW, shadow=False)
+            response = await _forward_dm(request, ctx, target, body, decision="allow")
             if 200 <= response.status < 300:
                 await holds.note_reached(ctx, message.platform, message.account, recipients)
             return response
@@ -268,9 +291,8 @@ async def _judge_dm(
         reason = "; ".join(m.reason for m in decision.enforced if m.action is Action.BLOCK)
         answer = platform.block_response(view, reason)
         return as_http(answer, {DECISION_HEADER: "block"})
-    response = await _forward_dm(
-        request, ctx, target, body, decision.would_action, shadow=decision.shadow
-    )
+    header = f"{decision.would_action.value}; shadow" if decision.shadow else "allow"
+    response = await _forward_dm(request, ctx, target, body, decision=header)
     if 200 <= response.status < 300:
         await holds.note_reached(ctx, message.platform, message.account, message.recipients)
     return response
@@ -298,15 +320,18 @@ async def _message(
 
 
 async def _forward_dm(
-    request: web.Request, ctx: Context, target: Target, body: bytes, would: Action, shadow: bool
+    request: web.Request, ctx: Context, target: Target, body: bytes, decision: str | None
 ) -> web.StreamResponse:
+    """Send a DM request whose body was read (to judge it) from memory; `decision` is the
+    `DMGate-Decision` header for the tool (None: it turned out to be no DM at all)."""
     headers = request_headers_for_upstream(request.headers)
     headers.popall("Content-Length", None)
-    decision = f"{would.value}; shadow" if shadow else "allow"
     async with await ctx.forwarder.send(
         target.route_name, request.method, target.url, headers, body
     ) as upstream:
-        return await relay_response(request, upstream, {DECISION_HEADER: decision})
+        return await relay_response(
+            request, upstream, {DECISION_HEADER: decision} if decision else None
+        )
 
 
 def _count(ctx: Context, platform: str, decision: Decision) -> None:

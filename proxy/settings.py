@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] | None = None
     log_level: str = "info"
     hold_status: Literal["platform", "202"] = "platform"
+    # How clients reach dmgate (e.g. https://dmgate.example.com behind a TLS load
+    # balancer), for answers that must point clients back at dmgate; default: the
+    # address each request came in on.
+    public_url: str | None = None
     # Webhook secrets per platform (X: the app's consumer secret), JSON object.
     webhook_secrets: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
     # Optional relay: webhook payloads are passed on to the tool's own endpoint.
@@ -95,7 +99,12 @@ class Settings(BaseSettings):
     retention_interval: Duration = timedelta(minutes=5)
 
     @field_validator(
-        "secret_key", "review_webhook_url", "review_webhook_secret", "log_format", mode="before"
+        "secret_key",
+        "review_webhook_url",
+        "review_webhook_secret",
+        "log_format",
+        "public_url",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:

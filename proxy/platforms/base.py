@@ -44,6 +44,12 @@ class BadDMRequest(Exception):
         self.status = status
 
 
+class NotADirectMessage(Exception):
+    """Raised by `parse_dm` when the body shows the request is no DM after all (a public
+    Mastodon status: `classify` cannot see the body). It is forwarded untouched and
+    unjudged, like a passthrough."""
+
+
 @dataclass(frozen=True)
 class ParsedDM:
     """The parts of a DM send request the policies need. `recipients` may be empty when
@@ -197,6 +203,13 @@ class Platform(ABC):
     @abstractmethod
     def block_response(self, req: RequestView, reason: str) -> PlatformResponse:
         """A 403 in the platform's own error shape, naming `reason`."""
+
+    def rewrite_response(self, req: RequestView, body: bytes, public_base_url: str) -> bytes | None:
+        """A signal answer as the tool should see it, or None to relay it untouched: for
+        answers that would lead the client around dmgate (a Bluesky session's DID
+        document). `public_base_url` is where the client reaches this route
+        (`http://dmgate:8080/bluesky`)."""
+        return None
 
     # --- webhooks (optional) -----------------------------------------------------------
 

@@ -37,31 +37,13 @@ from proxy.platforms.base import (
     Identity,
     InboundMessage,
     Kind,
+    NotADirectMessage,
     ParsedDM,
     Platform,
     PlatformResponse,
     Profile,
     RequestView,
 )
-
-try:  # the gateway hook this adapter needs (see `NotADirectMessage` below)
-    from proxy.platforms.base import NotADirectMessage  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - until base.py defines it
-
-    class NotADirectMessage(BadDMRequest):  # type: ignore[no-redef]
-        """The request is not a DM after all (a public status): forward it unjudged.
-
-        Stand-in until `proxy.platforms.base` defines it and the gateway forwards such
-        requests. Until then it is a `BadDMRequest`: a non-direct status on a `mastodon`
-        route is refused (400) rather than judged as if it were a DM."""
-
-        def __init__(self, message: str) -> None:
-            super().__init__(
-                f"{message}; this dmgate cannot forward non-direct statuses on a judged "
-                "mastodon route yet (the gateway lacks NotADirectMessage support)",
-                400,
-            )
-
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 STATUS_FIELDS = ("status", "visibility", "spoiler_text")
@@ -521,7 +503,8 @@ class MastodonPlatform(Platform):
             "emojis": [],
             "card": None,
             "poll": None,
-            # Mastodon.py and megalodon keep unknown fields; the truth is in the headers.
+            # Mastodon.py keeps unknown fields (types_base.try_cast ignores what it cannot
+            # cast); the truth is also in the headers.
             "dmgate": {"hold_id": hold_id, "status": "pending"},
         }
         return PlatformResponse(200, status, content_type=JSON_CONTENT_TYPE)

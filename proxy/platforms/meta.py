@@ -17,9 +17,8 @@ Recipients (developers.facebook.com/docs/messenger-platform/reference/send-api):
 count as distinct recipients for the template policy; follow timing never matches them.
 
 `sender_action` calls (typing_on, mark_seen) carry no message: `classify` cannot see that
-(it has no body), so `parse_dm` says "not a DM" — `NotADirectMessage` once the gateway
-has that hook, until then a DM with no recipient and no text, which every policy lets
-through untouched.
+(it has no body), so `parse_dm` raises `NotADirectMessage` and the gateway passes them
+through unjudged.
 
 Graph batch requests (`POST /` with `batch`) that contain a send are refused (400): the
 sends inside would otherwise pass unjudged.
@@ -56,6 +55,7 @@ from proxy.platforms.base import (
     Identity,
     InboundMessage,
     Kind,
+    NotADirectMessage,
     ParsedDM,
     Platform,
     PlatformResponse,
@@ -63,11 +63,6 @@ from proxy.platforms.base import (
     RequestView,
 )
 from proxy.platforms.linkedin import dump_json, load_json_object
-
-try:  # the gateway hook for "not a DM after all" (proposed alongside the Mastodon adapter)
-    from proxy.platforms.base import NotADirectMessage  # type: ignore[attr-defined]
-except ImportError:  # until base.py defines it
-    NotADirectMessage = None
 
 _VERSION = r"(?:/v[0-9]+(?:\.[0-9]+)?)?"
 _SEND = re.compile(rf"{_VERSION}/(?P<owner>[^/]+)/messages")
@@ -438,12 +433,8 @@ class MetaPlatform(Platform):
 
 
 def _not_a_dm(why: str) -> ParsedDM:
-    """Forward this request as it is. With the gateway's `NotADirectMessage` hook it is
-    passed through unjudged; until then it is a DM with no recipient and no text, which no
-    policy matches (the decision is still logged and counted as a DM)."""
-    if NotADirectMessage is not None:
-        raise NotADirectMessage(why)
-    return ParsedDM((), "")
+    """Forward this request as it is, unjudged (the gateway passes it through)."""
+    raise NotADirectMessage(why)
 
 
 def _id_of(value: Any) -> str | None:
