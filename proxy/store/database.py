@@ -58,14 +58,17 @@ class Database:
         full = async_url(url)
         self.dialect_name = "postgresql" if full.startswith("postgresql") else "sqlite"
         self._async: AsyncEngine | None = None
+        self._async_read: AsyncEngine | None = None  # same pool, autocommit: no BEGIN
         self._write_engine: sa.Engine | None = None  # SQLite writes: BEGIN IMMEDIATE
         self._read_engine: sa.Engine | None = None  # SQLite reads: no transaction
         self._pool: ThreadPoolExecutor | None = None
         if self.dialect_name == "postgresql":
             # pre-ping: a connection killed by a database restart is replaced, not used.
-            self._async = create_async_engine(
-                full, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-            )
+            # No pre-ping (a round trip per operation): a connection broken by a database
+            # restart fails one operation (a DM fails closed, 503), SQLAlchemy then
+            # discards the whole pool and the next operation reconnects.
+            self._async = create_async_engine(full, pool_size=pool_size, max_overflow=pool_size)
+            self._async_read = self._async.execution_options(isolation_level="AUTOCOMMIT")
         else:
             path = sqlite_path(url)
             if path is not None:
@@ -98,8 +101,8 @@ class Database:
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(conn, *args)` without a write transaction."""
-        if self._async is not None:
-            async with self._async.connect() as conn:
+        if self._async_read is not None:
+            async with self._async_read.connect() as conn:
                 return await conn.run_sync(fn, *args)
         assert self._read_engine is not None
         return await asyncio.get_running_loop().run_in_executor(
