@@ -184,21 +184,32 @@ def fingerprint(
     minhash.update_batch(shingles)  # one vectorised pass; per-shingle update() is ~25x slower
 
     signature = minhash.hashvalues.astype("<u4", copy=False).tobytes()
-    scope_bytes = scope.encode()
-    prefix = len(scope_bytes).to_bytes(4, "little") + scope_bytes  # length: no ambiguity
-    band_width = rows * 4
-    band_keys = tuple(
-        xxhash.xxh64_intdigest(
-            prefix
-            + band.to_bytes(1, "little")
-            + signature[band * band_width : (band + 1) * band_width]
-        )
-        & _SIGNED_63
-        for band in range(bands)
-    )
+    band_keys = signature_band_keys(signature, scope, bands, rows)
     text_key = xxhash.xxh64_intdigest(normalised.encode()) & _SIGNED_63
     return TemplateFingerprint(
         band_keys=band_keys, signature=signature, text_key=text_key, tokens=len(tokens)
+    )
+
+
+def template_scope(platform: str, account: str) -> str:
+    """Templates are per sending account: its band keys are salted with this."""
+    return f"{platform}:{account}"
+
+
+def signature_band_keys(
+    signature: bytes, scope: str, bands: int = BANDS, rows: int = ROWS
+) -> tuple[int, ...]:
+    """The LSH band keys of a signature under `scope`: recomputable from a stored
+    signature, so the store can find (and prune) a template's bands without an index."""
+    scope_bytes = scope.encode()
+    prefix = len(scope_bytes).to_bytes(4, "little") + scope_bytes  # length: no ambiguity
+    width = rows * 4
+    return tuple(
+        xxhash.xxh64_intdigest(
+            prefix + band.to_bytes(1, "little") + signature[band * width : (band + 1) * width]
+        )
+        & _SIGNED_63
+        for band in range(bands)
     )
 
 
@@ -229,7 +240,7 @@ class TemplateReuse:
         cfg = self.config
         fp = fingerprint(
             message.text,
-            scope=f"{message.platform}:{message.account}",
+            scope=template_scope(message.platform, message.account),
             names=message.recipient_names,
             min_tokens=cfg.min_tokens,
             bands=self.bands,

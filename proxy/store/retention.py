@@ -13,6 +13,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from policies.template_reuse import signature_band_keys, template_scope
 from proxy.store.database import Database
 from proxy.store.tables import (
     decisions,
@@ -45,21 +46,37 @@ def _template_recipients(conn: sa.Connection, cutoff: datetime) -> int:
 
 
 def _templates(conn: sa.Connection, cutoff: datetime) -> int:
-    """Templates with no recipient left in the window, with their bands and copies."""
+    """Templates with no recipient left in the window, with their copies and band keys
+    (recomputed from the stored copies: every band key comes from one of them)."""
     unused = ~sa.exists().where(template_recipients.c.template_id == templates.c.id)
-    ids = list(
-        conn.execute(
-            sa.select(templates.c.id)
-            .where(templates.c.first_seen < cutoff.timestamp(), unused)
-            .limit(BATCH)
-        ).scalars()
-    )
-    if ids:
-        conn.execute(sa.delete(lsh_bands).where(lsh_bands.c.template_id.in_(ids)))
-        conn.execute(
-            sa.delete(template_signatures).where(template_signatures.c.template_id.in_(ids))
+    old = conn.execute(
+        sa.select(templates.c.id, templates.c.platform, templates.c.account)
+        .where(templates.c.first_seen < cutoff.timestamp(), unused)
+        .limit(BATCH)
+    ).all()
+    if not old:
+        return 0
+    scopes = {row.id: template_scope(row.platform, row.account) for row in old}
+    ids = list(scopes)
+    bands = [
+        {"key": key, "tid": tid}
+        for tid, signature in conn.execute(
+            sa.select(template_signatures.c.template_id, template_signatures.c.signature).where(
+                template_signatures.c.template_id.in_(ids)
+            )
         )
-        conn.execute(sa.delete(templates).where(templates.c.id.in_(ids)))
+        for key in signature_band_keys(signature, scopes[tid])
+    ]
+    if bands:
+        conn.execute(
+            sa.delete(lsh_bands).where(
+                lsh_bands.c.key == sa.bindparam("key"),
+                lsh_bands.c.template_id == sa.bindparam("tid"),
+            ),
+            bands,
+        )
+    conn.execute(sa.delete(template_signatures).where(template_signatures.c.template_id.in_(ids)))
+    conn.execute(sa.delete(templates).where(templates.c.id.in_(ids)))
     return len(ids)
 
 

@@ -257,17 +257,22 @@ class StoreSignals:
                 template_id = conn.execute(
                     q.new_template, {"platform": platform, "account": account, "first_seen": now_s}
                 ).scalar_one()
-            # 3. Index this copy: band keys that already name a template keep it.
-            conn.execute(q.index_bands, [{"key": k, "template_id": template_id} for k in keys])
+            # 3. Index this copy, if it is a new text and the template keeps fewer than
+            # MAX_SIGNATURES_PER_TEMPLATE copies: every band key then comes from a stored
+            # signature, so retention can recompute a template's keys (no index needed).
             if not known_text:
-                conn.execute(
+                kept = conn.execute(
                     q.keep_signature,
                     {
                         "tid": template_id,
                         "text_key": fingerprint.text_key,
                         "signature": fingerprint.signature,
                     },
-                )
+                ).rowcount
+                if kept:  # band keys that already name a template keep it
+                    conn.execute(
+                        q.index_bands, [{"key": k, "template_id": template_id} for k in keys]
+                    )
             conn.execute(
                 q.seen,
                 [

@@ -191,7 +191,6 @@ template_recipients = sa.Table(
     sqlite_with_rowid=False,
 )
 sa.Index("ix_template_recipients_last_seen", template_recipients.c.last_seen)
-sa.Index("ix_lsh_bands_template", lsh_bands.c.template_id)
 sa.Index(
     "ix_template_recipients_seen",
     template_recipients.c.template_id,

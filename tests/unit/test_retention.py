@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from policies.template_reuse import fingerprint
+from policies.template_reuse import fingerprint, template_scope
 from proxy.platforms.base import Followed
 from proxy.store import Store
 from proxy.store.holds import DecisionRecord
@@ -42,7 +42,9 @@ def test_old_facts_are_pruned_and_recent_ones_kept(store_url: str) -> None:
         store = await Store.open(store_url)
         try:
             for when, account in ((old, "old"), (now, "new")):
-                fp = fingerprint("join my amazing program today via the link below", account)
+                fp = fingerprint(
+                    "join my amazing program today via the link below", template_scope("x", account)
+                )
                 assert fp is not None
                 for r in ("a", "b"):
                     await store.signals.template_recipients(

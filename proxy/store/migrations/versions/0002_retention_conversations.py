@@ -19,7 +19,6 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_index("ix_template_recipients_last_seen", "template_recipients", ["last_seen"])
-    op.create_index("ix_lsh_bands_template", "lsh_bands", ["template_id"])
     op.create_index("ix_follows_followed_at", "follows", ["followed_at"])
     op.create_index("ix_holds_created", "holds", ["created_at"])
     op.create_index("ix_templates_first_seen", "templates", ["first_seen"])
@@ -40,5 +39,4 @@ def downgrade() -> None:
     op.drop_index("ix_templates_first_seen", "templates")
     op.drop_index("ix_holds_created", "holds")
     op.drop_index("ix_follows_followed_at", "follows")
-    op.drop_index("ix_lsh_bands_template", "lsh_bands")
     op.drop_index("ix_template_recipients_last_seen", "template_recipients")
