@@ -50,6 +50,7 @@ from proxy.platforms.base import (
     Profile,
     RequestView,
 )
+from proxy.platforms.jsonbody import dump_json, load_json_object
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 # sendMessageBatch `items` maxLength (lexicons/chat/bsky/convo/sendMessageBatch.json).
@@ -119,44 +120,13 @@ def jwt_subject(token: str) -> str | None:
 # --- request bodies --------------------------------------------------------------------
 
 
-class _DuplicateKeyError(ValueError):
-    pass
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _DuplicateKeyError(key)
-        obj[key] = value
-    return obj
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _load_json(req: RequestView, body: bytes) -> dict[str, Any]:
     content_type = req.headers.get("Content-Type")
     if content_type is not None:
         media_type = content_type.split(";", 1)[0].strip().lower()
         if media_type != "application/json":
             raise BadDMRequest(f"chat messages must be application/json, got {content_type!r}", 415)
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise BadDMRequest("message body is not UTF-8", 400) from exc
-    try:
-        doc = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
-    except _DuplicateKeyError as exc:
-        raise BadDMRequest(f"message body has the key {exc} twice", 400) from exc
-    except (ValueError, RecursionError) as exc:
-        raise BadDMRequest(f"message body is not valid JSON: {exc}", 400) from exc
-    if not isinstance(doc, dict):
-        raise BadDMRequest("message body must be a JSON object", 400)
-    return doc
+    return load_json_object(body, "message body")
 
 
 def _item(doc: Any, where: str) -> tuple[str, str]:
@@ -328,7 +298,7 @@ class BlueskyPlatform(Platform):
         for message in messages:
             message["text"] = text
             message.pop("facets", None)
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return dump_json(doc)
 
     # --- answers on Bluesky's behalf ------------------------------------------------------
 
@@ -398,7 +368,7 @@ class BlueskyPlatform(Platform):
                 changed = True
         if not changed:
             return None
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return dump_json(doc)
 
     # --- signals --------------------------------------------------------------------------
 

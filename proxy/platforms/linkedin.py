@@ -54,6 +54,7 @@ from proxy.platforms.base import (
     Profile,
     RequestView,
 )
+from proxy.platforms.jsonbody import dump_json, load_json_object
 
 MESSAGE_CREATE = "com.linkedin.voyager.messaging.create.MessageCreate"
 MESSAGING_MEMBER = "com.linkedin.voyager.messaging.MessagingMember"
@@ -175,47 +176,6 @@ def _match(req: RequestView, method: str | None) -> tuple[_Route, dict[str, str]
 
 
 # --- small helpers ---------------------------------------------------------------------
-
-
-class _DuplicateKeyError(ValueError):
-    pass
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two `text` keys would let the judged text differ from the one LinkedIn keeps.
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _DuplicateKeyError(key)
-        obj[key] = value
-    return obj
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def load_json_object(body: bytes) -> dict[str, Any]:
-    """A DM request body as a JSON object, or `BadDMRequest` (400)."""
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise BadDMRequest("DM request body is not UTF-8", 400) from exc
-    try:
-        doc = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
-    except _DuplicateKeyError as exc:
-        raise BadDMRequest(f"DM request body has the key {exc} twice", 400) from exc
-    except (ValueError, RecursionError) as exc:
-        raise BadDMRequest(f"DM request body is not valid JSON: {exc}", 400) from exc
-    if not isinstance(doc, dict):
-        raise BadDMRequest("DM request body must be a JSON object", 400)
-    return doc
-
-
-def dump_json(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _media_type(req: RequestView) -> str | None:

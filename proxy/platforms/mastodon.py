@@ -44,6 +44,7 @@ from proxy.platforms.base import (
     Profile,
     RequestView,
 )
+from proxy.platforms.jsonbody import dump_json, load_json_object
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 STATUS_FIELDS = ("status", "visibility", "spoiler_text")
@@ -185,39 +186,8 @@ def _param(content_type: str, name: str) -> str | None:
     return None
 
 
-class _DuplicateKeyError(ValueError):
-    pass
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _DuplicateKeyError(key)
-        obj[key] = value
-    return obj
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _load_json(body: bytes) -> dict[str, Any]:
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise BadDMRequest("status request body is not UTF-8", 400) from exc
-    try:
-        doc = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
-    except _DuplicateKeyError as exc:
-        raise BadDMRequest(f"status request body has the key {exc} twice", 400) from exc
-    except (ValueError, RecursionError) as exc:
-        raise BadDMRequest(f"status request body is not valid JSON: {exc}", 400) from exc
-    if not isinstance(doc, dict):
-        raise BadDMRequest("status request body must be a JSON object", 400)
-    return doc
+    return load_json_object(body, "status request body")
 
 
 def _json_form(body: bytes) -> _Form:
@@ -427,7 +397,7 @@ class MastodonPlatform(Platform):
         if form.encoding == "json":
             assert form.doc is not None
             form.doc["status"] = text
-            return json.dumps(form.doc, ensure_ascii=False, separators=(",", ":")).encode()
+            return dump_json(form.doc)
         if form.encoding == "form":
             pieces = body.decode("utf-8").split("&")
             out = []

@@ -62,7 +62,7 @@ from proxy.platforms.base import (
     Profile,
     RequestView,
 )
-from proxy.platforms.linkedin import dump_json, load_json_object
+from proxy.platforms.jsonbody import dump_json, load_json_object
 
 _VERSION = r"(?:/v[0-9]+(?:\.[0-9]+)?)?"
 _SEND = re.compile(rf"{_VERSION}/(?P<owner>[^/]+)/messages")

@@ -39,6 +39,7 @@ from proxy.platforms.base import (
     RequestView,
     Unfollowed,
 )
+from proxy.platforms.jsonbody import dump_json, load_json_object
 
 # X answers JSON with this exact type. Block answers use it too (not
 # `application/problem+json`): tweepy parses any body, but twitter-api-v2 (Node) only
@@ -143,47 +144,6 @@ def _match_path(path: str, method: str | None) -> tuple[_Route, dict[str, str]] 
 
 
 # --- JSON helpers ----------------------------------------------------------------------
-
-
-class _DuplicateKeyError(ValueError):
-    pass
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two `text` keys would let the judged text differ from the sent one, depending on
-    # which of them X's parser keeps.
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _DuplicateKeyError(key)
-        obj[key] = value
-    return obj
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _load_dm_json(body: bytes) -> dict[str, Any]:
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise BadDMRequest("DM request body is not UTF-8", 400) from exc
-    try:
-        doc = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
-    except _DuplicateKeyError as exc:
-        raise BadDMRequest(f"DM request body has the key {exc} twice", 400) from exc
-    except (ValueError, RecursionError) as exc:
-        raise BadDMRequest(f"DM request body is not valid JSON: {exc}", 400) from exc
-    if not isinstance(doc, dict):
-        raise BadDMRequest("DM request body must be a JSON object", 400)
-    return doc
-
-
-def _dump_json(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _object(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -352,7 +312,7 @@ class XPlatform(Platform):
     def parse_dm(self, req: RequestView, body: bytes) -> ParsedDM:
         route, params = self._dm_route(req)
         _check_content_type(req)
-        doc = _load_dm_json(body)
+        doc = load_json_object(body)
         hint = self.account_from_request(req)
         if route.name == DM_WITH:
             recipient = _user_id(params["participant_id"], "participant_id")
@@ -402,7 +362,7 @@ class XPlatform(Platform):
     def replace_text(self, req: RequestView, body: bytes, text: str) -> bytes:
         self.parse_dm(req, body)  # the same validation, so the edit lands in a sane body
         route, _ = self._dm_route(req)
-        doc = _load_dm_json(body)
+        doc = load_json_object(body)
         if route.name == DM_V1:
             message = doc["event"]["message_create"]["message_data"]
             has_attachment = bool(message.get("attachment"))
@@ -417,7 +377,7 @@ class XPlatform(Platform):
             message["text"] = ""
         else:
             raise BadDMRequest("the edited text is empty and the DM has no attachment", 422)
-        return _dump_json(doc)
+        return dump_json(doc)
 
     # --- answers on X's behalf ------------------------------------------------------------
 
