@@ -35,6 +35,23 @@ class RequestView:
     headers: CIMultiDictProxy[str]
 
 
+def normalize_path(path: str) -> str:
+    """The path a platform's router would see, for classification only (what is forwarded
+    is untouched): no empty or `.` segments, `..` applied, no `;params` (some servers drop
+    them), no trailing slash. A trick path must never be missed as a DM send."""
+    segments: list[str] = []
+    for raw in path.split("/"):
+        segment = raw.split(";", 1)[0]
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    return "/" + "/".join(segments)
+
+
 class BadDMRequest(Exception):
     """A DM request dmgate cannot judge (malformed JSON, no recipient, wrong content type).
     It is answered with `status` and never forwarded."""

@@ -53,6 +53,7 @@ from proxy.platforms.base import (
     PlatformResponse,
     Profile,
     RequestView,
+    normalize_path,
 )
 from proxy.platforms.jsonbody import dump_json, load_json_object
 
@@ -141,24 +142,8 @@ _ROUTES: tuple[_Route, ...] = (
 )
 
 
-def _normalize(path: str) -> str:
-    """The path LinkedIn would route, for classification only: no empty or `.` segments,
-    `..` applied, no `;params`, no trailing slash (erring towards "this is a DM")."""
-    segments: list[str] = []
-    for raw in path.split("/"):
-        segment = raw.split(";", 1)[0]
-        if segment in ("", "."):
-            continue
-        if segment == "..":
-            if segments:
-                segments.pop()
-            continue
-        segments.append(segment)
-    return "/" + "/".join(segments)
-
-
 def _match(req: RequestView, method: str | None) -> tuple[_Route, dict[str, str]] | None:
-    path = _normalize(req.path)
+    path = normalize_path(req.path)
     for route in _ROUTES:
         if method is not None and route.method != method:
             continue

@@ -43,8 +43,17 @@ from proxy.platforms.base import (
     PlatformResponse,
     Profile,
     RequestView,
+    normalize_path,
 )
 from proxy.platforms.jsonbody import dump_json, load_json_object
+
+
+def _rails_path(path: str) -> str:
+    """`normalize_path`, and no `.json` format suffix: Rails routes
+    `/api/v1/statuses.json` to the same action."""
+    path = normalize_path(path)
+    return path[: -len(".json")] if path.lower().endswith(".json") else path
+
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 STATUS_FIELDS = ("status", "visibility", "spoiler_text")
@@ -105,27 +114,8 @@ _ROUTES: tuple[_Route, ...] = (
 )
 
 
-def _normalize(path: str) -> str:
-    """The path Mastodon would route, for classification only: no empty or `.` segments,
-    `..` applied, no `;params`, no trailing slash, no `.json` format suffix (Rails routes
-    `/api/v1/statuses.json` to the same action). Erring towards "a DM path" is safe."""
-    segments: list[str] = []
-    for raw in path.split("/"):
-        segment = raw.split(";", 1)[0]
-        if segment in ("", "."):
-            continue
-        if segment == "..":
-            if segments:
-                segments.pop()
-            continue
-        segments.append(segment)
-    if segments and segments[-1].lower().endswith(".json"):
-        segments[-1] = segments[-1][: -len(".json")]
-    return "/" + "/".join(segments)
-
-
 def _match(path: str, method: str | None) -> tuple[_Route, dict[str, str]] | None:
-    normalized = _normalize(path)
+    normalized = _rails_path(path)
     for route in _ROUTES:
         if method is not None and route.method != method:
             continue

@@ -61,6 +61,7 @@ from proxy.platforms.base import (
     PlatformResponse,
     Profile,
     RequestView,
+    normalize_path,
 )
 from proxy.platforms.jsonbody import dump_json, load_json_object
 
@@ -85,20 +86,6 @@ RECIPIENT_KINDS = {
 # Fields of a User Profile API read (`GET /{PSID}?fields=first_name,last_name`) worth
 # learning from: a name is what a template's "Hi Anna" substitutes.
 _NAME_FIELDS = ("name", "first_name", "last_name", "username")
-
-
-def _normalize(path: str) -> str:
-    segments: list[str] = []
-    for raw in path.split("/"):
-        segment = raw.split(";", 1)[0]
-        if segment in ("", "."):
-            continue
-        if segment == "..":
-            if segments:
-                segments.pop()
-            continue
-        segments.append(segment)
-    return "/" + "/".join(segments)
 
 
 def _media_type(req: RequestView) -> str | None:
@@ -240,7 +227,9 @@ def _batch_has_send(value: Any) -> bool:
         if not isinstance(item, dict):
             continue
         path = "/" + urlsplit(str(item.get("relative_url", ""))).path.lstrip("/")
-        if str(item.get("method", "GET")).upper() == "POST" and _SEND.fullmatch(_normalize(path)):
+        if str(item.get("method", "GET")).upper() == "POST" and _SEND.fullmatch(
+            normalize_path(path)
+        ):
             return True
     return False
 
@@ -254,7 +243,7 @@ class MetaPlatform(Platform):
     name: ClassVar[str] = "meta"
 
     def classify(self, req: RequestView) -> Kind:
-        path = _normalize(req.path)
+        path = normalize_path(req.path)
         method = req.method.upper()
         if method == "POST":
             if _SEND.fullmatch(path):
@@ -281,7 +270,7 @@ class MetaPlatform(Platform):
         return None
 
     def account_from_request(self, req: RequestView) -> str | None:
-        m = _SEND.fullmatch(_normalize(req.path))
+        m = _SEND.fullmatch(normalize_path(req.path))
         if m and _NUMERIC.fullmatch(m.group("owner")):
             return m.group("owner")
         return None
@@ -289,7 +278,7 @@ class MetaPlatform(Platform):
     # --- DM requests --------------------------------------------------------------------
 
     def parse_dm(self, req: RequestView, body: bytes) -> ParsedDM:
-        path = _normalize(req.path)
+        path = normalize_path(req.path)
         form = _read_body(req, body)
         if not _SEND.fullmatch(path):
             if not _BATCH.fullmatch(path):
@@ -410,7 +399,7 @@ class MetaPlatform(Platform):
     def learn(self, req: RequestView, account: str | None, status: int, body: bytes) -> list[Fact]:
         if not 200 <= status < 300 or req.method.upper() != "GET":
             return []
-        path = _normalize(req.path)
+        path = normalize_path(req.path)
         try:
             doc = json.loads(body)
             if not isinstance(doc, dict):

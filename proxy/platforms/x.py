@@ -38,6 +38,7 @@ from proxy.platforms.base import (
     Profile,
     RequestView,
     Unfollowed,
+    normalize_path,
 )
 from proxy.platforms.jsonbody import dump_json, load_json_object
 
@@ -115,25 +116,8 @@ _ROUTES: tuple[_Route, ...] = (
 )
 
 
-def _normalize(path: str) -> str:
-    """The path X would route, for classification only (what is forwarded is untouched):
-    no empty, `.` or `..` segments, no `;params` (some servers drop them), no trailing
-    slash. Erring towards "this is a DM path" is the safe direction."""
-    segments: list[str] = []
-    for raw in path.split("/"):
-        segment = raw.split(";", 1)[0]
-        if segment in ("", "."):
-            continue
-        if segment == "..":
-            if segments:
-                segments.pop()
-            continue
-        segments.append(segment)
-    return "/" + "/".join(segments)
-
-
 def _match_path(path: str, method: str | None) -> tuple[_Route, dict[str, str]] | None:
-    normalized = _normalize(path)
+    normalized = normalize_path(path)
     for route in _ROUTES:
         if method is not None and route.method != method:
             continue
