@@ -14,18 +14,18 @@ Errors are XRPC's `{"error", "message"}`.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.server import FakeAppThread
 
 CHAT_PROXY = "did:web:api.bsky.chat#bsky_chat"
 _SECRET = b"fake-bluesky-jwt-secret"
@@ -361,59 +361,11 @@ def _error(status: int, error: str, message: str) -> web.Response:
     return web.json_response({"error": error, "message": message}, status=status)
 
 
-class FakeBlueskyThread:
+class FakeBlueskyThread(FakeAppThread):
     """The fake on its own event loop in a daemon thread, for synchronous tests."""
 
-    def __init__(self, host: str = "127.0.0.1", state: FakeBluesky | None = None) -> None:
-        self.host = host
-        self.port = 0
-        self.state = state or FakeBluesky()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> FakeBlueskyThread:
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        async def serve() -> None:
-            self._runner = web.AppRunner(self.state.app(), access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, self.host, 0)
-            await site.start()
-            self.port = self._runner.addresses[0][1]
-            self.state.url = self.url
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.run_until_complete(serve())
-            ready.set()
-            loop.run_forever()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name="fake-bluesky", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Bluesky did not start within 10 s")
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-        self._loop = self._thread = None
-
-    def __enter__(self) -> FakeBlueskyThread:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, state: FakeBluesky | None = None
+    ) -> None:
+        super().__init__(state or FakeBluesky(), host, port)
+        self.state: FakeBluesky

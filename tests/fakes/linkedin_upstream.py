@@ -15,16 +15,15 @@ no Content-Type, 201 on a send.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.server import FakeAppThread
 from tests.fakes.x_upstream import Recorded
 
 MESSAGE_CREATE = "com.linkedin.voyager.messaging.create.MessageCreate"
@@ -355,71 +354,6 @@ def _mini(member: Member) -> dict[str, Any]:
 def _restli_error(status: int, service_code: int, code: str, message: str) -> web.Response:
     doc = {"status": status, "serviceErrorCode": service_code, "code": code, "message": message}
     return web.json_response(doc, status=status)
-
-
-class FakeAppThread:
-    """Any fake's `app()` served on its own event loop in a daemon thread."""
-
-    def __init__(self, state: Any, host: str = "127.0.0.1") -> None:
-        self.state = state
-        self.host = host
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> FakeAppThread:
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        async def serve() -> None:
-            self._runner = web.AppRunner(self.state.app(), access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, self.host, 0)
-            await site.start()
-            self.port = self._runner.addresses[0][1]
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(serve())
-            except BaseException as exc:  # reported to the starting thread
-                failure.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name="fake-upstream", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake upstream did not start within 10 s")
-        if failure:
-            raise failure[0]
-        return self
-
-    def stop(self) -> None:
-        loop, runner, thread = self._loop, self._runner, self._thread
-        if loop is None or thread is None:
-            return
-        if runner is not None and loop.is_running():
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-        self._loop = self._runner = self._thread = None
-
-    def __enter__(self) -> FakeAppThread:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class FakeLinkedInThread(FakeAppThread):

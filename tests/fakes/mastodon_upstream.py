@@ -13,18 +13,18 @@ and JSON; query parameters override body parameters), validated like Mastodon
 
 from __future__ import annotations
 
-import asyncio
 import email.parser
 import email.policy
 import json
 import re
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+
+from tests.fakes.server import FakeAppThread
 
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 _MENTION = re.compile(
@@ -340,58 +340,11 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-class FakeMastodonThread:
+class FakeMastodonThread(FakeAppThread):
     """The fake on its own event loop in a daemon thread, for synchronous tests."""
 
-    def __init__(self, host: str = "127.0.0.1", state: FakeMastodon | None = None) -> None:
-        self.host = host
-        self.port = 0
-        self.state = state or FakeMastodon()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> FakeMastodonThread:
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        async def serve() -> None:
-            self._runner = web.AppRunner(self.state.app(), access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, self.host, 0)
-            await site.start()
-            self.port = self._runner.addresses[0][1]
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.run_until_complete(serve())
-            ready.set()
-            loop.run_forever()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name="fake-mastodon", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Mastodon did not start within 10 s")
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-        self._loop = self._thread = None
-
-    def __enter__(self) -> FakeMastodonThread:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, state: FakeMastodon | None = None
+    ) -> None:
+        super().__init__(state or FakeMastodon(), host, port)
+        self.state: FakeMastodon

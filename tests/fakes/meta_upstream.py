@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from tests.fakes.linkedin_upstream import FakeAppThread
+from tests.fakes.server import FakeAppThread
 from tests.fakes.x_upstream import Recorded
 
 _RECIPIENT_KEYS = ("id", "user_ref", "comment_id", "post_id", "notification_messages_token")

@@ -21,7 +21,6 @@ import gzip
 import hashlib
 import json
 import re
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +28,8 @@ from urllib.parse import unquote
 
 from aiohttp import web
 from multidict import CIMultiDict
+
+from tests.fakes.server import FakeAppThread
 
 CHUNK_SIZE = 64 * 1024
 # Deterministic download pattern: bytes 0..255 repeating. A chunk is a whole number of
@@ -871,69 +872,12 @@ async def start_fake_x(
     return fake, runner, bound
 
 
-class FakeXThread:
-    """The fake on its own event loop in a daemon thread, for synchronous tests:
+class FakeXThread(FakeAppThread):
+    """The fake on its own event loop in a daemon thread, for synchronous tests."""
 
-    with FakeXThread() as x:
-        x.state.add_user("42", token="t")
-        httpx.get(x.url + "/2/users/me", headers={"Authorization": "Bearer t"})
-    """
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, state: FakeX | None = None):
-        self.host = host
-        self.state = state or FakeX()
-        self.port = port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> FakeXThread:
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                _, self._runner, self.port = loop.run_until_complete(
-                    start_fake_x(self.host, self.port, self.state)
-                )
-            except BaseException as exc:  # reported to the starting thread
-                failure.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name="fake-x", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake X did not start within 10 s")
-        if failure:
-            raise failure[0]
-        return self
-
-    def stop(self) -> None:
-        loop, runner, thread = self._loop, self._runner, self._thread
-        if loop is None or thread is None:
-            return
-        if runner is not None and loop.is_running():
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-        self._loop = self._runner = self._thread = None
-
-    def __enter__(self) -> FakeXThread:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, state: FakeX | None = None) -> None:
+        super().__init__(state or FakeX(), host, port)
+        self.state: FakeX
 
 
 def main(argv: list[str] | None = None) -> None:

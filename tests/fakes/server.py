@@ -1,0 +1,78 @@
+"""Serving a fake upstream from synchronous tests: its own event loop in a daemon thread.
+
+with FakeXThread() as x:          # a FakeAppThread around FakeX().app()
+    httpx.get(x.url + "/2/users/me", ...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from aiohttp import web
+
+
+class FakeAppThread:
+    """Any fake's `app()` served on its own event loop in a daemon thread."""
+
+    def __init__(self, state: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.state = state
+        self.host = host
+        self.port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> FakeAppThread:
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        async def serve() -> None:
+            self._runner = web.AppRunner(self.state.app(), access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.host, self.port)
+            await site.start()
+            self.port = self._runner.addresses[0][1]
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(serve())
+            except BaseException as exc:  # reported to the starting thread
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, name="fake-upstream", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake upstream did not start within 10 s")
+        if failure:
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        loop, runner, thread = self._loop, self._runner, self._thread
+        if loop is None or thread is None:
+            return
+        if runner is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+        self._loop = self._runner = self._thread = None
+
+    def __enter__(self) -> FakeAppThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
