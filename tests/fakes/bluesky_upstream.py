@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import FakeAppThread
+from tests.fakes.server import FakeAppThread, Recorded
 
 CHAT_PROXY = "did:web:api.bsky.chat#bsky_chat"
 _SECRET = b"fake-bluesky-jwt-secret"
@@ -58,21 +58,6 @@ def _verify_jwt(token: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return claims if isinstance(claims, dict) else None
-
-
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str
-    query_string: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 @dataclass
@@ -192,15 +177,7 @@ class FakeBluesky:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(
-            Recorded(
-                request.method,
-                request.path,
-                request.query_string,
-                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
-                body,
-            )
-        )
+        self.requests.append(Recorded.of(request, body))
         try:
             return await handler(request)
         except web.HTTPNotFound:

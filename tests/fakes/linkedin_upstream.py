@@ -23,8 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import FakeAppThread
-from tests.fakes.x_upstream import Recorded
+from tests.fakes.server import FakeAppThread, Recorded
 
 MESSAGE_CREATE = "com.linkedin.voyager.messaging.create.MessageCreate"
 MESSAGING_MEMBER = "com.linkedin.voyager.messaging.MessagingMember"
@@ -127,18 +126,7 @@ class FakeLinkedIn:
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(
-            Recorded(
-                method=request.method,
-                path=request.path,
-                raw_path=request.raw_path,
-                query_string=request.query_string,
-                headers=[
-                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers
-                ],
-                body=body,
-            )
-        )
+        self.requests.append(Recorded.of(request, body))
         return await handler(request)
 
     # --- official API ------------------------------------------------------------------

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from tests.fakes.server import FakeAppThread
+from tests.fakes.server import FakeAppThread, Recorded
 
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 _MENTION = re.compile(
@@ -34,18 +34,6 @@ _MENTION = re.compile(
 
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
-
-
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str
-    query_string: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
 
 @dataclass
@@ -191,15 +179,7 @@ class FakeMastodon:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(
-            Recorded(
-                request.method,
-                request.path,
-                request.query_string,
-                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
-                body,
-            )
-        )
+        self.requests.append(Recorded.of(request, body))
         try:
             return await handler(request)
         except web.HTTPNotFound:

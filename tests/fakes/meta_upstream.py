@@ -19,8 +19,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from tests.fakes.server import FakeAppThread
-from tests.fakes.x_upstream import Recorded
+from tests.fakes.server import FakeAppThread, Recorded
 
 _RECIPIENT_KEYS = ("id", "user_ref", "comment_id", "post_id", "notification_messages_token")
 
@@ -57,18 +56,7 @@ class FakeMeta:
         # Multipart bodies are left to `request.post()` (which reads the stream itself).
         multipart = request.content_type == "multipart/form-data"
         body = b"" if multipart else await request.read()
-        self.requests.append(
-            Recorded(
-                method=request.method,
-                path=request.path,
-                raw_path=request.raw_path,
-                query_string=request.query_string,
-                headers=[
-                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers
-                ],
-                body=body,
-            )
-        )
+        self.requests.append(Recorded.of(request, body))
         return await handler(request)
 
     async def _params(self, request: web.Request) -> tuple[dict[str, Any], str]:

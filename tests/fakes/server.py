@@ -7,10 +7,42 @@ with FakeXThread() as x:          # a FakeAppThread around FakeX().app()
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request as a fake received it."""
+
+    method: str
+    path: str  # percent-decoded, without the query
+    raw_path: str  # path and query exactly as sent
+    query_string: str  # raw, undecoded
+    headers: list[tuple[str, str]]  # in order, repeats kept, bytes decoded as latin-1
+    body: bytes  # b"" where the fake streams the body instead of keeping it
+
+    @classmethod
+    def of(cls, request: web.Request, body: bytes) -> Recorded:
+        raw_path = request.raw_path
+        return cls(
+            method=request.method,
+            path=request.path,
+            raw_path=raw_path,
+            query_string=raw_path.partition("?")[2],
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
+            body=body,
+        )
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
 
 
 class FakeAppThread:

@@ -29,7 +29,7 @@ from urllib.parse import unquote
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.fakes.server import FakeAppThread
+from tests.fakes.server import FakeAppThread, Recorded
 
 CHUNK_SIZE = 64 * 1024
 # Deterministic download pattern: bytes 0..255 repeating. A chunk is a whole number of
@@ -158,24 +158,6 @@ def schema_errors(instance: Any, schema: dict[str, Any], where: str = "$") -> li
 # --- state -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """One request as the fake received it."""
-
-    method: str
-    path: str  # percent-decoded, without the query
-    raw_path: str  # path and query exactly as sent
-    query_string: str  # raw, undecoded
-    headers: list[tuple[str, str]]  # in order, repeats kept, bytes decoded as latin-1
-    body: bytes  # b"" for /_test/upload, which streams instead of buffering
-
-    def header(self, name: str) -> str | None:
-        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
 @dataclass
 class FakeMessage:
     """One DM event in the fake's mailbox (v2 `MessageCreate`, v1.1 `message_create`)."""
@@ -298,21 +280,10 @@ class FakeX:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        raw_path = request.raw_path
         if self.record:
             # /_test/upload streams its body; everything else is small enough to keep.
             body = b"" if request.path == "/_test/upload" else await request.read()
-            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
-            self.requests.append(
-                Recorded(
-                    method=request.method,
-                    path=request.path,
-                    raw_path=raw_path,
-                    query_string=raw_path.partition("?")[2],
-                    headers=headers,
-                    body=body,
-                )
-            )
+            self.requests.append(Recorded.of(request, body))
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
         token = _bearer(request) or _oauth1_token(request)
