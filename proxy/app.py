@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -21,13 +22,16 @@ from proxy import gateway, review, webhooks
 from proxy.context import CTX, Context
 from proxy.crypto import Keyring, load_or_create_key_file
 from proxy.errors import error_middleware
-from proxy.forward import Forwarder, client_session
+from proxy.forward import Forwarder, client_session, upstream_tls
+from proxy.forward_mode import ca
+from proxy.forward_mode.certs import LeafCertificates
 from proxy.holds import expire_loop
 from proxy.metrics import create_metrics
 from proxy.notify import notify_loop
 from proxy.platforms import PLATFORMS
 from proxy.policy_loader import PolicyHolder
 from proxy.review import token_digest
+from proxy.routing import is_forward_mode
 from proxy.settings import Settings
 from proxy.store import Store
 from proxy.store.database import sqlite_path
@@ -46,7 +50,10 @@ def build_app(settings: Settings) -> web.Application:
         platforms={name: cls() for name, cls in PLATFORMS.items()},
     )
     # Streaming pass-through bodies are not limited; judged DM bodies are (gateway).
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_dm_body)
+    app = web.Application(
+        middlewares=[error_middleware, forward_mode_middleware],
+        client_max_size=settings.max_dm_body,
+    )
     app[CTX] = ctx
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -69,7 +76,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         s.upstream_connect_timeout.total_seconds(),
         s.upstream_read_timeout.total_seconds(),
     )
-    ctx.forwarder = Forwarder(session, ctx.metrics)
+    ctx.forwarder = Forwarder(session, ctx.metrics, upstream_tls(s.routes))
+    ctx.certs = _forward_mode_certificates(s)
     ctx.metrics.holds_pending.set(await ctx.store.holds.count_pending())
     tasks = [
         asyncio.create_task(expire_loop(ctx), name="expiry"),
@@ -103,6 +111,46 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
         await session.close()
         await ctx.store.close()
+
+
+@web.middleware
+async def forward_mode_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Forward-mode requests are the platform's, whatever their path: `https://api.x.com/
+    metrics` must reach X, not dmgate's own /metrics."""
+    if is_forward_mode(request):
+        return await gateway.handle(request)
+    return await handler(request)
+
+
+def _forward_mode_certificates(s: Settings) -> LeafCertificates | None:
+    """The CA for intercepted hosts, created on first start. Without one, forward mode
+    refuses CONNECT to routes' hosts (503) and everything else keeps working."""
+    hosts = sorted(s.host_routes)
+    if not hosts:
+        return None
+    directory = s.ca_dir or ca.default_directory(s.database_url)
+    passphrase = s.ca_passphrase.get_secret_value().encode() if s.ca_passphrase else None
+    try:
+        authority = ca.ensure(directory, hosts, passphrase)
+    except (ca.CAError, OSError) as exc:
+        log.error("forward_mode_unavailable", reason=str(exc))
+        return None
+    uncovered = [h for h in hosts if not authority.covers(h)]
+    log.info(
+        "forward_mode_ready",
+        ca_certificate=str(authority.cert_path),
+        ca_expires_at=authority.expires_at.isoformat(),
+        intercepted_hosts=[h for h in hosts if h not in uncovered],
+    )
+    if uncovered:
+        log.warning(
+            "ca_does_not_cover_hosts",
+            hosts=uncovered,
+            hint="run `dmgate ca init --force` and trust the new CA",
+        )
+    if authority.expires_at - datetime.now(UTC) < timedelta(days=30):
+        log.warning("ca_expires_soon", expires_at=authority.expires_at.isoformat())
+    return LeafCertificates(authority)
 
 
 def longest_window(ctx: Context) -> timedelta:

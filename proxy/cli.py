@@ -1,4 +1,4 @@
-"""`dmgate serve | check-policies FILE`."""
+"""`dmgate serve | check-policies FILE | ca init | ca export`."""
 
 from __future__ import annotations
 
@@ -6,22 +6,32 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+if TYPE_CHECKING:
+    from proxy.settings import Settings
 
-def _serve(_args: argparse.Namespace) -> int:
-    from aiohttp import web
 
-    from policies.config import PolicyFileError
-    from proxy.app import build_app
-    from proxy.logs import configure_logging
+def _settings() -> Settings | None:
     from proxy.settings import Settings
 
     try:
-        settings = Settings()
+        return Settings()
     except ValidationError as exc:
         print(f"dmgate: invalid settings:\n{_settings_errors(exc)}", file=sys.stderr)
+        return None
+
+
+def _serve(_args: argparse.Namespace) -> int:
+    from policies.config import PolicyFileError
+    from proxy.app import build_app
+    from proxy.forward_mode.listener import run
+    from proxy.logs import configure_logging
+
+    settings = _settings()
+    if settings is None:
         return 2
     configure_logging(settings.log_format, settings.log_level)
     try:
@@ -29,15 +39,86 @@ def _serve(_args: argparse.Namespace) -> int:
     except PolicyFileError as exc:
         print(f"dmgate: policy file {settings.policy_file} refused:\n{exc}", file=sys.stderr)
         return 2
-    web.run_app(
+    run(
         app,
-        loop=_event_loop(),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=lambda msg: print(f"dmgate: {msg}", file=sys.stderr, flush=True),
-        shutdown_timeout=10,
+        settings.host,
+        settings.port,
+        _event_loop(),
+        announce=lambda msg: print(f"dmgate: {msg}", file=sys.stderr, flush=True),
     )
+    return 0
+
+
+def _ca_location(settings: Settings) -> tuple[Path, bytes | None]:
+    from proxy.forward_mode import ca
+
+    directory = settings.ca_dir or ca.default_directory(settings.database_url)
+    secret = settings.ca_passphrase
+    return directory, secret.get_secret_value().encode() if secret else None
+
+
+def _ca_init(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import hashes
+
+    from proxy.forward_mode import ca
+
+    settings = _settings()
+    if settings is None:
+        return 2
+    directory, passphrase = _ca_location(settings)
+    try:
+        existing = ca.load(directory, passphrase)
+    except ca.CAError as exc:
+        existing = None
+        if not args.force:
+            print(f"dmgate: {exc}", file=sys.stderr)
+            return 1
+    if existing is not None and not args.force:
+        print(
+            f"dmgate: a CA already exists in {directory} (expires "
+            f"{existing.expires_at:%Y-%m-%d}); --force replaces it, and every client must "
+            "then trust the new one",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        authority = ca.create(directory, sorted(settings.host_routes), passphrase)
+    except (ca.CAError, OSError) as exc:
+        print(f"dmgate: cannot create the CA: {exc}", file=sys.stderr)
+        return 1
+    fingerprint = authority.cert.fingerprint(hashes.SHA256()).hex(":").upper()
+    print(f"created {authority.cert_path} (key {directory / ca.KEY_FILE}, mode 0600)")
+    print(f"  valid until {authority.expires_at:%Y-%m-%d}; may sign only for:")
+    for host in authority.permitted:
+        print(f"    {host}")
+    print(f"  SHA-256 fingerprint {fingerprint}")
+    print("Restart running dmgates, then give tools the certificate: `dmgate ca export`.")
+    return 0
+
+
+def _ca_export(args: argparse.Namespace) -> int:
+    from proxy.forward_mode import ca
+
+    settings = _settings()
+    if settings is None:
+        return 2
+    directory, passphrase = _ca_location(settings)
+    try:
+        authority = ca.ensure(directory, sorted(settings.host_routes), passphrase)
+    except (ca.CAError, OSError) as exc:
+        print(f"dmgate: {exc}", file=sys.stderr)
+        return 1
+    pem = authority.pem()
+    if args.bundle:
+        # For tools whose CA setting replaces the trust store: still trust everyone else.
+        system = ca.system_bundle()
+        pem = system + (b"" if system.endswith(b"\n") else b"\n") + b"# dmgate\n" + pem
+    if args.out in (None, "-"):
+        sys.stdout.buffer.write(pem)
+        sys.stdout.flush()
+    else:
+        Path(args.out).write_bytes(pem)
+        print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 
@@ -83,6 +164,20 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-policies", help="validate a policy file and exit")
     check.add_argument("file", help="the policy file (YAML)")
     check.set_defaults(func=_check_policies)
+    ca_cmd = sub.add_parser("ca", help="the CA for forward mode (HTTPS_PROXY)")
+    ca_sub = ca_cmd.add_subparsers(dest="ca_command", required=True, metavar="CA_COMMAND")
+    init = ca_sub.add_parser("init", help="create the CA (limited to the routes' hosts)")
+    init.add_argument("--force", action="store_true", help="replace an existing CA")
+    init.set_defaults(func=_ca_init)
+    export = ca_sub.add_parser("export", help="print the CA certificate (PEM) for clients")
+    export.add_argument(
+        "--bundle",
+        action="store_true",
+        help="the system's CAs plus dmgate's, for REQUESTS_CA_BUNDLE / SSL_CERT_FILE / "
+        "curl --cacert (they replace the trust store)",
+    )
+    export.add_argument("-o", "--out", help="write to this file instead of stdout")
+    export.set_defaults(func=_ca_export)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

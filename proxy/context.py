@@ -10,11 +10,13 @@ from aiohttp import web
 
 from proxy.crypto import Keyring
 from proxy.forward import Forwarder
+from proxy.forward_mode.certs import LeafCertificates
 from proxy.metrics import Metrics
 from proxy.platforms.base import Platform
 from proxy.policy_loader import PolicyHolder
 from proxy.settings import Settings
 from proxy.store import Store
+from proxy.unanswered import UnansweredSends
 
 
 @dataclass
@@ -26,9 +28,12 @@ class Context:
     store: Store = field(init=False)
     keyring: Keyring = field(init=False)
     forwarder: Forwarder = field(init=False)
+    # Forward mode's certificates; None when no route owns a host or the CA is unusable.
+    certs: LeafCertificates | None = None
     # name -> sha256 of the token (settings' tokens and any generated one)
     review_tokens: list[tuple[str, str]] = field(default_factory=list)
     notify_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    unanswered: UnansweredSends = field(default_factory=UnansweredSends)
 
 
 CTX = web.AppKey("dmgate_context", Context)

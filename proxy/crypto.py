@@ -29,6 +29,7 @@ class StoredRequest:
     url: str  # encoded, as sent upstream
     headers: list[tuple[str, str]]
     body: bytes
+    host: str | None = None  # forward mode: the host the tool called (Host, TLS name)
 
 
 def _derive(master: bytes, purpose: bytes) -> bytes:
@@ -71,6 +72,7 @@ class Keyring:
                     "url": request.url,
                     "headers": request.headers,
                     "body": base64.b64encode(request.body).decode(),
+                    "host": request.host,
                 }
             ).encode()
         )
@@ -82,6 +84,7 @@ class Keyring:
             doc["url"],
             [(k, v) for k, v in doc["headers"]],
             base64.b64decode(doc["body"]),
+            doc.get("host"),  # holds sealed before forward mode have none
         )
 
     def credential_hash(self, credential: str) -> str:

@@ -14,6 +14,8 @@ from aiohttp import web
 
 log = structlog.get_logger("dmgate")
 
+PROXY_AUTHENTICATE = 'Basic realm="dmgate", charset="UTF-8"'
+
 
 class DMGateError(Exception):
     """Base of everything dmgate answers on its own behalf."""
@@ -49,6 +51,30 @@ class Unauthorized(DMGateError):
 
     status = 401
     code = "unauthorized"
+
+
+class ProxyAuthRequired(DMGateError):
+    """Forward mode with DMGATE_PROXY_AUTH set: the request carries no valid credentials."""
+
+    status = 407
+    code = "proxy_auth_required"
+
+    def response(self, headers: dict[str, str] | None = None) -> web.Response:
+        return super().response({**(headers or {}), "Proxy-Authenticate": PROXY_AUTHENTICATE})
+
+
+class Forbidden(DMGateError):
+    """Forward mode: a destination dmgate does not serve (it is not an open proxy)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class MisdirectedRequest(DMGateError):
+    """Forward mode: a request for another host inside an intercepted connection."""
+
+    status = 421
+    code = "misdirected_request"
 
 
 class NotFound(DMGateError):
@@ -127,10 +153,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return exc.response()
     except web.HTTPException as exc:
         if request.method == "CONNECT":
-            # aiohttp's router never matches a CONNECT target (an authority, not a path).
+            # aiohttp's router never matches a CONNECT target (an authority, not a path);
+            # dmgate answers CONNECT only as the first request of a connection.
             return MethodNotAllowed(
-                "CONNECT is not accepted: dmgate runs in reverse-proxy mode "
-                "(call http://dmgate/{route}/… instead)"
+                "CONNECT must be the first request on a new connection to dmgate"
             ).response()
         if exc.status == 404:
             return NotFound(exc.reason or "not found").response()

@@ -8,6 +8,7 @@ included — redirects are never followed) returned as they came. Only hop-by-ho
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -20,6 +21,7 @@ from yarl import URL
 
 from proxy.errors import BadRequest, UpstreamTimeout, UpstreamUnavailable
 from proxy.metrics import Metrics
+from proxy.settings import Route
 
 # RFC 9110 §7.6.1, plus the proxy ones every proxy drops.
 HOP_BY_HOP = frozenset(
@@ -120,13 +122,31 @@ def client_session(
     )
 
 
+def upstream_tls(routes: dict[str, Route]) -> dict[str, ssl.SSLContext]:
+    """Verifying client contexts for routes that name their own CA bundle (the rest use
+    the system's trust store). Verification is never off."""
+    contexts = {}
+    for name, route in routes.items():
+        if route.ca_bundle is not None:
+            ctx = ssl.create_default_context(cafile=str(route.ca_bundle))
+            ctx.keylog_filename = None  # type: ignore[assignment]
+            contexts[name] = ctx
+    return contexts
+
+
 class Forwarder:
     """Sends requests to upstreams and maps their failures to dmgate errors."""
 
-    def __init__(self, session: aiohttp.ClientSession, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        metrics: Metrics,
+        tls: dict[str, ssl.SSLContext] | None = None,
+    ) -> None:
         self.session = session
         self._metrics = metrics
         self._durations: dict[str, Histogram] = {}
+        self._tls = tls or {}
 
     def _duration(self, route: str) -> Histogram:
         # prometheus_client's labels() takes a lock and builds a key on every call.
@@ -142,17 +162,31 @@ class Forwarder:
         url: URL,
         headers: CIMultiDict[str] | Iterable[tuple[str, str]],
         data: Any = None,
+        host: str | None = None,
     ) -> aiohttp.ClientResponse:
-        """Open the upstream request; the caller reads (and releases) the response."""
+        """Open the upstream request; the caller reads (and releases) the response.
+        `host` (forward mode): the host the tool called, sent as `Host` and as the TLS
+        server name, so the upstream sees the request exactly as the tool addressed it."""
         started = time.perf_counter()
+        if not isinstance(headers, CIMultiDict):
+            headers = CIMultiDict(headers)
+        extra: dict[str, Any] = {}
+        if host is not None:
+            headers["Host"] = host
+            if url.scheme == "https":
+                extra["server_hostname"] = host
+        tls = self._tls.get(route)
+        if tls is not None:
+            extra["ssl"] = tls
         try:
             with upstream_errors(route):
                 resp = await self.session.request(
                     method,
                     url,
-                    headers=headers if isinstance(headers, CIMultiDict) else CIMultiDict(headers),
+                    headers=headers,
                     data=data,
                     allow_redirects=False,
+                    **extra,
                     # No per-request skip_auto_headers: the session's (_SKIP_AUTO) apply, and
                     # passing them again costs a set and a multidict per request.
                     # URLs arrive already encoded; re-encoding would change what the tool
@@ -171,13 +205,12 @@ class Forwarder:
         return resp
 
     async def stream(
-        self, request: web.Request, route: str, url: URL, data: Any = None
+        self, request: web.Request, route: str, url: URL, host: str | None = None
     ) -> web.StreamResponse:
         """Pass a request through and stream the answer back."""
-        if data is None and request.body_exists:
-            data = request.content
+        data = request.content if request.body_exists else None
         headers = request_headers_for_upstream(request.headers)
-        async with await self.send(route, request.method, url, headers, data) as upstream:
+        async with await self.send(route, request.method, url, headers, data, host) as upstream:
             return await relay_response(request, upstream, route=route)
 
 
@@ -226,7 +259,7 @@ class RelayedResponse(web.StreamResponse):
             self.headers.popall(name, None)
 
 
-class _WholeRelayedResponse(RelayedResponse):
+class WholeRelayedResponse(RelayedResponse):
     # Headers wait for the body, so both leave in one write.
     _send_headers_immediately = False
 
@@ -262,7 +295,7 @@ async def relay_response(
         # still gets a clean 502/504, because nothing has been sent to the tool yet.
         with upstream_errors(route):
             body = await upstream.content.read()
-    resp = _relayed(_WholeRelayedResponse if whole else RelayedResponse, upstream, extra_headers)
+    resp = _relayed(WholeRelayedResponse if whole else RelayedResponse, upstream, extra_headers)
     try:
         await resp.prepare(request)
         if whole:

@@ -25,9 +25,11 @@ from proxy.errors import (
     UnsupportedMediaType,
 )
 from proxy.forward import (
+    WholeRelayedResponse,
     relay_response,
     request_headers_for_upstream,
     response_headers_for_client,
+    upstream_errors,
 )
 from proxy.holds import DECISION_HEADER
 from proxy.ids import new_id
@@ -42,6 +44,7 @@ from proxy.platforms.base import (
 )
 from proxy.routing import Target, resolve
 from proxy.store.holds import PENDING, DecisionRecord
+from proxy.unanswered import Answer
 
 log = structlog.get_logger("dmgate")
 
@@ -52,7 +55,7 @@ MAX_SIGNAL_BODY = 8 * 1024 * 1024
 
 async def handle(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
-    target = resolve(request, ctx.settings.routes)
+    target = resolve(request, ctx.settings)
     platform = ctx.platforms.get(target.route.platform)
     view = RequestView(request.method, target.path, request.query, request.headers)
     kind = platform.classify(view) if platform else Kind.PASSTHROUGH
@@ -64,7 +67,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if kind is Kind.SIGNAL:
         assert platform is not None
         return await _learn_from_signal(request, ctx, target, platform, view)
-    return await ctx.forwarder.stream(request, target.route_name, target.url)
+    return await ctx.forwarder.stream(request, target.route_name, target.url, target.host)
 
 
 def as_http(answer: PlatformResponse, headers: dict[str, str] | None = None) -> web.Response:
@@ -77,8 +80,11 @@ def as_http(answer: PlatformResponse, headers: dict[str, str] | None = None) -> 
 
 
 def public_url(request: web.Request, ctx: Context, target: Target) -> str:
-    """Where clients reach this route: DMGATE_PUBLIC_URL when dmgate sits behind a load
-    balancer that terminates TLS, else what this request came in on."""
+    """Where clients reach this route: in forward mode the host they called (they reach it
+    through dmgate anyway); else DMGATE_PUBLIC_URL when dmgate sits behind a load balancer
+    that terminates TLS, else what this request came in on."""
+    if target.host is not None:
+        return f"https://{target.host}"
     base = ctx.settings.public_url or f"{request.scheme}://{request.host}"
     return f"{base.rstrip('/')}/{target.route_name}"
 
@@ -125,7 +131,7 @@ async def _learn_from_signal(
     data = request.content if request.body_exists else None
     headers = request_headers_for_upstream(request.headers)
     async with await ctx.forwarder.send(
-        target.route_name, request.method, target.url, headers, data
+        target.route_name, request.method, target.url, headers, data, target.host
     ) as upstream:
         size = upstream.content_length
         if not (200 <= upstream.status < 300) or (size is not None and size > MAX_SIGNAL_BODY):
@@ -233,13 +239,19 @@ async def _judge_dm(
         key = dedupe_key(platform.name, account, recipients, dm.text)
         now = datetime.now(UTC)
 
+        replay = await ctx.unanswered.previous(key)
+        if replay is not None:
+            # The tool retries a send it did not hear back from: it hears back now, and
+            # the platform does not get the DM twice.
+            _log_retry(ctx, message, "retry of a send whose answer the tool did not get")
+            return await _answer_tool(request, ctx, key, replay, "allow")
         earlier = await ctx.store.holds.earlier_for_same_dm(key)
         if earlier is not None and earlier["status"] == PENDING:
             # A retry of a held DM: the same hold, and the policies do not count it again.
-            _log_decision(ctx, new_id(), message, None, earlier["id"], retry_of=earlier["id"])
+            _log_retry(ctx, message, "retry of an existing hold", earlier["id"], earlier["id"])
             return holds.hold_answer(ctx, earlier)
         if earlier is not None and await ctx.store.holds.take_failed_retry(earlier["id"], now):
-            _log_decision(ctx, new_id(), message, None, None, retry_of=earlier["id"])
+            _log_retry(ctx, message, "retry of an approved hold whose send failed", earlier["id"])
             response = await _forward_dm(request, ctx, target, body, decision="allow")
             if 200 <= response.status < 300:
                 await holds.note_reached(ctx, message.platform, message.account, recipients)
@@ -292,7 +304,7 @@ async def _judge_dm(
         answer = platform.block_response(view, reason)
         return as_http(answer, {DECISION_HEADER: "block"})
     header = f"{decision.would_action.value}; shadow" if decision.shadow else "allow"
-    response = await _forward_dm(request, ctx, target, body, decision=header)
+    response = await _forward_dm(request, ctx, target, body, decision=header, key=key)
     if 200 <= response.status < 300:
         await holds.note_reached(ctx, message.platform, message.account, message.recipients)
     return response
@@ -320,18 +332,64 @@ async def _message(
 
 
 async def _forward_dm(
-    request: web.Request, ctx: Context, target: Target, body: bytes, decision: str | None
+    request: web.Request,
+    ctx: Context,
+    target: Target,
+    body: bytes,
+    decision: str | None,
+    key: str | None = None,
 ) -> web.StreamResponse:
     """Send a DM request whose body was read (to judge it) from memory; `decision` is the
-    `DMGate-Decision` header for the tool (None: it turned out to be no DM at all)."""
+    `DMGate-Decision` header for the tool (None: it turned out to be no DM at all). With
+    the DM's dedupe `key`, the answer is kept for a retry if the tool does not get it."""
     headers = request_headers_for_upstream(request.headers)
     headers.popall("Content-Length", None)
-    async with await ctx.forwarder.send(
-        target.route_name, request.method, target.url, headers, body
-    ) as upstream:
-        return await relay_response(
-            request, upstream, {DECISION_HEADER: decision} if decision else None
-        )
+    if key is not None:
+        ctx.unanswered.begin(key)
+    answer = None
+    try:
+        async with await ctx.forwarder.send(
+            target.route_name, request.method, target.url, headers, body, target.host
+        ) as upstream:
+            if key is None:
+                return await relay_response(
+                    request, upstream, {DECISION_HEADER: decision} if decision else None
+                )
+            with upstream_errors(target.route_name):
+                raw = await upstream.read()  # the answer to one send: small
+            answer = Answer(
+                upstream.status,
+                upstream.reason,
+                list(response_headers_for_client(upstream.headers).items()),
+                raw,
+            )
+    finally:
+        if key is not None and answer is None:
+            ctx.unanswered.finish(key, None, delivered=False)
+    assert key is not None and decision is not None
+    return await _answer_tool(request, ctx, key, answer, decision)
+
+
+async def _answer_tool(
+    request: web.Request, ctx: Context, key: str, answer: Answer, decision: str
+) -> web.StreamResponse:
+    """Send the platform's answer to a DM and note whether the tool got it."""
+    resp = WholeRelayedResponse(status=answer.status, reason=answer.reason)
+    resp.headers.extend(answer.headers)
+    resp.headers[DECISION_HEADER] = decision
+    delivered = False
+    transport = request.transport
+    if transport is not None and not transport.is_closing():
+        try:
+            await resp.prepare(request)
+            await resp.write_eof(answer.body)
+            delivered = True
+        except ConnectionError:
+            pass
+    ctx.unanswered.finish(key, answer, delivered)
+    if not delivered:
+        log.warning("dm_answer_undelivered", hint="kept for the tool's retry")
+    return resp
 
 
 def _count(ctx: Context, platform: str, decision: Decision) -> None:
@@ -342,40 +400,51 @@ def _count(ctx: Context, platform: str, decision: Decision) -> None:
         ctx.metrics.policy_matches.labels(m.policy, m.action.value, m.mode.value).inc()
 
 
-def _log_decision(
-    ctx: Context,
-    decision_id: str,
-    message: OutboundMessage,
-    decision: Decision | None,
-    hold_id: str | None,
-    retry_of: str | None = None,
-) -> None:
-    """The one canonical record per DM. Never the text, never credentials."""
-    fields: dict[str, object] = {
+def _message_fields(decision_id: str, message: OutboundMessage) -> dict[str, object]:
+    return {
         "decision_id": decision_id,
         "route": message.route,
         "platform": message.platform,
         "account": message.account,
         "recipients": list(message.recipients),
     }
-    if decision is None:
-        fields.update(
-            action="hold" if hold_id else "allow",
-            mode="enforce",
-            reason="retry of an existing hold"
-            if hold_id
-            else "retry of an approved hold whose send failed",
-            retry_of=retry_of,
-            hold_id=hold_id,
-        )
-    else:
-        fields.update(
-            action=decision.action.value,
-            would_action=decision.would_action.value,
-            mode="shadow" if decision.shadow else "enforce",
-            policies=[m.as_dict() for m in decision.matches],
-            evaluation_ms=round(decision.evaluation_seconds * 1000, 3),
-            policy_version=decision.policy_version,
-            hold_id=hold_id,
-        )
-    log.info("dm_decision", **fields)
+
+
+def _log_decision(
+    ctx: Context,
+    decision_id: str,
+    message: OutboundMessage,
+    decision: Decision,
+    hold_id: str | None,
+) -> None:
+    """The one canonical record per DM. Never the text, never credentials."""
+    log.info(
+        "dm_decision",
+        **_message_fields(decision_id, message),
+        action=decision.action.value,
+        would_action=decision.would_action.value,
+        mode="shadow" if decision.shadow else "enforce",
+        policies=[m.as_dict() for m in decision.matches],
+        evaluation_ms=round(decision.evaluation_seconds * 1000, 3),
+        policy_version=decision.policy_version,
+        hold_id=hold_id,
+    )
+
+
+def _log_retry(
+    ctx: Context,
+    message: OutboundMessage,
+    reason: str,
+    retry_of: str | None = None,
+    hold_id: str | None = None,
+) -> None:
+    """A DM the policies did not judge again: a retry of one they already judged."""
+    log.info(
+        "dm_decision",
+        **_message_fields(new_id(), message),
+        action="hold" if hold_id else "allow",
+        mode="enforce",
+        reason=reason,
+        retry_of=retry_of,
+        hold_id=hold_id,
+    )

@@ -121,7 +121,7 @@ async def create_hold(
         policies=policies,
         dedupe_key=dedupe_key,
         request_sealed=ctx.keyring.seal_request(
-            StoredRequest(request.method, str(target.url), list(headers.items()), body)
+            StoredRequest(request.method, str(target.url), list(headers.items()), body, target.host)
         ),
         response_status=answer.status,
         response_content_type=answer.content_type,
@@ -189,7 +189,12 @@ async def approve(
     status, upstream_status, upstream_body = SEND_FAILED, None, None
     try:
         async with await ctx.forwarder.send(
-            row["route"], stored.method, URL(stored.url, encoded=True), headers, body
+            row["route"],
+            stored.method,
+            URL(stored.url, encoded=True),
+            headers,
+            body,
+            stored.host,
         ) as resp:
             upstream_status = resp.status
             raw = await resp.content.read()  # an API answer to one send: small

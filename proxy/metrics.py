@@ -33,6 +33,18 @@ class Metrics:
     oldest_pending_hold_age: Gauge
     upstream_errors: Counter
     retention_pruned: Counter
+    proxy_connects: Counter
+
+
+CONNECT_OUTCOMES = (
+    "intercepted",
+    "tunnelled",
+    "refused",
+    "auth_required",
+    "tls_failed",
+    "unavailable",
+    "upstream_failed",
+)
 
 
 def create_metrics() -> Metrics:
@@ -124,6 +136,14 @@ def create_metrics() -> Metrics:
             ["kind"],
             registry=r,
         ),
+        proxy_connects=Counter(
+            "dmgate_proxy_connects",
+            "Forward-mode CONNECT requests by outcome: intercepted, tunnelled, refused, "
+            "auth_required, tls_failed (the client rejected dmgate's certificate: is the CA "
+            "trusted?), unavailable, upstream_failed.",
+            ["outcome"],
+            registry=r,
+        ),
     )
     # Export every known label value from the start (at 0): a series that first appears
     # already at 1 is invisible to increase() and rate(), and so to the alerts.
@@ -133,4 +153,6 @@ def create_metrics() -> Metrics:
         metrics.review_notifications.labels(result)
     for outcome in ("sent", "send_failed", "rejected", "expired"):
         metrics.holds_resolved.labels(outcome)
+    for outcome in CONNECT_OUTCOMES:
+        metrics.proxy_connects.labels(outcome)
     return metrics

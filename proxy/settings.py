@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,10 +17,28 @@ from policies.config import DEFAULT_POLICY_FILE, parse_duration
 
 
 class Route(BaseModel, extra="forbid"):
-    """One upstream: `/{name}/...` is forwarded to `upstream` and judged by `platform`."""
+    """One upstream: `/{name}/...` (reverse mode) and requests to any of `hosts` (forward
+    mode) are forwarded to `upstream` and judged by `platform`."""
 
     upstream: str
     platform: str
+    # Host names this route owns in forward mode: a CONNECT to one is intercepted, and its
+    # requests go to `upstream` with that name as `Host` and TLS server name.
+    hosts: list[str] = Field(default_factory=list)
+    # PEM file of CAs trusted for this upstream instead of the system store.
+    ca_bundle: Path | None = None
+
+    @field_validator("hosts")
+    @classmethod
+    def _dns_names(cls, v: list[str]) -> list[str]:
+        return [dns_name(h) for h in v]
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _readable(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"ca_bundle {str(v)!r} is not a readable file")
+        return v
 
     @field_validator("upstream")
     @classmethod
@@ -31,21 +51,68 @@ class Route(BaseModel, extra="forbid"):
         return v.rstrip("/")
 
 
-# Route name -> (upstream, platform). Only X is understood by this release; the others are
-# passed through untouched until their adapters land, so a tool can already point at them.
-DEFAULT_ROUTES: dict[str, dict[str, str]] = {
-    "x": {"upstream": "https://api.x.com", "platform": "x"},
-    "twitter": {"upstream": "https://api.twitter.com", "platform": "x"},
-    "linkedin": {"upstream": "https://api.linkedin.com", "platform": "linkedin"},
-    "linkedin-web": {"upstream": "https://www.linkedin.com", "platform": "linkedin"},
-    "meta": {"upstream": "https://graph.facebook.com", "platform": "meta"},
-    "instagram": {"upstream": "https://graph.instagram.com", "platform": "meta"},
-    "bluesky": {"upstream": "https://bsky.social", "platform": "bluesky"},
+# Route name -> upstream, platform and the host names it owns in forward mode.
+DEFAULT_ROUTES: dict[str, dict[str, Any]] = {
+    "x": {"upstream": "https://api.x.com", "platform": "x", "hosts": ["api.x.com"]},
+    "twitter": {
+        "upstream": "https://api.twitter.com",
+        "platform": "x",
+        "hosts": ["api.twitter.com"],
+    },
+    "linkedin": {
+        "upstream": "https://api.linkedin.com",
+        "platform": "linkedin",
+        "hosts": ["api.linkedin.com"],
+    },
+    "linkedin-web": {
+        "upstream": "https://www.linkedin.com",
+        "platform": "linkedin",
+        "hosts": ["www.linkedin.com"],
+    },
+    "meta": {
+        "upstream": "https://graph.facebook.com",
+        "platform": "meta",
+        "hosts": ["graph.facebook.com"],
+    },
+    "instagram": {
+        "upstream": "https://graph.instagram.com",
+        "platform": "meta",
+        "hosts": ["graph.instagram.com"],
+    },
+    "bluesky": {"upstream": "https://bsky.social", "platform": "bluesky", "hosts": ["bsky.social"]},
 }
 
 # First path segments dmgate serves itself.
 RESERVED_PATHS = frozenset({"api", "metrics", "healthz", "readyz", "webhooks"})
 _ROUTE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
+_DNS_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def dns_name(value: str) -> str:
+    """A host name as dmgate compares them (lower case, no trailing dot); IP literals and
+    anything else that is not a DNS name are refused."""
+    name = value.strip().lower().removesuffix(".")
+    labels = name.split(".")
+    if (
+        len(name) > 253
+        or len(labels) < 2
+        or not all(_DNS_LABEL.fullmatch(label) for label in labels)
+        or labels[-1].isdigit()  # 127.0.0.1 and friends
+    ):
+        raise ValueError(f"{value!r} is not a DNS host name (IP addresses are not accepted)")
+    return name
+
+
+def _tunnel_entry(value: str) -> tuple[str, int]:
+    """`host` or `host:port` (443 unless given); `*.example.com` covers subdomains."""
+    host, sep, port = value.strip().rpartition(":")
+    if not sep:
+        host, port = value.strip(), "443"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"tunnel host {value!r}: the port must be 1-65535")
+    wildcard = host.startswith("*.")
+    name = dns_name(host[2:] if wildcard else host)
+    return ("*." + name if wildcard else name), int(port)
 
 
 def _duration(v: Any) -> timedelta:
@@ -97,6 +164,23 @@ class Settings(BaseSettings):
     # Facts older than the longest policy window plus this margin are pruned.
     retention_margin: Duration = timedelta(hours=24)
     retention_interval: Duration = timedelta(minutes=5)
+    # Forward mode. The CA that signs intercepted hosts' certificates lives here (default:
+    # `dmgate-ca/` beside the database); its key may be encrypted with a passphrase.
+    ca_dir: Path | None = None
+    ca_passphrase: SecretStr | None = None
+    # CONNECT targets tunnelled blindly (never intercepted): `host`, `host:port`,
+    # `*.example.com`; comma-separated or a JSON list. Everything else not owned by a route
+    # is refused.
+    tunnel_hosts: Annotated[list[tuple[str, int]], NoDecode] = Field(default_factory=list)
+    # Blind tunnels to loopback, private and link-local addresses are refused unless this
+    # is set (a tunnel must not reach into the network dmgate runs in).
+    tunnel_private: bool = False
+    # "user:password" pairs, comma-separated: when set, forward-mode requests need proxy
+    # authentication (Basic), else 407.
+    proxy_auth: Annotated[list[tuple[str, SecretStr]], NoDecode] = Field(default_factory=list)
+    # How long a client may take to send its first request head / finish a TLS handshake.
+    client_handshake_timeout: Duration = timedelta(seconds=10)
+    keepalive_timeout: Duration = timedelta(seconds=75)
 
     @field_validator(
         "secret_key",
@@ -104,6 +188,8 @@ class Settings(BaseSettings):
         "review_webhook_secret",
         "log_format",
         "public_url",
+        "ca_dir",
+        "ca_passphrase",
         mode="before",
     )
     @classmethod
@@ -135,12 +221,54 @@ class Settings(BaseSettings):
                     f"route name {name!r} must be lowercase letters, digits, - or _ "
                     f"and not one of dmgate's own paths ({', '.join(sorted(RESERVED_PATHS))})"
                 )
+            default = DEFAULT_ROUTES.get(name, {})
             if isinstance(spec, str):
                 # A bare URL keeps the platform of the default route of that name.
-                platform = DEFAULT_ROUTES.get(name, {}).get("platform", "passthrough")
-                spec = {"upstream": spec, "platform": platform}
+                spec = {"upstream": spec, "platform": default.get("platform", "passthrough")}
+            if isinstance(spec, dict) and "hosts" not in spec:
+                spec = {**spec, "hosts": default.get("hosts") or _own_host(spec.get("upstream"))}
             routes[name] = spec
         return routes
+
+    @field_validator("routes")
+    @classmethod
+    def _hosts_owned_once(cls, v: dict[str, Route]) -> dict[str, Route]:
+        owner: dict[str, str] = {}
+        for name, route in v.items():
+            for host in route.hosts:
+                if host in owner:
+                    raise ValueError(
+                        f"host {host!r} is claimed by both route {owner[host]!r} and {name!r}"
+                    )
+                owner[host] = name
+        return v
+
+    @field_validator("tunnel_hosts", mode="before")
+    @classmethod
+    def _parse_tunnel_hosts(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = json.loads(v) if v.strip().startswith("[") else v.split(",")
+        return [_tunnel_entry(e) if isinstance(e, str) else e for e in v if str(e).strip()]
+
+    @field_validator("proxy_auth", mode="before")
+    @classmethod
+    def _parse_proxy_auth(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        pairs = []
+        for entry in (e.strip() for e in v.split(",")):
+            user, sep, password = entry.partition(":")
+            if not entry:
+                continue
+            if not (sep and user and password):
+                raise ValueError("each entry must be user:password")
+            pairs.append((user, SecretStr(password)))
+        return pairs
+
+    @cached_property
+    def host_routes(self) -> dict[str, tuple[str, Route]]:
+        """Forward mode: host name -> (route name, route) owning it."""
+        return {h: (n, r) for n, r in self.routes.items() for h in r.hosts}
 
     @field_validator("review_tokens", mode="before")
     @classmethod
@@ -158,6 +286,14 @@ class Settings(BaseSettings):
             except json.JSONDecodeError as exc:
                 raise ValueError(f"not valid JSON: {exc}") from None
         return v
+
+
+def _own_host(upstream: Any) -> list[str]:
+    """A route without `hosts` owns its upstream's host name (when that is a DNS name)."""
+    try:
+        return [dns_name(URL(str(upstream)).host or "")]
+    except ValueError:
+        return []
 
 
 def _named_token(entry: str) -> tuple[str, SecretStr]:

@@ -73,7 +73,10 @@ class DMGate:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "proxy.cli", "serve"],
-            env=self.env, cwd=self.tmp, stdout=self._log, stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.tmp,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         wait_until(self._healthy, timeout=90, what=f"dmgate on {self.url}\n{self.logs()}")
         return self
@@ -125,7 +128,8 @@ class DMGate:
 
     def review(self, who: str = "alice") -> httpx.Client:
         return httpx.Client(
-            base_url=self.url, timeout=30,
+            base_url=self.url,
+            timeout=30,
             headers={"Authorization": f"Bearer {REVIEW_TOKENS[who]}"},
         )
 

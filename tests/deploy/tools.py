@@ -35,7 +35,6 @@ _HOW = {
 }
 
 
-
 def missing_tool(name: str) -> None:
     reason = f"{name} is not installed: {_HOW.get(name, 'see scripts/test')}"
     if os.environ.get("CI"):

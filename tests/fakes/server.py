@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -46,19 +47,30 @@ class Recorded:
 
 
 class FakeAppThread:
-    """Any fake's `app()` served on its own event loop in a daemon thread."""
+    """Any fake's `app()` served on its own event loop in a daemon thread.
 
-    def __init__(self, state: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+    With `ssl_context` (a server-side context, see tests/fakes/tls.py) it serves HTTPS.
+    """
+
+    def __init__(
+        self,
+        state: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.state = state
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def start(self) -> FakeAppThread:
         loop = asyncio.new_event_loop()
@@ -68,7 +80,7 @@ class FakeAppThread:
         async def serve() -> None:
             self._runner = web.AppRunner(self.state.app(), access_log=None)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, self.host, self.port)
+            site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
             await site.start()
             self.port = self._runner.addresses[0][1]
 

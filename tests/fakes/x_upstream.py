@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import json
 import re
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +29,9 @@ from urllib.parse import unquote
 
 from aiohttp import web
 from multidict import CIMultiDict
+from oauthlib.common import Request as OAuthRequest
+from oauthlib.oauth1.rfc5849 import signature as oauth1_signature
+from oauthlib.oauth1.rfc5849.utils import parse_authorization_header
 
 from tests.fakes.server import FakeAppThread, Recorded
 
@@ -200,6 +204,10 @@ class FakeX:
         self.messages: list[FakeMessage] = []  # every DM, sent or put here by a test
         self.sent: list[FakeMessage] = []  # DMs that arrived through the send endpoints
         self.groups: dict[str, tuple[str, ...]] = {}  # group conversation id -> participants
+        # OAuth 1.0a signature checking, opt-in per consumer key (see `add_oauth1_client`).
+        self.oauth1_consumers: dict[str, str] = {}  # consumer key -> consumer secret
+        self.oauth1_token_secrets: dict[str, str] = {}  # access token -> token secret
+        self.oauth1_checks: list[tuple[str, bool]] = []  # (path, signature valid) per check
         # Failure knobs.
         self.reject_tokens: set[str] = set()  # bearer / oauth_token values answered 401
         self.delay_seconds: float = 0.0  # every answer waits this long
@@ -225,6 +233,17 @@ class FakeX:
         if token is not None:
             self.users_by_token[token] = user
         return user
+
+    def add_oauth1_client(
+        self, consumer_key: str, consumer_secret: str, access_token: str, token_secret: str
+    ) -> None:
+        """Check the HMAC-SHA1 signature of every request signed with `consumer_key`.
+
+        The signed URL is taken to be `{scheme}://{Host header}{path}`, scheme https when the
+        request came over TLS: what a client calling that host directly would have signed.
+        """
+        self.oauth1_consumers[consumer_key] = consumer_secret
+        self.oauth1_token_secrets[access_token] = token_secret
 
     def add_dm(
         self, sender_id: str, recipient_id: str, text: str, at: datetime | None = None
@@ -286,6 +305,11 @@ class FakeX:
             self.requests.append(Recorded.of(request, body))
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
+        valid = await self._oauth1_signature_valid(request)
+        if valid is not None:
+            self.oauth1_checks.append((request.path, valid))
+            if not valid:
+                return _unauthorized()  # X's answer to a bad OAuth 1.0a signature
         token = _bearer(request) or _oauth1_token(request)
         if token is not None and token in self.reject_tokens:
             return _unauthorized()
@@ -295,6 +319,38 @@ class FakeX:
             return _v1_error(404, 34, "Sorry, that page does not exist")
         except web.HTTPMethodNotAllowed:
             return _v1_error(405, 34, "Sorry, that page does not exist")
+
+    async def _oauth1_signature_valid(self, request: web.Request) -> bool | None:
+        """None unless an `Authorization: OAuth` header names a registered consumer key;
+        else whether its HMAC-SHA1 signature (and access token) checks out."""
+        header = request.headers.get("Authorization", "").strip()
+        if header[:6].lower() != "oauth ":
+            return None
+        try:
+            oauth = {k: unquote(v) for k, v in parse_authorization_header(header)}
+        except ValueError:
+            return None
+        consumer_secret = self.oauth1_consumers.get(oauth.get("oauth_consumer_key", ""))
+        if consumer_secret is None:
+            return None
+        token_secret = self.oauth1_token_secrets.get(oauth.get("oauth_token", ""))
+        if token_secret is None or oauth.get("oauth_signature_method") != "HMAC-SHA1":
+            return False
+        body = ""
+        if request.content_type == "application/x-www-form-urlencoded":
+            body = (await request.read()).decode("utf-8", "replace")
+        host = request.headers.get("Host") or request.host
+        signed = OAuthRequest(f"{request.scheme}://{host}{request.raw_path}", request.method)
+        try:
+            signed.params = oauth1_signature.collect_parameters(
+                uri_query=request.raw_path.partition("?")[2],
+                body=body,
+                headers={"Authorization": header},
+            )
+            signed.signature = oauth.get("oauth_signature", "")
+            return oauth1_signature.verify_hmac_sha1(signed, consumer_secret, token_secret)
+        except ValueError:  # a malformed URL or query string
+            return False
 
     def _caller(self, request: web.Request) -> dict[str, str] | web.Response:
         """The user a user-context request acts for, or X's refusal."""
@@ -830,14 +886,17 @@ def _oauth1_token(request: web.Request) -> str | None:
 
 
 async def start_fake_x(
-    host: str = "127.0.0.1", port: int = 0, state: FakeX | None = None
+    host: str = "127.0.0.1",
+    port: int = 0,
+    state: FakeX | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[FakeX, web.AppRunner, int]:
-    """Serve a fake X on `host:port` (0 = any free port). Stop it with
-    `await runner.cleanup()`."""
+    """Serve a fake X on `host:port` (0 = any free port; HTTPS with `ssl_context`). Stop it
+    with `await runner.cleanup()`."""
     fake = state or FakeX()
     runner = web.AppRunner(fake.app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     bound = runner.addresses[0][1]
     return fake, runner, bound
@@ -846,8 +905,14 @@ async def start_fake_x(
 class FakeXThread(FakeAppThread):
     """The fake on its own event loop in a daemon thread, for synchronous tests."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, state: FakeX | None = None) -> None:
-        super().__init__(state or FakeX(), host, port)
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        state: FakeX | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(state or FakeX(), host, port, ssl_context)
         self.state: FakeX
 
 

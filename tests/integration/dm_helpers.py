@@ -28,7 +28,10 @@ def bearer(token: str = SENDER_TOKEN) -> dict[str, str]:
 
 
 def send_dm(
-    client: httpx.Client, recipient: str, text: str, headers: dict[str, str] | None = None,
+    client: httpx.Client,
+    recipient: str,
+    text: str,
+    headers: dict[str, str] | None = None,
     route: str = "x",
 ) -> httpx.Response:
     return client.post(

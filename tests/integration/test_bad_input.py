@@ -15,13 +15,16 @@ def gate(dmgate_factory):
 DM_PATH = "/x/2/dm_conversations/with/201/messages"
 
 
-@pytest.mark.parametrize("body,ctype,status,words", [
-    (b'{"text": "hi', "application/json", 400, "JSON"),
-    (b"[1, 2]", "application/json", 400, ""),
-    (b'{"nothing": true}', "application/json", 400, ""),
-    (b"text=hello+there", "application/x-www-form-urlencoded", 415, ""),
-    (b"\xff\xfe\x00garbage", "application/json", 400, ""),
-])
+@pytest.mark.parametrize(
+    "body,ctype,status,words",
+    [
+        (b'{"text": "hi', "application/json", 400, "JSON"),
+        (b"[1, 2]", "application/json", 400, ""),
+        (b'{"nothing": true}', "application/json", 400, ""),
+        (b"text=hello+there", "application/x-www-form-urlencoded", 415, ""),
+        (b"\xff\xfe\x00garbage", "application/json", 400, ""),
+    ],
+)
 def test_unjudgeable_dm_is_refused_not_forwarded(gate, fake_x, body, ctype, status, words):
     before = len(fake_x.state.requests)
     r = gate.client.post(DM_PATH, content=body, headers={**bearer(), "Content-Type": ctype})
@@ -34,8 +37,9 @@ def test_unjudgeable_dm_is_refused_not_forwarded(gate, fake_x, body, ctype, stat
 
 def test_oversized_dm_body_gets_413_and_is_not_forwarded(gate, fake_x):
     big = b'{"text": "' + b"a" * 70000 + b'"}'
-    r = gate.client.post(DM_PATH, content=big,
-                         headers={**bearer(), "Content-Type": "application/json"})
+    r = gate.client.post(
+        DM_PATH, content=big, headers={**bearer(), "Content-Type": "application/json"}
+    )
     assert r.status_code == 413
     assert r.json()["source"] == "dmgate"
 
@@ -45,14 +49,16 @@ def test_oversized_dm_body_gets_413_and_is_not_forwarded(gate, fake_x):
             yield b"b" * 10000
         yield b'"}'
 
-    r = gate.client.post(DM_PATH, content=chunks(),
-                         headers={**bearer(), "Content-Type": "application/json"})
+    r = gate.client.post(
+        DM_PATH, content=chunks(), headers={**bearer(), "Content-Type": "application/json"}
+    )
     assert r.status_code == 413
     assert not fake_x.state.requests
 
 
 def test_non_numeric_participant_is_refused(gate, fake_x):
-    r = gate.client.post("/x/2/dm_conversations/with/abc/messages", json={"text": "hello"},
-                         headers=bearer())
+    r = gate.client.post(
+        "/x/2/dm_conversations/with/abc/messages", json={"text": "hello"}, headers=bearer()
+    )
     assert r.status_code == 400
     assert not fake_x.state.requests

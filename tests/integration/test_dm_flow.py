@@ -66,8 +66,9 @@ def test_third_recipient_of_a_template_is_held_in_x_shape(gate, fake_x):
     assert hold["recipients"] == ["203"]
     assert hold["policies"][0]["policy"] == "template_reuse"
     assert "3 recipients" in hold["policies"][0]["reason"]
-    assert gate.metric("dmgate_dm_decisions_total", platform="x", action="hold",
-                       mode="enforce") == 1
+    assert (
+        gate.metric("dmgate_dm_decisions_total", platform="x", action="hold", mode="enforce") == 1
+    )
     assert gate.metric("dmgate_holds_pending") == 1
 
 
@@ -95,8 +96,9 @@ def test_approve_sends_exactly_once_however_many_race(gate, fake_x):
     def approve(who: str) -> None:
         results.append(gate.review(who).post(f"/api/v1/holds/{hold_id}/approve").status_code)
 
-    threads = [threading.Thread(target=approve, args=("alice" if i % 2 else "bob",))
-               for i in range(12)]
+    threads = [
+        threading.Thread(target=approve, args=("alice" if i % 2 else "bob",)) for i in range(12)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -117,15 +119,17 @@ def test_approve_sends_exactly_once_however_many_race(gate, fake_x):
 
 def test_approve_with_edited_text_sends_the_edit(gate, fake_x):
     hold_id = _hold_one(gate)
-    r = gate.review().post(f"/api/v1/holds/{hold_id}/approve",
-                           json={"text": "Hi Cleo, thanks for following - no pitch, promise.",
-                                 "note": "rewrote it"})
+    r = gate.review().post(
+        f"/api/v1/holds/{hold_id}/approve",
+        json={"text": "Hi Cleo, thanks for following - no pitch, promise.", "note": "rewrote it"},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["sent_text"] == "Hi Cleo, thanks for following - no pitch, promise."
     assert r.json()["note"] == "rewrote it"
     assert fake_x.state.sent[-1].text == "Hi Cleo, thanks for following - no pitch, promise."
     assert fake_x.state.requests[-1].json() == {
-        "text": "Hi Cleo, thanks for following - no pitch, promise."}
+        "text": "Hi Cleo, thanks for following - no pitch, promise."
+    }
 
 
 def test_reject_needs_a_reason_and_never_sends(gate, fake_x):
@@ -140,8 +144,9 @@ def test_reject_needs_a_reason_and_never_sends(gate, fake_x):
     assert r.json()["decided_by"] == "bob"
     assert r.json()["reason"] == "auto-DM pitch"
     assert review.post(f"/api/v1/holds/{hold_id}/approve").status_code == 409
-    assert review.post(f"/api/v1/holds/{hold_id}/reject",
-                       json={"reason": "again"}).status_code == 409
+    assert (
+        review.post(f"/api/v1/holds/{hold_id}/reject", json={"reason": "again"}).status_code == 409
+    )
     assert len(fake_x.state.sent) == before
 
 
@@ -185,10 +190,13 @@ def test_shadow_mode_forwards_and_counts_what_would_have_happened(dmgate_factory
     assert r.headers["DMGate-Decision"] == "hold; shadow"
     assert "DMGate-Hold-Id" not in r.headers
     assert len(fake_x.state.sent) == 3
-    assert gate.metric("dmgate_dm_decisions_total", platform="x", action="hold",
-                       mode="shadow") == 1
-    assert gate.metric("dmgate_policy_matches_total", policy="template_reuse", action="hold",
-                       mode="shadow") == 1
+    assert gate.metric("dmgate_dm_decisions_total", platform="x", action="hold", mode="shadow") == 1
+    assert (
+        gate.metric(
+            "dmgate_policy_matches_total", policy="template_reuse", action="hold", mode="shadow"
+        )
+        == 1
+    )
 
 
 def test_hold_status_202_setting(dmgate_factory, fake_x):
@@ -204,8 +212,11 @@ def test_unreviewed_hold_expires_and_is_never_sent(dmgate_factory, fake_x):
     gate = dmgate_factory(policy_yaml=TEMPLATE_ONLY, env={"DMGATE_HOLD_TTL": "2s"})
     hold_id = _hold_one(gate)
     review = gate.review()
-    wait_until(lambda: review.get(f"/api/v1/holds/{hold_id}").json()["status"] == "expired",
-               timeout=15, what="hold expiry")
+    wait_until(
+        lambda: review.get(f"/api/v1/holds/{hold_id}").json()["status"] == "expired",
+        timeout=15,
+        what="hold expiry",
+    )
     assert review.post(f"/api/v1/holds/{hold_id}/approve").status_code == 409
     assert len(fake_x.state.sent) == 2
     assert gate.metric("dmgate_holds_resolved_total", outcome="expired") == 1
@@ -234,10 +245,19 @@ def test_credentials_are_encrypted_at_rest(gate, fake_x):
 
 def test_v1_dm_is_judged_too(gate, fake_x):
     def v1(rid: str, i: int) -> httpx.Response:
-        body = {"event": {"type": "message_create", "message_create": {
-            "target": {"recipient_id": rid}, "message_data": {"text": pitch(i)}}}}
-        return gate.client.post("/x/1.1/direct_messages/events/new.json", json=body,
-                                headers=bearer())
+        body = {
+            "event": {
+                "type": "message_create",
+                "message_create": {
+                    "target": {"recipient_id": rid},
+                    "message_data": {"text": pitch(i)},
+                },
+            }
+        }
+        return gate.client.post(
+            "/x/1.1/direct_messages/events/new.json", json=body, headers=bearer()
+        )
+
     for i, rid in enumerate(("201", "202")):
         assert v1(rid, i).headers["DMGate-Decision"] == "allow"
     r = v1("203", 3)
@@ -249,8 +269,11 @@ def test_v1_dm_is_judged_too(gate, fake_x):
 def test_group_dm_counts_every_participant(gate, fake_x):
     r = gate.client.post(
         "/x/2/dm_conversations",
-        json={"conversation_type": "Group", "participant_ids": ["201", "202", "203"],
-              "message": {"text": pitch(1)}},
+        json={
+            "conversation_type": "Group",
+            "participant_ids": ["201", "202", "203"],
+            "message": {"text": pitch(1)},
+        },
         headers=bearer(),
     )
     assert r.status_code == 201
@@ -264,8 +287,18 @@ def test_dm_decision_log_has_the_fixed_fields_and_no_text(gate, fake_x):
     records = [r for r in gate.log_records() if r.get("event") == "dm_decision"]
     assert len(records) == 3
     last = records[-1]
-    for key in ("decision_id", "route", "platform", "account", "recipients", "action", "mode",
-                "policies", "evaluation_ms", "hold_id"):
+    for key in (
+        "decision_id",
+        "route",
+        "platform",
+        "account",
+        "recipients",
+        "action",
+        "mode",
+        "policies",
+        "evaluation_ms",
+        "hold_id",
+    ):
         assert key in last, key
     assert last["action"] == "hold"
     logs = gate.logs()

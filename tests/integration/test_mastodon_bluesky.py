@@ -20,6 +20,7 @@ ME, ANN, BEN, CAT = (f"did:plc:{n}{'x' * 20}" for n in ("me", "ann", "ben", "cat
 PERSONAL = "Hi, saw your post on onboarding flows, would love to hear how you test them"
 BLOCKING = TEMPLATE_ONLY.replace("action: hold", "action: block")
 
+
 @pytest.fixture
 def mastodon() -> Iterator[FakeMastodonThread]:
     with FakeMastodonThread() as fake:

@@ -23,10 +23,13 @@ def receiver():
 
 
 def test_hold_is_announced_signed_and_retried_until_delivered(dmgate_factory, receiver):
-    gate = dmgate_factory(policy_yaml=TEMPLATE_ONLY, env={
-        "DMGATE_REVIEW_WEBHOOK_URL": receiver.url,
-        "DMGATE_REVIEW_WEBHOOK_SECRET": SECRET,
-    })
+    gate = dmgate_factory(
+        policy_yaml=TEMPLATE_ONLY,
+        env={
+            "DMGATE_REVIEW_WEBHOOK_URL": receiver.url,
+            "DMGATE_REVIEW_WEBHOOK_SECRET": SECRET,
+        },
+    )
     for i, rid in enumerate(("201", "202", "203")):
         r = send_dm(gate.client, rid, pitch(i))
     hold_id = r.headers["DMGate-Hold-Id"]

@@ -480,10 +480,10 @@ def test_unknown_route_is_404_from_dmgate(gate, seen):
 
 
 @pytest.mark.parametrize("route", [b"/plain", b"/x", b""])
-def test_absolute_form_request_is_refused(gate, seen, canary, route):
+def test_absolute_form_request_to_a_host_no_route_owns_is_refused(gate, seen, canary, route):
     target = f"http://127.0.0.1:{canary.port}".encode() + route + b"/_test/echo"
     status, _, body = parse(exchange(gate.port, get(target)))
-    assert status == 400 and json.loads(body)["source"] == "dmgate"
+    assert status == 403 and json.loads(body)["source"] == "dmgate"
     assert canary.accepted == 0 and not seen
 
 
@@ -524,10 +524,10 @@ def test_connect_never_reaches_the_named_host(gate, seen, canary):
     assert canary.accepted == 0 and not seen
 
 
-def test_connect_is_refused_with_405(gate, canary):
+def test_connect_to_an_ip_address_is_refused_with_403(gate, canary):
     authority = f"127.0.0.1:{canary.port}".encode()
-    status, _, _ = parse(exchange(gate.port, get(authority, method=b"CONNECT")))
-    assert status == 405
+    status, _, body = parse(exchange(gate.port, get(authority, method=b"CONNECT")))
+    assert status == 403 and "IP address" in json.loads(body)["detail"]
 
 
 # --- metrics --------------------------------------------------------------------------------

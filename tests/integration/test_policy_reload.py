@@ -47,41 +47,75 @@ def test_check_policies_command(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(TEMPLATE_ONLY.replace("window: 24h", "window: soon"))
     env = {**os.environ}
-    ok = subprocess.run([sys.executable, "-m", "proxy.cli", "check-policies", str(good)],
-                        capture_output=True, text=True, env=env, cwd=REPO)
+    ok = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "check-policies", str(good)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "ok" in ok.stdout
-    ko = subprocess.run([sys.executable, "-m", "proxy.cli", "check-policies", str(bad)],
-                        capture_output=True, text=True, env=env, cwd=REPO)
+    ko = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "check-policies", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     assert ko.returncode != 0
     assert "policies.template_reuse.window" in ko.stderr
     default = REPO / "policies" / "default.yaml"
-    assert subprocess.run([sys.executable, "-m", "proxy.cli", "check-policies", str(default)],
-                          capture_output=True, env=env, cwd=REPO).returncode == 0
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "proxy.cli", "check-policies", str(default)],
+            capture_output=True,
+            env=env,
+            cwd=REPO,
+        ).returncode
+        == 0
+    )
 
 
 def test_bad_policy_file_at_start_is_a_clear_startup_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("mode: enforce\npolicies:\n  follow_timing:\n    action: hold\n    windw: 1h\n")
-    env = {**os.environ, "DMGATE_POLICY_FILE": str(bad), "DMGATE_PORT": "0",
-           "DMGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
-    proc = subprocess.run([sys.executable, "-m", "proxy.cli", "serve"], capture_output=True,
-                          text=True, env=env, cwd=tmp_path, timeout=60)
+    env = {
+        **os.environ,
+        "DMGATE_POLICY_FILE": str(bad),
+        "DMGATE_PORT": "0",
+        "DMGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "serve"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "windw" in proc.stderr
 
 
 def test_bad_settings_are_a_clear_startup_error(tmp_path):
     env = {**os.environ, "DMGATE_ROUTES": '{"x": "ftp://nope"}', "DMGATE_PORT": "0"}
-    proc = subprocess.run([sys.executable, "-m", "proxy.cli", "serve"], capture_output=True,
-                          text=True, env=env, cwd=tmp_path, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "serve"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "DMGATE_ROUTES" in proc.stderr
     assert "http(s)" in proc.stderr
 
 
 def test_console_script_lists_commands():
-    out = subprocess.run([sys.executable, "-m", "proxy.cli", "--help"], capture_output=True,
-                         text=True, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "--help"], capture_output=True, text=True, cwd=REPO
+    )
     assert out.returncode == 0
     assert "serve" in out.stdout and "check-policies" in out.stdout

@@ -29,14 +29,23 @@ def _holds(gate, n: int) -> list[str]:
     return ids
 
 
-@pytest.mark.parametrize("path,method", [
-    ("/api/v1/holds", "GET"), ("/api/v1/holds/abc", "GET"),
-    ("/api/v1/holds/abc/approve", "POST"), ("/api/v1/holds/abc/reject", "POST"),
-    ("/api/v1/follow-events", "POST"),
-])
+@pytest.mark.parametrize(
+    "path,method",
+    [
+        ("/api/v1/holds", "GET"),
+        ("/api/v1/holds/abc", "GET"),
+        ("/api/v1/holds/abc/approve", "POST"),
+        ("/api/v1/holds/abc/reject", "POST"),
+        ("/api/v1/follow-events", "POST"),
+    ],
+)
 def test_every_review_route_needs_a_valid_token(gate, path, method):
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"},
-                    {"Authorization": f"Bearer {REVIEW_TOKENS['alice']}x"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": f"Bearer {REVIEW_TOKENS['alice']}x"},
+    ):
         r = gate.client.request(method, path, headers=headers)
         assert r.status_code == 401, (path, headers)
         assert r.json()["source"] == "dmgate"
@@ -46,12 +55,18 @@ def test_health_and_metrics_need_no_token(gate):
     assert gate.client.get("/healthz").json() == {"status": "alive"}
     assert gate.client.get("/readyz").status_code == 200
     text = gate.client.get("/metrics").text
-    for name in ("dmgate_dm_decisions_total", "dmgate_policy_matches_total",
-                 "dmgate_holds_pending", "dmgate_holds_resolved_total",
-                 "dmgate_hold_review_seconds", "dmgate_requests_total",
-                 "dmgate_upstream_request_duration_seconds",
-                 "dmgate_policy_evaluation_duration_seconds",
-                 "dmgate_review_notifications_total", "dmgate_policy_reloads_total"):
+    for name in (
+        "dmgate_dm_decisions_total",
+        "dmgate_policy_matches_total",
+        "dmgate_holds_pending",
+        "dmgate_holds_resolved_total",
+        "dmgate_hold_review_seconds",
+        "dmgate_requests_total",
+        "dmgate_upstream_request_duration_seconds",
+        "dmgate_policy_evaluation_duration_seconds",
+        "dmgate_review_notifications_total",
+        "dmgate_policy_reloads_total",
+    ):
         assert f"# TYPE {name.removesuffix('_total')}" in text, name
 
 
@@ -78,12 +93,20 @@ def test_bad_review_bodies_are_refused_and_change_nothing(gate):
     (hold_id,) = _holds(gate, 1)
     review = gate.review()
     bad = [
-        (f"/api/v1/holds/{hold_id}/approve", {"content": b"{not json",
-                                              "headers": {"Content-Type": "application/json"}},
-         400),
+        (
+            f"/api/v1/holds/{hold_id}/approve",
+            {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+            400,
+        ),
         (f"/api/v1/holds/{hold_id}/approve", {"json": {"txt": "typo"}}, 422),
-        (f"/api/v1/holds/{hold_id}/approve", {"content": b"text=hi", "headers": {
-            "Content-Type": "application/x-www-form-urlencoded"}}, 400),
+        (
+            f"/api/v1/holds/{hold_id}/approve",
+            {
+                "content": b"text=hi",
+                "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+            },
+            400,
+        ),
         (f"/api/v1/holds/{hold_id}/reject", {"json": {"note": "no reason"}}, 422),
         (f"/api/v1/holds/{hold_id}/reject", {"json": ["reason"]}, 422),
         ("/api/v1/holds/nope/approve", {}, 404),
@@ -116,23 +139,48 @@ def test_openapi_document_matches_the_implementation(gate, fake_x):
         ("/api/v1/holds", "get", lambda: gate.client.get("/api/v1/holds")),
         ("/api/v1/holds/{id}", "get", lambda: review.get(f"/api/v1/holds/{hold_a}")),
         ("/api/v1/holds/{id}", "get", lambda: review.get("/api/v1/holds/missing")),
-        ("/api/v1/holds/{id}/approve", "post",
-         lambda: review.post(f"/api/v1/holds/{hold_a}/approve", json={"note": "ok"})),
-        ("/api/v1/holds/{id}/approve", "post",
-         lambda: review.post(f"/api/v1/holds/{hold_a}/approve")),
-        ("/api/v1/holds/{id}/approve", "post",
-         lambda: review.post(f"/api/v1/holds/{hold_b}/approve", json={"text": ""})),
-        ("/api/v1/holds/{id}/reject", "post",
-         lambda: review.post(f"/api/v1/holds/{hold_b}/reject", json={})),
-        ("/api/v1/holds/{id}/reject", "post",
-         lambda: review.post(f"/api/v1/holds/{hold_b}/reject", json={"reason": "pitch"})),
-        ("/api/v1/holds/{id}/reject", "post",
-         lambda: review.post("/api/v1/holds/missing/reject", json={"reason": "x"})),
-        ("/api/v1/follow-events", "post",
-         lambda: review.post("/api/v1/follow-events",
-                             json={"platform": "x", "account": "1", "follower": "2"})),
-        ("/api/v1/follow-events", "post",
-         lambda: review.post("/api/v1/follow-events", json={"platform": "x"})),
+        (
+            "/api/v1/holds/{id}/approve",
+            "post",
+            lambda: review.post(f"/api/v1/holds/{hold_a}/approve", json={"note": "ok"}),
+        ),
+        (
+            "/api/v1/holds/{id}/approve",
+            "post",
+            lambda: review.post(f"/api/v1/holds/{hold_a}/approve"),
+        ),
+        (
+            "/api/v1/holds/{id}/approve",
+            "post",
+            lambda: review.post(f"/api/v1/holds/{hold_b}/approve", json={"text": ""}),
+        ),
+        (
+            "/api/v1/holds/{id}/reject",
+            "post",
+            lambda: review.post(f"/api/v1/holds/{hold_b}/reject", json={}),
+        ),
+        (
+            "/api/v1/holds/{id}/reject",
+            "post",
+            lambda: review.post(f"/api/v1/holds/{hold_b}/reject", json={"reason": "pitch"}),
+        ),
+        (
+            "/api/v1/holds/{id}/reject",
+            "post",
+            lambda: review.post("/api/v1/holds/missing/reject", json={"reason": "x"}),
+        ),
+        (
+            "/api/v1/follow-events",
+            "post",
+            lambda: review.post(
+                "/api/v1/follow-events", json={"platform": "x", "account": "1", "follower": "2"}
+            ),
+        ),
+        (
+            "/api/v1/follow-events",
+            "post",
+            lambda: review.post("/api/v1/follow-events", json={"platform": "x"}),
+        ),
     ]
     seen_ops = set()
     for path, method, call in calls:
@@ -150,8 +198,7 @@ def test_generated_token_is_printed_once_and_works(tmp_path, dmgate_factory):
     token = match.group(1)
     r = gate.client.get("/api/v1/holds", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200
-    assert token not in "\n".join(line for line in gate.logs().splitlines()
-                                  if line.startswith("{"))
+    assert token not in "\n".join(line for line in gate.logs().splitlines() if line.startswith("{"))
     gate.stop()
     gate.start()
     assert gate.logs().count("generated a review API token") == 1

@@ -58,33 +58,44 @@ def test_continuation_pages_teach_no_timing(gate, fake_x):
     fake_x.state.followers[SENDER] = [str(400 + i) for i in range(5)]
     _followers(gate)
     fake_x.state.followers[SENDER] = [str(400 + i) for i in range(5)] + ["499"]
-    r = gate.client.get(f"/x/2/users/{SENDER}/followers",
-                        params={"max_results": 5}, headers=bearer())
+    r = gate.client.get(
+        f"/x/2/users/{SENDER}/followers", params={"max_results": 5}, headers=bearer()
+    )
     token = r.json()["meta"]["next_token"]
-    gate.client.get(f"/x/2/users/{SENDER}/followers",
-                    params={"max_results": 5, "pagination_token": token}, headers=bearer())
+    gate.client.get(
+        f"/x/2/users/{SENDER}/followers",
+        params={"max_results": 5, "pagination_token": token},
+        headers=bearer(),
+    )
     # 499 appeared on a later page: an old follower first seen now, not a new follow.
     assert send_dm(gate.client, "499", PERSONAL).headers["DMGate-Decision"] == "allow"
 
 
 def test_follow_events_api_and_writing_first(gate, fake_x):
     review = gate.review()
-    r = review.post("/api/v1/follow-events",
-                    json={"platform": "x", "account": SENDER, "follower": "310"})
+    r = review.post(
+        "/api/v1/follow-events", json={"platform": "x", "account": SENDER, "follower": "310"}
+    )
     assert r.status_code == 201
     old = (datetime.now(UTC) - timedelta(hours=3)).isoformat()
-    review.post("/api/v1/follow-events",
-                json={"platform": "x", "account": SENDER, "follower": "311", "followed_at": old})
+    review.post(
+        "/api/v1/follow-events",
+        json={"platform": "x", "account": SENDER, "follower": "311", "followed_at": old},
+    )
     assert send_dm(gate.client, "310", PERSONAL).headers["DMGate-Decision"] == "hold"
     assert send_dm(gate.client, "311", PERSONAL).headers["DMGate-Decision"] == "allow"
 
     # 312 followed just now but wrote first: a reply is not an auto-DM.
-    review.post("/api/v1/follow-events",
-                json={"platform": "x", "account": SENDER, "follower": "312"})
+    review.post(
+        "/api/v1/follow-events", json={"platform": "x", "account": SENDER, "follower": "312"}
+    )
     fake_x.state.add_dm("312", SENDER, "hey, loved your thread - are you hiring?")
     # X returns sender ids only when asked for them, as tools that read DMs do.
-    lookup = gate.client.get("/x/2/dm_conversations/with/312/dm_events", headers=bearer(),
-                             params={"dm_event.fields": "sender_id,created_at"})
+    lookup = gate.client.get(
+        "/x/2/dm_conversations/with/312/dm_events",
+        headers=bearer(),
+        params={"dm_event.fields": "sender_id,created_at"},
+    )
     assert lookup.status_code == 200
     assert send_dm(gate.client, "312", PERSONAL).headers["DMGate-Decision"] == "allow"
 
@@ -92,16 +103,24 @@ def test_follow_events_api_and_writing_first(gate, fake_x):
 def test_follow_events_api_refuses_bad_input(gate):
     review = gate.review()
     assert review.post("/api/v1/follow-events", json={"platform": "x"}).status_code == 422
-    assert review.post("/api/v1/follow-events", content=b"{nope",
-                       headers={"Content-Type": "application/json"}).status_code == 400
+    assert (
+        review.post(
+            "/api/v1/follow-events", content=b"{nope", headers={"Content-Type": "application/json"}
+        ).status_code
+        == 400
+    )
     naive = {"platform": "x", "account": "1", "follower": "2", "followed_at": "2026-01-01T00:00"}
     assert review.post("/api/v1/follow-events", json=naive).status_code == 422
     assert gate.client.post("/api/v1/follow-events", json={}).status_code == 401
 
 
 def _signed(body: bytes) -> str:
-    return "sha256=" + base64.b64encode(
-        hmac.new(CONSUMER_SECRET.encode(), body, hashlib.sha256).digest()).decode()
+    return (
+        "sha256="
+        + base64.b64encode(
+            hmac.new(CONSUMER_SECRET.encode(), body, hashlib.sha256).digest()
+        ).decode()
+    )
 
 
 def test_account_activity_webhook_crc_signature_and_follow_event(gate, fake_x):
@@ -109,55 +128,87 @@ def test_account_activity_webhook_crc_signature_and_follow_event(gate, fake_x):
     assert r.status_code == 200
     assert r.json() == {"response_token": _signed(b"challenge-123")}
 
-    payload = json.dumps({
-        "for_user_id": SENDER,
-        "follow_events": [{
-            "type": "follow", "created_timestamp": str(int(time.time() * 1000)),
-            "target": {"id": SENDER}, "source": {"id": "320"},
-        }],
-    }).encode()
-    bad = gate.client.post("/webhooks/x", content=payload,
-                           headers={"x-twitter-webhooks-signature": "sha256=AAAA"})
+    payload = json.dumps(
+        {
+            "for_user_id": SENDER,
+            "follow_events": [
+                {
+                    "type": "follow",
+                    "created_timestamp": str(int(time.time() * 1000)),
+                    "target": {"id": SENDER},
+                    "source": {"id": "320"},
+                }
+            ],
+        }
+    ).encode()
+    bad = gate.client.post(
+        "/webhooks/x", content=payload, headers={"x-twitter-webhooks-signature": "sha256=AAAA"}
+    )
     assert bad.status_code == 401
     assert send_dm(gate.client, "320", PERSONAL).headers["DMGate-Decision"] == "allow"
 
-    ok = gate.client.post("/webhooks/x", content=payload,
-                          headers={"x-twitter-webhooks-signature": _signed(payload)})
+    ok = gate.client.post(
+        "/webhooks/x", content=payload, headers={"x-twitter-webhooks-signature": _signed(payload)}
+    )
     assert ok.status_code == 200
     assert send_dm(gate.client, "320", PERSONAL + "!").headers["DMGate-Decision"] == "hold"
 
 
 def test_webhook_dm_event_marks_the_peer_as_having_written_first(gate):
     now_ms = str(int(time.time() * 1000))
-    payload = json.dumps({
-        "for_user_id": SENDER,
-        "follow_events": [{"type": "follow", "created_timestamp": now_ms,
-                           "target": {"id": SENDER}, "source": {"id": "330"}}],
-        "direct_message_events": [{
-            "type": "message_create", "id": "1", "created_timestamp": now_ms,
-            "message_create": {"target": {"recipient_id": SENDER}, "sender_id": "330",
-                               "message_data": {"text": "hi! quick question"}},
-        }],
-    }).encode()
-    r = gate.client.post("/webhooks/x", content=payload,
-                         headers={"x-twitter-webhooks-signature": _signed(payload)})
+    payload = json.dumps(
+        {
+            "for_user_id": SENDER,
+            "follow_events": [
+                {
+                    "type": "follow",
+                    "created_timestamp": now_ms,
+                    "target": {"id": SENDER},
+                    "source": {"id": "330"},
+                }
+            ],
+            "direct_message_events": [
+                {
+                    "type": "message_create",
+                    "id": "1",
+                    "created_timestamp": now_ms,
+                    "message_create": {
+                        "target": {"recipient_id": SENDER},
+                        "sender_id": "330",
+                        "message_data": {"text": "hi! quick question"},
+                    },
+                }
+            ],
+        }
+    ).encode()
+    r = gate.client.post(
+        "/webhooks/x", content=payload, headers={"x-twitter-webhooks-signature": _signed(payload)}
+    )
     assert r.status_code == 200
     assert send_dm(gate.client, "330", PERSONAL).headers["DMGate-Decision"] == "allow"
 
 
 def test_activity_api_follow_payload(gate):
-    payload = json.dumps({"data": {"event_type": "follow.follow", "payload": {
-        "source": {"data": {"id": "340"}}, "target": {"data": {"id": SENDER}}}}}).encode()
-    r = gate.client.post("/webhooks/x", content=payload,
-                         headers={"x-twitter-webhooks-signature": _signed(payload)})
+    payload = json.dumps(
+        {
+            "data": {
+                "event_type": "follow.follow",
+                "payload": {"source": {"data": {"id": "340"}}, "target": {"data": {"id": SENDER}}},
+            }
+        }
+    ).encode()
+    r = gate.client.post(
+        "/webhooks/x", content=payload, headers={"x-twitter-webhooks-signature": _signed(payload)}
+    )
     assert r.status_code == 200
     assert send_dm(gate.client, "340", PERSONAL).headers["DMGate-Decision"] == "hold"
 
 
 def test_account_identification(gate, fake_x):
     fake_x.state.add_user("150", token="opaque-token-150")
-    gate.review().post("/api/v1/follow-events",
-                       json={"platform": "x", "account": "150", "follower": "350"})
+    gate.review().post(
+        "/api/v1/follow-events", json={"platform": "x", "account": "150", "follower": "350"}
+    )
     # Before dmgate saw users/me for this token, the sender is only a keyed token hash.
     r = send_dm(gate.client, "350", PERSONAL, headers=bearer("opaque-token-150"))
     assert r.headers["DMGate-Decision"] == "allow"
@@ -168,8 +219,10 @@ def test_account_identification(gate, fake_x):
     assert hold["account"] == "150"
 
     # OAuth 1.0a names the user in its token; DMGate-Account overrides and is stripped.
-    oauth1 = ('OAuth oauth_consumer_key="ck", oauth_token="150-abcdef", '
-              'oauth_signature_method="HMAC-SHA1", oauth_signature="x"')
+    oauth1 = (
+        'OAuth oauth_consumer_key="ck", oauth_token="150-abcdef", '
+        'oauth_signature_method="HMAC-SHA1", oauth_signature="x"'
+    )
     r = send_dm(gate.client, "350", PERSONAL + " ...", headers={"Authorization": oauth1})
     assert r.headers["DMGate-Decision"] == "hold"
     r = send_dm(gate.client, "350", PERSONAL + "?", headers={"DMGate-Account": "999"})
@@ -182,24 +235,33 @@ def test_recipient_names_from_follower_lists_become_placeholders(dmgate_factory,
     """Without names these two texts share too little to be one template; with the names
     dmgate saw in the follower list they are the same text."""
     fake_x.state.add_user(SENDER, token=SENDER_TOKEN)
-    names = {"361": "Maximilian Montgomery", "362": "Bartholomew Featherstonehaugh",
-             "363": "Ottoline Fairweather-Browne"}
+    names = {
+        "361": "Maximilian Montgomery",
+        "362": "Bartholomew Featherstonehaugh",
+        "363": "Ottoline Fairweather-Browne",
+    }
     for uid, name in names.items():
         fake_x.state.add_user(uid, name=name, username=f"user{uid}")
     fake_x.state.followers[SENDER] = list(names)
-    gate = dmgate_factory(policy_yaml="""
+    gate = dmgate_factory(
+        policy_yaml="""
 policies:
   template_reuse: {action: hold, min_recipients: 3, window: 24h}
-""")
+"""
+    )
     learn_identity(gate.client)
     text = "Hi {}, welcome aboard! Grab your free trial today"
-    decisions = [send_dm(gate.client, uid, text.format(name)).headers["DMGate-Decision"]
-                 for uid, name in names.items()]
+    decisions = [
+        send_dm(gate.client, uid, text.format(name)).headers["DMGate-Decision"]
+        for uid, name in names.items()
+    ]
     assert decisions == ["allow", "allow", "allow"]  # names unknown: not one template
 
     _followers(gate)  # dmgate sees the follower list, with names
-    later = [send_dm(gate.client, uid, text.format(name) + " :)").headers["DMGate-Decision"]
-             for uid, name in names.items()]
+    later = [
+        send_dm(gate.client, uid, text.format(name) + " :)").headers["DMGate-Decision"]
+        for uid, name in names.items()
+    ]
     assert later == ["allow", "allow", "hold"]
 
 
@@ -207,15 +269,18 @@ def test_large_signal_answer_is_relayed_whole_and_learnt(gate, fake_x):
     fake_x.state.followers[SENDER] = [str(10_000 + i) for i in range(1000)]
     for uid in fake_x.state.followers[SENDER]:
         fake_x.state.add_user(uid, name=f"Person Number {uid}")
-    direct = httpx.get(f"{fake_x.url}/2/users/{SENDER}/followers",
-                       params={"max_results": 1000}, headers=bearer())
-    via = gate.client.get(f"/x/2/users/{SENDER}/followers", params={"max_results": 1000},
-                          headers=bearer())
+    direct = httpx.get(
+        f"{fake_x.url}/2/users/{SENDER}/followers", params={"max_results": 1000}, headers=bearer()
+    )
+    via = gate.client.get(
+        f"/x/2/users/{SENDER}/followers", params={"max_results": 1000}, headers=bearer()
+    )
     assert via.status_code == 200
     assert via.content == direct.content  # many chunks, byte-identical
     assert len(via.json()["data"]) == 1000
     fake_x.state.followers[SENDER].insert(0, "20000")
-    gate.client.get(f"/x/2/users/{SENDER}/followers", params={"max_results": 1000},
-                    headers=bearer())
+    gate.client.get(
+        f"/x/2/users/{SENDER}/followers", params={"max_results": 1000}, headers=bearer()
+    )
     assert send_dm(gate.client, "20000", PERSONAL).headers["DMGate-Decision"] == "hold"
     assert send_dm(gate.client, "10500", PERSONAL).headers["DMGate-Decision"] == "allow"
