@@ -95,7 +95,6 @@ def dns_name(value: str) -> str:
     labels = name.split(".")
     if (
         len(name) > 253
-        or len(labels) < 2
         or not all(_DNS_LABEL.fullmatch(label) for label in labels)
         or labels[-1].isdigit()  # 127.0.0.1 and friends
     ):

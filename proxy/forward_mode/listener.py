@@ -50,7 +50,6 @@ class ProxySite(web.TCPSite):
 
     def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
         super().__init__(runner, host, port)
-        self._connections: set[FirstRequest] = set()
         self._tunnels: set[asyncio.Transport] = set()
 
     async def start(self) -> None:
