@@ -227,20 +227,20 @@ class FirstRequest(asyncio.Protocol):
 
     async def _tunnel(self, target: access.Tunnel) -> None:
         settings = self.ctx.settings
+        connect_timeout = settings.upstream_connect_timeout.total_seconds()
         try:
-            addresses = await tunnel.resolve_public(
-                target.host, target.port, settings.tunnel_private
+            addresses = await asyncio.wait_for(
+                tunnel.resolve_public(target.host, target.port, settings.tunnel_private),
+                connect_timeout,
             )
         except tunnel.TunnelRefused as exc:
             self._refuse(403, str(exc))
             return
-        except OSError:
+        except (OSError, TimeoutError):
             self._refuse(502, f"{target.host} does not resolve")
             return
         try:
-            upstream, pipe = await tunnel.open_upstream(
-                addresses, target.port, settings.upstream_connect_timeout.total_seconds()
-            )
+            upstream, pipe = await tunnel.open_upstream(addresses, target.port, connect_timeout)
         except OSError:
             self._refuse(502, f"could not connect to {target.host}:{target.port}")
             return
