@@ -9,9 +9,11 @@ from pathlib import Path
 
 import yaml
 
+from proxy.settings import Settings
 from tests.deploy.tools import DEPLOY, compose_binary, ok, output, run
 
 COMPOSE = DEPLOY / "docker-compose.yml"
+FORWARD_MODE = ("DMGATE_TUNNEL_HOSTS", "DMGATE_PROXY_AUTH", "DMGATE_CA_PASSPHRASE")
 SECRETS = {
     "POSTGRES_PASSWORD": "pg-password",
     "DMGATE_REVIEW_TOKENS": "alice:tok-alice",
@@ -21,7 +23,7 @@ SECRETS = {
 
 
 def _compose(*args: str, env: dict[str, str]):
-    clean = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    clean = {k: v for k, v in os.environ.items() if k not in SECRETS and k not in FORWARD_MODE}
     return run(
         [compose_binary(), "--project-directory", str(DEPLOY), "-f", str(COMPOSE), *args],
         env={**clean, **env},
@@ -40,8 +42,8 @@ def test_secrets_are_required_not_defaulted():
         assert name in proc.stderr, output(proc)
 
 
-def _resolved() -> dict:
-    proc = _compose("config", "--format", "json", env=SECRETS)
+def _resolved(**env: str) -> dict:
+    proc = _compose("config", "--format", "json", env={**SECRETS, **env})
     assert ok(proc), output(proc)
     return json.loads(proc.stdout)
 
@@ -85,3 +87,29 @@ def test_mounted_files_exist_where_prometheus_and_grafana_look_for_them():
     policy = services["dmgate"]["environment"]["DMGATE_POLICY_FILE"]
     policy_dir = mounts[("dmgate", "/etc/dmgate/policies")]
     assert (policy_dir / Path(policy).name).exists()
+
+
+def test_forward_mode_settings_are_optional_and_passed_through(monkeypatch):
+    unset = _resolved()["services"]["dmgate"]["environment"]
+    assert {name: unset[name] for name in FORWARD_MODE} == dict.fromkeys(FORWARD_MODE, "")
+    # dmgate reads the empty values as "not set".
+    for name in [n for n in os.environ if n.startswith("DMGATE_")]:
+        monkeypatch.delenv(name)
+    for name in FORWARD_MODE:
+        monkeypatch.setenv(name, unset[name])
+    settings = Settings(_env_file=None)
+    assert (settings.tunnel_hosts, settings.proxy_auth, settings.ca_passphrase) == ([], [], None)
+    given = {
+        "DMGATE_TUNNEL_HOSTS": "github.com,*.example.com:8443",
+        "DMGATE_PROXY_AUTH": "bot:proxy-pw",
+        "DMGATE_CA_PASSPHRASE": "ca-passphrase",
+    }
+    env = _resolved(**given)["services"]["dmgate"]["environment"]
+    assert {name: env[name] for name in FORWARD_MODE} == given
+
+
+def test_the_forward_mode_ca_outlives_the_container_in_a_named_data_volume():
+    config = _resolved()
+    (data,) = [m for m in config["services"]["dmgate"]["volumes"] if m["target"] == "/data"]
+    assert data["type"] == "volume" and data["source"] in config["volumes"]
+    assert not data.get("read_only")  # dmgate creates the CA there on first start

@@ -4,6 +4,7 @@ Kubernetes 1.33 (kubernetes-validate --strict), and rendering what dmgate needs.
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,12 @@ from tests.deploy.tools import DEPLOY, executable, missing_tool, ok, output, run
 CHART = DEPLOY / "helm" / "dmgate"
 CI_VALUES = yaml.safe_load((CHART / "ci" / "test-values.yaml").read_text())
 KUBE = "1.33.0"
+FORWARD_MODE = {
+    "caSecret": "dmgate-ca",
+    "caPassphrase": "ca-passphrase",
+    "tunnelHosts": ["github.com", "*.example.com:8443"],
+    "proxyAuth": "bot:proxy-pw,ci:proxy-pw2",
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +45,11 @@ def render(helm: Any, values: dict[str, Any] | None = None) -> dict[str, dict[st
     return {d["kind"]: d for d in docs if d}
 
 
+def notes(helm: Any, values: dict[str, Any] | None = None) -> str:
+    out = helm.Chart.load(CHART).render(values, name="dmgate", namespace="apps")
+    return next(text for path, text in out.items() if path.endswith("NOTES.txt"))
+
+
 def _with(**changes: Any) -> dict[str, Any]:
     values = yaml.safe_load(yaml.safe_dump(CI_VALUES))
     for dotted, value in changes.items():
@@ -49,15 +61,22 @@ def _with(**changes: Any) -> dict[str, Any]:
     return values
 
 
-@pytest.mark.parametrize("values", [None, CI_VALUES], ids=["defaults", "ci-values"])
+@pytest.mark.parametrize(
+    "values",
+    [None, CI_VALUES, _with(forwardMode=FORWARD_MODE)],
+    ids=["defaults", "ci-values", "forward-mode"],
+)
 def test_helm_lint_strict_is_clean(helm, values):
     report = helm.lint(CHART, values, strict=True, kube_version=f"v{KUBE}")
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
 
 
-def test_rendered_manifests_are_valid_for_kubernetes_1_33(helm, tmp_path: Path):
-    manifests = render(helm, CI_VALUES)
+@pytest.mark.parametrize(
+    "values", [CI_VALUES, _with(forwardMode=FORWARD_MODE)], ids=["ci-values", "forward-mode"]
+)
+def test_rendered_manifests_are_valid_for_kubernetes_1_33(helm, tmp_path: Path, values):
+    manifests = render(helm, values)
     assert set(manifests) == {
         "ConfigMap",
         "Deployment",
@@ -176,4 +195,113 @@ def test_service_monitor_is_optional_and_labels_the_job_dmgate(helm):
     assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
     assert {"action": "replace", "targetLabel": "job", "replacement": "dmgate"} in endpoint[
         "relabelings"
+    ]
+
+
+# --- forward mode ----------------------------------------------------------------------
+
+
+def _env(manifests: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in _container(manifests)["env"] if "value" in e}
+
+
+def _pod(manifests: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return manifests["Deployment"]["spec"]["template"]["spec"]
+
+
+def test_forward_mode_ca_secret_is_mounted_read_only_and_named_by_dmgate_ca_dir(helm):
+    manifests = render(helm, _with(forwardMode__caSecret="dmgate-ca"))
+    (volume,) = [v for v in _pod(manifests)["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == "dmgate-ca"
+    assert {(i["key"], i["path"]) for i in volume["secret"]["items"]} == {
+        ("ca.pem", "ca.pem"),
+        ("ca-key.pem", "ca-key.pem"),
+    }
+    # Secret files belong to root:fsGroup; the pod runs as 10001 with fsGroup 10001.
+    assert _pod(manifests)["securityContext"]["fsGroup"] == 10001
+    assert volume["secret"]["defaultMode"] == 0o440
+    (mount,) = [m for m in _container(manifests)["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount == {"name": volume["name"], "mountPath": "/etc/dmgate/ca", "readOnly": True}
+    assert "subPath" not in mount
+    assert _env(manifests)["DMGATE_CA_DIR"] == mount["mountPath"]
+
+
+def test_forward_mode_ca_secret_without_fs_group_is_world_readable(helm):
+    # null removes the chart's default fsGroup; the files then belong to root:root.
+    values = _with(forwardMode__caSecret="dmgate-ca", podSecurityContext__fsGroup=None)
+    pod = _pod(render(helm, values))
+    assert "fsGroup" not in pod["securityContext"]
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    assert volume["secret"]["defaultMode"] == 0o444
+
+
+def test_without_a_ca_secret_each_pod_keeps_its_ca_in_the_writable_data_volume(helm):
+    manifests = render(helm, CI_VALUES)
+    assert "DMGATE_CA_DIR" not in _env(manifests)  # default: /data/dmgate-ca (WORKDIR /data)
+    assert not [v for v in _pod(manifests)["volumes"] if "secret" in v]
+    data = next(m for m in _container(manifests)["volumeMounts"] if m["name"] == "data")
+    assert data["mountPath"] == "/data" and not data.get("readOnly")
+
+
+def test_notes_warn_when_replicas_would_not_share_a_ca(helm):
+    assert "WARNING: forwardMode.caSecret is not set" in notes(helm, _with(replicaCount=2))
+    assert "WARNING" not in notes(helm, _with(replicaCount=1))
+    shared = notes(helm, _with(replicaCount=3, forwardMode__caSecret="dmgate-ca"))
+    assert "WARNING" not in shared
+    assert "get secret dmgate-ca" in shared
+
+
+def test_forward_mode_secrets_go_into_the_secret_not_the_plain_env(helm):
+    manifests = render(helm, _with(forwardMode=FORWARD_MODE))
+    secret = manifests["Secret"]["stringData"]
+    assert secret["DMGATE_PROXY_AUTH"] == "bot:proxy-pw,ci:proxy-pw2"
+    assert secret["DMGATE_CA_PASSPHRASE"] == "ca-passphrase"
+    c = _container(manifests)
+    assert not {"DMGATE_PROXY_AUTH", "DMGATE_CA_PASSPHRASE"} & {e["name"] for e in c["env"]}
+    assert "proxy-pw" not in yaml.safe_dump(manifests["Deployment"])
+    assert c["envFrom"] == [{"secretRef": {"name": "dmgate"}}]
+    # Optional: absent unless set.
+    assert not {"DMGATE_PROXY_AUTH", "DMGATE_CA_PASSPHRASE"} & set(
+        render(helm, CI_VALUES)["Secret"]["stringData"]
+    )
+
+
+def test_a_proxy_auth_change_rolls_the_pods(helm):
+    before = _checksums(render(helm, _with(forwardMode__proxyAuth="bot:one")))
+    after = _checksums(render(helm, _with(forwardMode__proxyAuth="bot:two")))
+    assert after["checksum/secret"] != before["checksum/secret"]
+
+
+def test_forward_mode_secrets_are_refused_with_an_existing_secret(helm):
+    # The chart renders no Secret then: silently dropping proxyAuth would leave the
+    # forward proxy open.
+    for key in ("proxyAuth", "caPassphrase"):
+        with pytest.raises(helm.HelmRenderError, match=r"DMGATE_PROXY_AUTH.*dmgate-prod"):
+            render(helm, {"existingSecret": "dmgate-prod", "forwardMode": {key: "x:y"}})
+    manifests = render(
+        helm, {"existingSecret": "dmgate-prod", "forwardMode": {"caSecret": "dmgate-ca"}}
+    )
+    assert "Secret" not in manifests
+    assert _env(manifests)["DMGATE_CA_DIR"] == "/etc/dmgate/ca"
+
+
+def test_tunnel_hosts_are_joined_with_commas(helm):
+    env = _env(render(helm, _with(forwardMode__tunnelHosts=["github.com", "*.example.com:8443"])))
+    assert env["DMGATE_TUNNEL_HOSTS"] == "github.com,*.example.com:8443"
+    assert "DMGATE_TUNNEL_HOSTS" not in _env(render(helm, CI_VALUES))
+
+
+def test_dmgate_reads_the_rendered_forward_mode_settings(helm, monkeypatch):
+    manifests = render(helm, _with(forwardMode=FORWARD_MODE))
+    for name in [n for n in os.environ if n.startswith("DMGATE_")]:
+        monkeypatch.delenv(name)
+    for name, value in {**_env(manifests), **manifests["Secret"]["stringData"]}.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)
+    assert settings.ca_dir == Path("/etc/dmgate/ca")
+    assert settings.ca_passphrase and settings.ca_passphrase.get_secret_value() == "ca-passphrase"
+    assert settings.tunnel_hosts == [("github.com", 443), ("*.example.com", 8443)]
+    assert [(u, p.get_secret_value()) for u, p in settings.proxy_auth] == [
+        ("bot", "proxy-pw"),
+        ("ci", "proxy-pw2"),
     ]
