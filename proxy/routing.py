@@ -81,11 +81,12 @@ def _intercepted(request: web.Request, settings: Settings, host: str) -> Target:
             raise MisdirectedRequest(f"this connection serves {host} only, not {url.host}")
         raw_target = url.raw_path_qs
     # RFC 9110 §7.4: a request for another authority on this connection is misdirected.
-    authority = request.headers.get("Host", "").lower().removesuffix(":443").rstrip(".")
+    # (An HTTP/1.0 request may carry no Host: then it is the tunnel's.)
+    authority = request.headers.get("Host", host).lower().removesuffix(":443").rstrip(".")
     if authority != host:
         raise MisdirectedRequest(f"this connection serves {host} only; Host says {authority!r}")
     owned = settings.host_routes.get(host)
-    if owned is None:  # the routes changed under a live tunnel
+    if owned is None:  # CONNECT checked this; a bug must not send it anywhere else
         raise Forbidden(f"no route owns {host} any more")
     return _forward_target(owned[0], owned[1], host, raw_target)
 
