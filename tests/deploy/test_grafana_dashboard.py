@@ -129,6 +129,7 @@ def test_the_panels_an_operator_needs_exist(dashboard):
         "(rate(dmgate_upstream_request_duration_seconds_bucket",
         "dmgate_upstream_errors_total",
         "dmgate_store_failures_total",
+        "sum by (outcome) (rate(dmgate_proxy_connects_total",
     ):
         assert needed in exprs, needed
 
