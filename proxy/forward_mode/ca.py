@@ -61,6 +61,21 @@ class CertificateAuthority:
         return self.cert.not_valid_after_utc
 
 
+def key_usage(ca: bool) -> x509.KeyUsage:
+    """A CA signs certificates; an (EC) TLS server key signs handshakes."""
+    return x509.KeyUsage(
+        digital_signature=not ca,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def default_directory(database_url: str) -> Path:
     """`dmgate-ca/` beside the SQLite database (or in the working directory)."""
     from proxy.store.database import sqlite_path
@@ -92,20 +107,7 @@ def create(directory: Path, hosts: list[str], passphrase: bytes | None) -> Certi
         .not_valid_before(now - timedelta(hours=1))  # tolerate clients' clock skew
         .not_valid_after(now + CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(key_usage(ca=True), critical=True)
         .add_extension(
             x509.NameConstraints(
                 permitted_subtrees=[x509.DNSName(h) for h in sorted(set(hosts))],
