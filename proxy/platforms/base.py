@@ -206,10 +206,20 @@ class Platform(ABC):
     def replace_text(self, req: RequestView, body: bytes, text: str) -> bytes:
         """The same request body with the message text replaced (a reviewer's edit)."""
 
-    @abstractmethod
     def learn(self, req: RequestView, account: str | None, status: int, body: bytes) -> list[Fact]:
         """Facts from a signal request's upstream answer. `account` is the caller's account
-        if known."""
+        if known. A failed answer teaches nothing, and an odd one (not JSON, unexpected
+        shapes) must not break the request it came with."""
+        if not 200 <= status < 300:
+            return []
+        try:
+            return self.learn_from(req, account, json.loads(body))
+        except Exception:
+            return []
+
+    @abstractmethod
+    def learn_from(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
+        """Facts from a successful signal answer's decoded JSON `doc` (see `learn`)."""
 
     @abstractmethod
     def hold_response(

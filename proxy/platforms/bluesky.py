@@ -372,19 +372,11 @@ class BlueskyPlatform(Platform):
 
     # --- signals --------------------------------------------------------------------------
 
-    def learn(self, req: RequestView, account: str | None, status: int, body: bytes) -> list[Fact]:
-        if not 200 <= status < 300:
-            return []
+    def learn_from(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
         nsid = nsid_of(req.path)
-        if nsid is None or _SIGNALS.get(nsid) != req.method.upper():
+        if nsid is None or _SIGNALS.get(nsid) != req.method.upper() or not isinstance(doc, dict):
             return []
-        try:
-            doc = json.loads(body)
-            if not isinstance(doc, dict):
-                return []
-            return _LEARNERS[nsid](self, req, account, doc)
-        except Exception:  # a weird upstream answer teaches nothing; it must not break it
-            return []
+        return _LEARNERS[nsid](self, req, account, doc)
 
     def _learn_session(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
         did = _did(doc.get("did"))

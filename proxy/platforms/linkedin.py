@@ -34,7 +34,6 @@ invitation, never the member, so there is no follow fact to record from it.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -404,28 +403,22 @@ class LinkedInPlatform(Platform):
 
     # --- signals ------------------------------------------------------------------------
 
-    def learn(self, req: RequestView, account: str | None, status: int, body: bytes) -> list[Fact]:
-        if not 200 <= status < 300 or req.method.upper() != "GET":
+    def learn_from(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
+        if req.method.upper() != "GET" or not isinstance(doc, dict):
             return []
         match = _match(req, "GET")
         if match is None or match[0].kind is not Kind.SIGNAL:
             return []
         route, params = match
-        try:
-            doc = json.loads(body)
-            if not isinstance(doc, dict):
-                return []
-            if route.name == OFFICIAL_ME:
-                return _learn_official_me(doc, "id")
-            if route.name == OFFICIAL_USERINFO:
-                return _learn_official_me(doc, "sub")
-            if route.name == VOYAGER_ME:
-                return _learn_voyager_me(doc)
-            if route.name in (VOYAGER_CONVERSATIONS, VOYAGER_CONVERSATION):
-                return _learn_conversations(doc, account, conversation_id(params.get("id")))
-            return _learn_events(doc, account)
-        except Exception:  # a weird upstream answer teaches nothing; it must not break it
-            return []
+        if route.name == OFFICIAL_ME:
+            return _learn_official_me(doc, "id")
+        if route.name == OFFICIAL_USERINFO:
+            return _learn_official_me(doc, "sub")
+        if route.name == VOYAGER_ME:
+            return _learn_voyager_me(doc)
+        if route.name in (VOYAGER_CONVERSATIONS, VOYAGER_CONVERSATION):
+            return _learn_conversations(doc, account, conversation_id(params.get("id")))
+        return _learn_events(doc, account)
 
 
 # --- parsing pieces --------------------------------------------------------------------

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -477,18 +476,12 @@ class MastodonPlatform(Platform):
 
     # --- signals --------------------------------------------------------------------------
 
-    def learn(self, req: RequestView, account: str | None, status: int, body: bytes) -> list[Fact]:
-        if not 200 <= status < 300:
-            return []
+    def learn_from(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
         match = _match(req.path, "GET")
         if match is None or match[0].kind is not Kind.SIGNAL:
             return []
         route, params = match
-        try:
-            doc = json.loads(body)
-            return _LEARNERS[route.name](self, req, params, account, doc)
-        except Exception:  # a weird upstream answer teaches nothing; it must not break it
-            return []
+        return _LEARNERS[route.name](self, req, params, account, doc)
 
     def _learn_me(
         self, req: RequestView, params: dict[str, str], account: str | None, doc: Any

@@ -396,28 +396,22 @@ class MetaPlatform(Platform):
 
     # --- signals ------------------------------------------------------------------------
 
-    def learn(self, req: RequestView, account: str | None, status: int, body: bytes) -> list[Fact]:
-        if not 200 <= status < 300 or req.method.upper() != "GET":
+    def learn_from(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
+        if req.method.upper() != "GET" or not isinstance(doc, dict):
             return []
         path = normalize_path(req.path)
-        try:
-            doc = json.loads(body)
-            if not isinstance(doc, dict):
-                return []
-            if _ME.fullmatch(path):
-                # Instagram API with Instagram Login: `user_id` (when asked for) is the
-                # professional account id that sends and webhooks use; `id` is app-scoped.
-                uid = _id_of(doc.get("user_id")) or _id_of(doc.get("id"))
-                return [Identity(uid), *_profile(doc)] if uid else []
-            m = _CONVERSATIONS.fullmatch(path)
-            if m:
-                owner = m.group("owner")
-                owner = owner if _NUMERIC.fullmatch(owner) else account
-                return _learn_conversations(doc, owner)
-            if _NODE.fullmatch(path):
-                return _profile(doc)
-        except Exception:  # a weird upstream answer teaches nothing; it must not break it
-            return []
+        if _ME.fullmatch(path):
+            # Instagram API with Instagram Login: `user_id` (when asked for) is the
+            # professional account id that sends and webhooks use; `id` is app-scoped.
+            uid = _id_of(doc.get("user_id")) or _id_of(doc.get("id"))
+            return [Identity(uid), *_profile(doc)] if uid else []
+        m = _CONVERSATIONS.fullmatch(path)
+        if m:
+            owner = m.group("owner")
+            owner = owner if _NUMERIC.fullmatch(owner) else account
+            return _learn_conversations(doc, owner)
+        if _NODE.fullmatch(path):
+            return _profile(doc)
         return []
 
 
