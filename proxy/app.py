@@ -128,8 +128,7 @@ def _forward_mode_certificates(s: Settings) -> LeafCertificates | None:
     hosts = sorted(s.host_routes)
     if not hosts:
         return None
-    directory = s.ca_dir or ca.default_directory(s.database_url)
-    passphrase = s.ca_passphrase.get_secret_value().encode() if s.ca_passphrase else None
+    directory, passphrase = ca.location(s)
     try:
         authority = ca.ensure(directory, hosts, passphrase)
     except (ca.CAError, OSError) as exc:

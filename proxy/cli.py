@@ -49,14 +49,6 @@ def _serve(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _ca_location(settings: Settings) -> tuple[Path, bytes | None]:
-    from proxy.forward_mode import ca
-
-    directory = settings.ca_dir or ca.default_directory(settings.database_url)
-    secret = settings.ca_passphrase
-    return directory, secret.get_secret_value().encode() if secret else None
-
-
 def _ca_init(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives import hashes
 
@@ -65,7 +57,7 @@ def _ca_init(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings is None:
         return 2
-    directory, passphrase = _ca_location(settings)
+    directory, passphrase = ca.location(settings)
     try:
         existing = ca.load(directory, passphrase)
     except ca.CAError as exc:
@@ -102,7 +94,7 @@ def _ca_export(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings is None:
         return 2
-    directory, passphrase = _ca_location(settings)
+    directory, passphrase = ca.location(settings)
     try:
         authority = ca.ensure(directory, sorted(settings.host_routes), passphrase)
     except (ca.CAError, OSError) as exc:

@@ -21,6 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from proxy.settings import Settings
+from proxy.store.database import sqlite_path
+
 CERT_FILE = "ca.pem"
 KEY_FILE = "ca-key.pem"
 CA_VALIDITY = timedelta(days=365)
@@ -76,12 +79,15 @@ def key_usage(ca: bool) -> x509.KeyUsage:
     )
 
 
-def default_directory(database_url: str) -> Path:
-    """`dmgate-ca/` beside the SQLite database (or in the working directory)."""
-    from proxy.store.database import sqlite_path
-
-    db = sqlite_path(database_url)
-    return (db.parent if db else Path.cwd()) / "dmgate-ca"
+def location(settings: Settings) -> tuple[Path, bytes | None]:
+    """Where the CA lives (DMGATE_CA_DIR, else `dmgate-ca/` beside the SQLite database or
+    in the working directory) and the passphrase of its key."""
+    directory = settings.ca_dir
+    if directory is None:
+        db = sqlite_path(settings.database_url)
+        directory = (db.parent if db else Path.cwd()) / "dmgate-ca"
+    secret = settings.ca_passphrase
+    return directory, secret.get_secret_value().encode() if secret else None
 
 
 def create(directory: Path, hosts: list[str], passphrase: bytes | None) -> CertificateAuthority:
