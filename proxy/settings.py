@@ -102,16 +102,28 @@ def dns_name(value: str) -> str:
     return name
 
 
+def split_host_port(value: str, default_port: int | None = None) -> tuple[str, int]:
+    """`host:port`, or `host` when there is a default port. The port is checked (1-65535),
+    the host is left to the caller. Raises ValueError."""
+    host, sep, port = value.rpartition(":")
+    if not sep and default_port is not None:
+        host, port = value, str(default_port)
+    elif not sep:
+        raise ValueError(f"{value[:100]!r} has no port")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value[:100]!r}: the port must be 1-65535")
+    return host, int(port)
+
+
 def _tunnel_entry(value: str) -> tuple[str, int]:
     """`host` or `host:port` (443 unless given); `*.example.com` covers subdomains."""
-    host, sep, port = value.strip().rpartition(":")
-    if not sep:
-        host, port = value.strip(), "443"
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"tunnel host {value!r}: the port must be 1-65535")
+    try:
+        host, port = split_host_port(value.strip(), default_port=443)
+    except ValueError:
+        raise ValueError(f"tunnel host {value!r}: the port must be 1-65535") from None
     wildcard = host.startswith("*.")
     name = dns_name(host[2:] if wildcard else host)
-    return ("*." + name if wildcard else name), int(port)
+    return ("*." + name if wildcard else name), port
 
 
 def _duration(v: Any) -> timedelta:

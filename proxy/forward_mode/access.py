@@ -13,7 +13,7 @@ import hmac
 from dataclasses import dataclass
 
 from proxy.errors import PROXY_AUTHENTICATE
-from proxy.settings import Route, Settings, dns_name
+from proxy.settings import Route, Settings, dns_name, split_host_port
 
 __all__ = ["PROXY_AUTHENTICATE", "Intercept", "Refuse", "Tunnel", "decide", "parse_authority"]
 
@@ -42,13 +42,14 @@ class Refuse:
 def parse_authority(target: str) -> tuple[str, int]:
     """`host:port` of a CONNECT request. Raises ValueError (IP literals included: a tool
     that knows only an address is not asking for a platform dmgate understands)."""
-    host, sep, port = target.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"CONNECT needs host:port, got {target[:100]!r}")
+    try:
+        host, port = split_host_port(target)
+    except ValueError:
+        raise ValueError(f"CONNECT needs host:port, got {target[:100]!r}") from None
     if host.startswith("["):
         raise ValueError("CONNECT to an IP address is refused: name the host")
     try:
-        return dns_name(host), int(port)
+        return dns_name(host), port
     except ValueError:
         raise ValueError(
             f"CONNECT to {host[:100]!r} is refused: not a DNS host name (IP addresses are "
