@@ -7,7 +7,7 @@ from the platform's.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 from aiohttp import web
@@ -22,19 +22,23 @@ class DMGateError(Exception):
 
     status = 500
     code = "internal_error"
+    headers: ClassVar[dict[str, str]] = {}  # sent with every answer of this kind
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
 
-    def response(self, headers: dict[str, str] | None = None) -> web.Response:
-        body = {"error": self.code, "detail": self.detail, "source": "dmgate", **self.extra}
+    def body(self) -> bytes:
+        doc = {"error": self.code, "detail": self.detail, "source": "dmgate", **self.extra}
+        return json.dumps(doc).encode()
+
+    def response(self) -> web.Response:
         return web.Response(
             status=self.status,
-            body=json.dumps(body).encode(),
+            body=self.body(),
             content_type="application/json",
-            headers=headers,
+            headers=self.headers or None,
         )
 
 
@@ -58,9 +62,7 @@ class ProxyAuthRequired(DMGateError):
 
     status = 407
     code = "proxy_auth_required"
-
-    def response(self, headers: dict[str, str] | None = None) -> web.Response:
-        return super().response({**(headers or {}), "Proxy-Authenticate": PROXY_AUTHENTICATE})
+    headers: ClassVar[dict[str, str]] = {"Proxy-Authenticate": PROXY_AUTHENTICATE}
 
 
 class Forbidden(DMGateError):
@@ -68,6 +70,27 @@ class Forbidden(DMGateError):
 
     status = 403
     code = "forbidden"
+
+
+class RequestTimeout(DMGateError):
+    """Forward mode: no complete CONNECT head in time."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class HeadersTooLarge(DMGateError):
+    """Forward mode: a CONNECT head beyond the size limit."""
+
+    status = 431
+    code = "request_header_fields_too_large"
+
+
+class ForwardModeUnavailable(DMGateError):
+    """Forward mode: dmgate has no CA that may sign for the host."""
+
+    status = 503
+    code = "forward_mode_unavailable"
 
 
 class MisdirectedRequest(DMGateError):

@@ -12,10 +12,7 @@ import binascii
 import hmac
 from dataclasses import dataclass
 
-from proxy.errors import PROXY_AUTHENTICATE
 from proxy.settings import Route, Settings, dns_name, split_host_port
-
-__all__ = ["PROXY_AUTHENTICATE", "Intercept", "Refuse", "Tunnel", "decide", "parse_authority"]
 
 INTERCEPT_PORT = 443
 
@@ -35,7 +32,6 @@ class Tunnel:
 
 @dataclass(frozen=True)
 class Refuse:
-    status: int
     detail: str
 
 
@@ -61,13 +57,12 @@ def decide(settings: Settings, host: str, port: int) -> Intercept | Tunnel | Ref
     owned = settings.host_routes.get(host)
     if owned is not None:
         if port != INTERCEPT_PORT:
-            return Refuse(403, f"{host} is intercepted on port 443 only, not {port}")
+            return Refuse(f"{host} is intercepted on port 443 only, not {port}")
         return Intercept(host, owned[0], owned[1])
     for pattern, allowed_port in settings.tunnel_hosts:
         if allowed_port == port and _matches(pattern, host):
             return Tunnel(host, port)
     return Refuse(
-        403,
         f"CONNECT to {host}:{port} is refused: no route owns this host and it is not in "
         "DMGATE_TUNNEL_HOSTS",
     )

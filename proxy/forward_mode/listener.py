@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import ssl
+from http import HTTPStatus
 from typing import Any, cast
 
 import structlog
@@ -27,6 +27,16 @@ from aiohttp import web
 from aiohttp.web_server import Server
 
 from proxy.context import CTX, Context
+from proxy.errors import (
+    BadRequest,
+    DMGateError,
+    Forbidden,
+    ForwardModeUnavailable,
+    HeadersTooLarge,
+    ProxyAuthRequired,
+    RequestTimeout,
+    UpstreamUnavailable,
+)
 from proxy.forward_mode import access, tunnel
 from proxy.forward_mode.ca import CAError
 
@@ -34,15 +44,6 @@ log = structlog.get_logger("dmgate.forward")
 
 MAX_CONNECT_HEAD = 16 * 1024
 _ESTABLISHED = b"HTTP/1.1 200 Connection Established\r\n\r\n"
-_REASONS = {
-    400: "Bad Request",
-    403: "Forbidden",
-    407: "Proxy Authentication Required",
-    408: "Request Timeout",
-    431: "Request Header Fields Too Large",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-}
 
 
 class ProxySite(web.TCPSite):
@@ -108,13 +109,13 @@ class FirstRequest(asyncio.Protocol):
         head_end = self.buffer.find(b"\r\n\r\n")
         if head_end < 0:
             if len(self.buffer) > MAX_CONNECT_HEAD:
-                self._refuse(431, "the CONNECT request head is larger than 16 KiB")
+                self._refuse(HeadersTooLarge("the CONNECT request head is larger than 16 KiB"))
             return
         assert self.transport is not None
         self.transport.pause_reading()  # the next bytes are the client's TLS hello
         self._stop_timer()
         if len(self.buffer) > head_end + 4:
-            self._refuse(400, "data arrived before the tunnel was established")
+            self._refuse(BadRequest("data arrived before the tunnel was established"))
             return
         head = bytes(self.buffer[:head_end])
         self.task = asyncio.get_running_loop().create_task(self._connect(head))
@@ -126,7 +127,7 @@ class FirstRequest(asyncio.Protocol):
 
     def _too_slow(self) -> None:
         self.timer = None
-        self._refuse(408, "no complete request head in time")
+        self._refuse(RequestTimeout("no complete request head in time"))
 
     def _stop_timer(self) -> None:
         if self.timer is not None:
@@ -143,11 +144,11 @@ class FirstRequest(asyncio.Protocol):
         handler.data_received(bytes(self.buffer))
         self.buffer.clear()
 
-    def _refuse(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
-        self.ctx.metrics.proxy_connects.labels(_OUTCOME.get(status, "refused")).inc()
+    def _refuse(self, error: DMGateError) -> None:
+        self.ctx.metrics.proxy_connects.labels(_OUTCOME.get(error.status, "refused")).inc()
         if self.transport is None or self.transport.is_closing():
             return
-        self.transport.write(_answer(status, detail, headers))
+        self.transport.write(_answer(error))
         self.transport.close()
 
     async def _connect(self, head: bytes) -> None:
@@ -164,25 +165,21 @@ class FirstRequest(asyncio.Protocol):
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            self._refuse(400, "malformed CONNECT request line")
+            self._refuse(BadRequest("malformed CONNECT request line"))
             return
         headers = _headers(lines[1:])
         if not access.proxy_authorized(self.ctx.settings, headers.get("proxy-authorization")):
-            self._refuse(
-                407,
-                "proxy authentication required",
-                {"Proxy-Authenticate": access.PROXY_AUTHENTICATE},
-            )
+            self._refuse(ProxyAuthRequired("proxy authentication required"))
             return
         try:
             host, port = access.parse_authority(parts[1])
         except ValueError as exc:
-            self._refuse(403, str(exc))
+            self._refuse(Forbidden(str(exc)))
             return
         decision = access.decide(self.ctx.settings, host, port)
         if isinstance(decision, access.Refuse):
             log.info("connect_refused", host=host, port=port)
-            self._refuse(decision.status, decision.detail)
+            self._refuse(Forbidden(decision.detail))
             return
         if isinstance(decision, access.Intercept):
             await self._intercept(decision)
@@ -192,13 +189,17 @@ class FirstRequest(asyncio.Protocol):
     async def _intercept(self, target: access.Intercept) -> None:
         certs = self.ctx.certs
         if certs is None:
-            self._refuse(503, "forward mode is unavailable: dmgate has no CA (see its log)")
+            self._refuse(
+                ForwardModeUnavailable(
+                    "forward mode is unavailable: dmgate has no CA (see its log)"
+                )
+            )
             return
         try:
             tls_context = certs.context_for(target.host)
         except CAError as exc:
             log.warning("connect_not_intercepted", host=target.host, reason=str(exc))
-            self._refuse(503, str(exc))
+            self._refuse(ForwardModeUnavailable(str(exc)))
             return
         transport = self.transport
         assert transport is not None
@@ -234,15 +235,15 @@ class FirstRequest(asyncio.Protocol):
                 connect_timeout,
             )
         except tunnel.TunnelRefused as exc:
-            self._refuse(403, str(exc))
+            self._refuse(Forbidden(str(exc)))
             return
         except (OSError, TimeoutError):
-            self._refuse(502, f"{target.host} does not resolve")
+            self._refuse(UpstreamUnavailable(f"{target.host} does not resolve"))
             return
         try:
             upstream, pipe = await tunnel.open_upstream(addresses, target.port, connect_timeout)
         except OSError:
-            self._refuse(502, f"could not connect to {target.host}:{target.port}")
+            self._refuse(UpstreamUnavailable(f"could not connect to {target.host}:{target.port}"))
             return
         client = self.transport
         if client is None or client.is_closing():
@@ -271,18 +272,16 @@ def _headers(lines: list[str]) -> dict[str, str]:
     return out
 
 
-def _answer(status: int, detail: str, headers: dict[str, str] | None = None) -> bytes:
-    """A complete HTTP/1.1 answer, closing the connection; the body names dmgate."""
-    codes = {400: "bad_request", 403: "forbidden", 407: "proxy_auth_required"}
-    body = json.dumps(
-        {"error": codes.get(status, "refused"), "detail": detail, "source": "dmgate"}
-    ).encode()
+def _answer(error: DMGateError) -> bytes:
+    """The error as a complete HTTP/1.1 answer that closes the connection (no aiohttp
+    handler owns it yet), the same JSON as every dmgate error."""
+    body = error.body()
     lines = [
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+        f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}",
         "Content-Type: application/json",
         f"Content-Length: {len(body)}",
         "Connection: close",
-        *(f"{k}: {v}" for k, v in (headers or {}).items()),
+        *(f"{k}: {v}" for k, v in error.headers.items()),
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
