@@ -18,6 +18,12 @@ token before anything is sent, and a tool could name any account with `DMGate-Ac
 anyway. A forged `sub` can therefore only make dmgate judge a DM under the wrong
 account, exactly as a wrong `DMGate-Account` header can.
 
+Spellings: the path is normalised (`..`, `;params`, empty segments) before its NSID is
+read; NSIDs match in any case (the send's and the learnt ones). XRPC procedures are POSTs:
+any other method on a send NSID is refused (405). DIDs are judged with the scheme and
+method in lower case (`DID:PLC:x` → `did:plc:x`), conversation ids without surrounding
+whitespace.
+
 Path prefixes: `@atproto/api` builds request URLs as `new URL("/xrpc/<nsid>", service)`,
 which drops any path of the service URL, so it cannot use `http://dmgate/bluesky`. Serve
 it from a route named `xrpc` whose upstream ends in `/xrpc` (`{"xrpc": {"upstream":
@@ -30,7 +36,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -49,8 +54,11 @@ from proxy.platforms.base import (
     PlatformResponse,
     Profile,
     RequestView,
+    normalize_path,
 )
+from proxy.platforms.ids import canonical_did
 from proxy.platforms.jsonbody import dump_json, load_json_object
+from proxy.platforms.routes import copy_headers, identity_view, refuse_other_methods
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 # sendMessageBatch `items` maxLength (lexicons/chat/bsky/convo/sendMessageBatch.json).
@@ -84,14 +92,16 @@ _SIGNALS: dict[str, str] = {
     GET_FOLLOWERS: "GET",
     LIST_NOTIFICATIONS: "GET",
 }
+# By lower-cased NSID, so a learnt answer is read whatever case the client used.
+_SIGNAL_NSIDS = {nsid.lower(): nsid for nsid in _SIGNALS}
 SESSION_METHODS = (CREATE_SESSION, GET_SESSION, REFRESH_SESSION)
-_DID = re.compile(r"did:[a-z]+:[a-zA-Z0-9._:%-]+")
 
 
 def nsid_of(path: str) -> str | None:
     """The method a path calls: `/xrpc/<nsid>` (or `/<nsid>` below an `/xrpc` upstream),
-    ignoring empty segments and a trailing slash."""
-    segments = [s for s in path.split("/") if s not in ("", ".")]
+    read from the normalised path (no empty or `.` segments, `..` applied, no `;params`,
+    no trailing slash)."""
+    segments = normalize_path(path).split("/")[1:]
     if len(segments) == 2 and segments[0].lower() == "xrpc":
         return segments[1]
     if len(segments) == 1 and "." in segments[0]:
@@ -99,8 +109,12 @@ def nsid_of(path: str) -> str | None:
     return None
 
 
+def _signal_nsid(nsid: str | None) -> str | None:
+    return _SIGNAL_NSIDS.get(nsid.lower()) if nsid else None
+
+
 def _did(value: Any) -> str | None:
-    return value if isinstance(value, str) and _DID.fullmatch(value) else None
+    return canonical_did(value)
 
 
 def jwt_subject(token: str) -> str | None:
@@ -134,8 +148,9 @@ def _item(doc: Any, where: str) -> tuple[str, str]:
     if not isinstance(doc, dict):
         raise BadDMRequest(f"{where} must be a JSON object", 400)
     convo = doc.get("convoId")
-    if not isinstance(convo, str) or not convo:
+    if not isinstance(convo, str) or not convo.strip():
         raise BadDMRequest(f"{where}convoId must be a non-empty string", 400)
+    convo = convo.strip()  # one conversation however it is padded
     message = doc.get("message")
     if not isinstance(message, dict):
         raise BadDMRequest(f"{where}message is missing or not a JSON object", 400)
@@ -236,9 +251,11 @@ class BlueskyPlatform(Platform):
         method = req.method.upper()
         # NSIDs are case-sensitive and the server would not route `SendMessage`; judging
         # a send it would refuse is harmless, forwarding one it accepts unjudged is not.
-        if method == "POST" and nsid.lower() in _DM_METHODS:
-            return Kind.DM
-        if _SIGNALS.get(nsid) == method:
+        if nsid.lower() in _DM_METHODS:
+            refuse_other_methods(req)  # procedures are POSTs; there is no read here
+            return Kind.DM if method == "POST" else Kind.PASSTHROUGH
+        signal = _signal_nsid(nsid)
+        if signal is not None and _SIGNALS[signal] == method:
             return Kind.SIGNAL
         return Kind.PASSTHROUGH
 
@@ -250,8 +267,22 @@ class BlueskyPlatform(Platform):
         return None
 
     def account_from_request(self, req: RequestView) -> str | None:
+        # The access JWT's `sub`: the PDS checks the token's signature and acts as exactly
+        # that DID or refuses, so a forged `sub` only names a sender whose DM never goes.
         token = self.credential(req)
         return jwt_subject(token) if token else None
+
+    def whoami(self, req: RequestView) -> RequestView | None:
+        """`GET com.atproto.server.getSession` with the request's bearer token (below the
+        same prefix the request used). None for DPoP-bound tokens: the DPoP proof covers
+        the method and URL, so it cannot be replayed on another call, and their `sub`
+        names the account already."""
+        scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not rest.strip():
+            return None
+        xrpc = normalize_path(req.path).lower().startswith("/xrpc/")
+        path = ("/xrpc/" if xrpc else "/") + GET_SESSION
+        return identity_view(path, copy_headers(req, ["Authorization"]))
 
     # --- DM requests --------------------------------------------------------------------
 
@@ -307,7 +338,7 @@ class BlueskyPlatform(Platform):
             "id": _tid_like(hold_id, f"message:{n}"),
             "rev": _tid_like(hold_id, f"rev:{n}"),
             "text": dm.text,
-            "sender": {"did": account if _did(account) else UNKNOWN_SENDER_DID},
+            "sender": {"did": _did(account) or UNKNOWN_SENDER_DID},
             "sentAt": _iso_now(),
         }
 
@@ -346,7 +377,9 @@ class BlueskyPlatform(Platform):
         bluesky`). Below an `/xrpc` route (the path seen here has no `/xrpc`), clients add
         `/xrpc/...` themselves, so the endpoint is that URL without its `/xrpc`. Returns
         the new body, or None to leave the answer untouched."""
-        if nsid_of(req.path) not in SESSION_METHODS:
+        # Any case of the NSID: a session answer left unrewritten leads the client around
+        # dmgate.
+        if _signal_nsid(nsid_of(req.path)) not in SESSION_METHODS:
             return None
         try:
             doc = json.loads(body)
@@ -358,7 +391,8 @@ class BlueskyPlatform(Platform):
         if not isinstance(services, list):
             return None
         endpoint = public_base_url.rstrip("/")
-        if not req.path.lstrip("/").lower().startswith("xrpc/") and endpoint.endswith("/xrpc"):
+        below_xrpc = not normalize_path(req.path).lower().startswith("/xrpc/")
+        if below_xrpc and endpoint.endswith("/xrpc"):
             endpoint = endpoint[: -len("/xrpc")]
         did = _did(doc.get("did")) or _did(doc["didDoc"].get("id"))
         changed = False
@@ -373,8 +407,8 @@ class BlueskyPlatform(Platform):
     # --- signals --------------------------------------------------------------------------
 
     def learn_from(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
-        nsid = nsid_of(req.path)
-        if nsid is None or _SIGNALS.get(nsid) != req.method.upper() or not isinstance(doc, dict):
+        nsid = _signal_nsid(nsid_of(req.path))
+        if nsid is None or _SIGNALS[nsid] != req.method.upper() or not isinstance(doc, dict):
             return []
         return _LEARNERS[nsid](self, req, account, doc)
 
@@ -397,7 +431,7 @@ class BlueskyPlatform(Platform):
         if dids:
             # For group convos `members` is only the important few: still better than the
             # conversation id standing in for everyone.
-            facts.append(ConversationMembers(convo["id"], dids))
+            facts.append(ConversationMembers(convo["id"].strip(), dids))
         facts.extend(_profiles(members))
         last = convo.get("lastMessage")
         if account is not None and isinstance(last, dict):

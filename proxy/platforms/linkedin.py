@@ -23,8 +23,18 @@ newer tools) send through `POST /voyager/api/voyagerMessagingDashMessengerMessag
 
 Member ids are kept bare: `urn:li:person:abc` → `abc`, `urn:li:fs_miniProfile:ACoAA…` and
 `urn:li:fsd_profile:ACoAA…` → `ACoAA…` (Voyager's profile id, what `me` and conversation
-answers name too). Other URNs (`urn:li:member:123`) are kept whole. Conversation ids are
-kept bare too (`urn:li:fs_conversation:2-X` → `2-X`).
+answers name too), whatever the case of the `urn:li:<type>:` prefix and however often the
+URN was percent-encoded (`urn%3Ali%3Aperson%3Aabc`); the id itself keeps its case (LinkedIn
+ids are case-sensitive). Other URNs (`urn:li:member:123`) are kept whole, `urn:li:` in
+lower case. Conversation ids are kept bare too (`urn:li:fs_conversation:2-X` → `2-X`).
+
+Methods: only POST sends. Other methods on the official send paths are refused (405); on
+Voyager's send paths GET and HEAD pass as before (Rest.li reads never create: the
+conversation list and events are signals), anything else is refused.
+
+The sender is never taken from the request: the Voyager cookie and the OAuth token are
+opaque, and `mailboxUrn` in a body is only the tool's claim. `whoami` asks LinkedIn:
+`GET /v2/me` for official-API routes, `GET /voyager/api/me` for Voyager ones.
 
 Not learnt: connection/invitation acceptance. Accepting an invitation
 (`POST /voyager/api/relationships/invitations/{id}?action=accept`) names only the
@@ -54,20 +64,29 @@ from proxy.platforms.base import (
     RequestView,
     normalize_path,
 )
+from proxy.platforms.ids import percent_decoded
 from proxy.platforms.jsonbody import dump_json, load_json_object
+from proxy.platforms.routes import (
+    copy_headers,
+    identity_view,
+    refuse_other_methods,
+    route_pattern,
+)
 
 MESSAGE_CREATE = "com.linkedin.voyager.messaging.create.MessageCreate"
 MESSAGING_MEMBER = "com.linkedin.voyager.messaging.MessagingMember"
 
-# URN types whose id is a member/profile id, stripped to that id.
+# URN types whose id is a member/profile id, stripped to that id. The prefix matches in
+# any case (URN schemes and namespaces are case-insensitive, RFC 8141); the id keeps its.
 _PROFILE_URN = re.compile(
-    r"urn:li:(?:person|fs_miniProfile|fsd_profile|fs_profile|fs_normalized_profile):(.+)"
+    r"(?i:urn:li:(?:person|fs_miniProfile|fsd_profile|fs_profile|fs_normalized_profile)):(.+)"
 )
 _CONVERSATION_URN = re.compile(
-    r"urn:li:(?:fs_conversation|messagingThread|msg_thread):(.+)"
+    r"(?i:urn:li:(?:fs_conversation|messagingThread|msg_thread)):(.+)"
     # The messenger ("dash") form names the mailbox owner and the thread.
-    r"|urn:li:msg_conversation:\(urn:li:[A-Za-z_]+:[^,]+,(.+)\)"
+    r"|(?i:urn:li:msg_conversation):\((?i:urn:li):[A-Za-z_]+:[^,]+,(.+)\)"
 )
+_URN_PREFIX = re.compile(r"(?i:urn:li):")
 _ID_CHARS = re.compile(r"[^\s/?#]{1,200}")
 
 OFFICIAL_SEND = "official_send"
@@ -93,64 +112,56 @@ class _Route:
     actions: frozenset[str] | None = None
 
 
-_SEG = r"(?P<id>[^/]+)"
+_CONVERSATIONS = "/voyager/api/messaging/conversations"
 _ROUTES: tuple[_Route, ...] = (
-    _Route(OFFICIAL_SEND, "POST", Kind.DM, re.compile(r"/(?:v2|rest)/messages")),
-    _Route(
-        VOYAGER_CREATE,
-        "POST",
-        Kind.DM,
-        re.compile(r"/voyager/api/messaging/conversations"),
-        frozenset({"create"}),
-    ),
+    _Route(OFFICIAL_SEND, "POST", Kind.DM, route_pattern("/v2/messages", "/rest/messages")),
+    _Route(VOYAGER_CREATE, "POST", Kind.DM, route_pattern(_CONVERSATIONS), frozenset({"create"})),
     _Route(
         VOYAGER_EVENT,
         "POST",
         Kind.DM,
-        re.compile(rf"/voyager/api/messaging/conversations/{_SEG}/events"),
+        route_pattern(_CONVERSATIONS + "/{id}/events"),
         frozenset({"create"}),
     ),
     _Route(
         VOYAGER_DASH_SEND,
         "POST",
         Kind.DM,
-        re.compile(r"/voyager/api/voyagerMessagingDashMessengerMessages"),
-        frozenset({"createMessage"}),
+        route_pattern("/voyager/api/voyagerMessagingDashMessengerMessages"),
+        frozenset({"createmessage"}),
     ),
-    _Route(OFFICIAL_ME, "GET", Kind.SIGNAL, re.compile(r"/(?:v2|rest)/me")),
-    _Route(OFFICIAL_USERINFO, "GET", Kind.SIGNAL, re.compile(r"/v2/userinfo")),
-    _Route(VOYAGER_ME, "GET", Kind.SIGNAL, re.compile(r"/voyager/api/me")),
-    _Route(
-        VOYAGER_CONVERSATIONS,
-        "GET",
-        Kind.SIGNAL,
-        re.compile(r"/voyager/api/messaging/conversations"),
-    ),
-    _Route(
-        VOYAGER_CONVERSATION,
-        "GET",
-        Kind.SIGNAL,
-        re.compile(rf"/voyager/api/messaging/conversations/{_SEG}"),
-    ),
-    _Route(
-        VOYAGER_EVENTS,
-        "GET",
-        Kind.SIGNAL,
-        re.compile(rf"/voyager/api/messaging/conversations/{_SEG}/events"),
-    ),
+    _Route(OFFICIAL_ME, "GET", Kind.SIGNAL, route_pattern("/v2/me", "/rest/me")),
+    _Route(OFFICIAL_USERINFO, "GET", Kind.SIGNAL, route_pattern("/v2/userinfo")),
+    _Route(VOYAGER_ME, "GET", Kind.SIGNAL, route_pattern("/voyager/api/me")),
+    _Route(VOYAGER_CONVERSATIONS, "GET", Kind.SIGNAL, route_pattern(_CONVERSATIONS)),
+    _Route(VOYAGER_CONVERSATION, "GET", Kind.SIGNAL, route_pattern(_CONVERSATIONS + "/{id}")),
+    _Route(VOYAGER_EVENTS, "GET", Kind.SIGNAL, route_pattern(_CONVERSATIONS + "/{id}/events")),
 )
+# Rest.li answers GET (and HEAD) with reads only, never a create: on Voyager's send paths
+# they pass as before (the conversation list and events are signals).
+_VOYAGER_READS = frozenset({"GET", "HEAD"})
 
 
-def _match(req: RequestView, method: str | None) -> tuple[_Route, dict[str, str]] | None:
+def _actions(req: RequestView) -> list[str]:
+    """The Rest.li `action` parameters, lower-cased (a server that folds case must not
+    turn `?action=CREATE` into an unjudged send)."""
+    return [v.lower() for k, v in req.query.items() if k.lower() == "action"]
+
+
+def _match(
+    req: RequestView, method: str | None, kind: Kind | None = None
+) -> tuple[_Route, dict[str, str]] | None:
     path = normalize_path(req.path)
     for route in _ROUTES:
         if method is not None and route.method != method:
             continue
+        if kind is not None and route.kind is not kind:
+            continue
         m = route.pattern.fullmatch(path)
         if m is None:
             continue
-        if route.actions is not None:
-            actions = req.query.getall("action", [])
+        if route.actions is not None and method is not None:
+            actions = _actions(req)
             # Any `create` among repeated actions is judged: which one LinkedIn reads is
             # not documented, and erring towards "a send" is the safe side.
             if actions and not any(a in route.actions for a in actions):
@@ -171,20 +182,22 @@ def member_id(value: Any) -> str | None:
     """A member/profile id in dmgate's form (bare id), or None if `value` is not one."""
     if not isinstance(value, str):
         return None
-    value = value.strip()
+    value = percent_decoded(value.strip()).strip()
     m = _PROFILE_URN.fullmatch(value)
     if m:
-        value = m.group(1)
+        value = m.group(1).strip()
+    else:
+        value = _URN_PREFIX.sub("urn:li:", value, count=1) if _URN_PREFIX.match(value) else value
     return value if _ID_CHARS.fullmatch(value) else None
 
 
 def conversation_id(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
-    value = value.strip()
+    value = percent_decoded(value.strip()).strip()
     m = _CONVERSATION_URN.fullmatch(value)
     if m:
-        value = m.group(1) or m.group(2)
+        value = (m.group(1) or m.group(2)).strip()
     return value if _ID_CHARS.fullmatch(value) else None
 
 
@@ -239,7 +252,13 @@ class LinkedInPlatform(Platform):
 
     def classify(self, req: RequestView) -> Kind:
         match = _match(req, req.method.upper())
-        return match[0].kind if match else Kind.PASSTHROUGH
+        if match:
+            return match[0].kind
+        send_path = _match(req, None, Kind.DM)
+        if send_path:
+            voyager = send_path[0].name != OFFICIAL_SEND
+            refuse_other_methods(req, reads=_VOYAGER_READS if voyager else ())
+        return Kind.PASSTHROUGH
 
     def credential(self, req: RequestView) -> str | None:
         scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
@@ -247,11 +266,36 @@ class LinkedInPlatform(Platform):
             return rest.strip()
         # Voyager: the `li_at` session cookie is the member's login (JSESSIONID is only
         # the CSRF pairing and changes independently).
+        return self._li_at(req)
+
+    def _li_at(self, req: RequestView) -> str | None:
         for header in req.headers.getall("Cookie", []):
             value = _cookie(header, "li_at")
             if value:
                 return value
         return None
+
+    # account_from_request stays None: neither an OAuth token nor the `li_at` cookie
+    # names its member, and a body's `mailboxUrn` is only what the tool claims.
+
+    def whoami(self, req: RequestView) -> RequestView | None:
+        """`GET /v2/me` (official API: the OAuth token) or `GET /voyager/api/me` (Voyager:
+        the session cookies with the CSRF token LinkedIn checks on every call), chosen by
+        the DM request's path."""
+        if not normalize_path(req.path).lower().startswith("/voyager/"):
+            scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
+            if scheme.lower() != "bearer" or not rest.strip():
+                return None
+            return identity_view("/v2/me", copy_headers(req, ["Authorization"]))
+        li_at = self._li_at(req)
+        if li_at is None or self.credential(req) != li_at:
+            return None  # the answer must be about the credential dmgate keys it to
+        names = ["Cookie", "csrf-token", "x-restli-protocol-version"]
+        names += sorted({k.lower() for k in req.headers if k.lower().startswith("x-li-")})
+        # The client's User-Agent too: a session cookie suddenly used by another client
+        # is what LinkedIn's abuse checks look for, and it is no secret.
+        names.append("User-Agent")
+        return identity_view("/voyager/api/me", copy_headers(req, names))
 
     # --- DM requests --------------------------------------------------------------------
 

@@ -14,6 +14,15 @@ lower-cased), because that is all a status text carries (`@user@domain`) and eve
 account object in an answer carries it too. So `Followed(account=<id>, follower=<acct>)`
 and `InboundMessage(account=<id>, sender=<acct>)` line up with `recipients` of a DM.
 
+Spellings. `/api/v1/statuses` is matched in any case and with any format suffix (`.json`,
+`.xml`: Rails routes both to the same action). GET and HEAD there pass (Mastodon serves
+`GET /api/v1/statuses?id[]=…`); other methods are refused (405). A mention is keyed the way
+Mastodon resolves it: username case-folded, domain lower-cased in its IDNA form
+(`@Alice@Example.COM` → `alice@example.com`), and a mention of a local account with the
+instance's own domain is the bare username when the adapter is told that domain
+(`MastodonPlatform(local_domains=…)`; requests do not carry it). Account ids are numbers
+without leading zeros.
+
 The module is pure: it reads the clock for `created_at` in hold answers and nothing else.
 """
 
@@ -22,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -44,15 +53,15 @@ from proxy.platforms.base import (
     RequestView,
     normalize_path,
 )
+from proxy.platforms.ids import canonical_domain, number_or_none
 from proxy.platforms.jsonbody import dump_json, load_json_object
-
-
-def _rails_path(path: str) -> str:
-    """`normalize_path`, and no `.json` format suffix: Rails routes
-    `/api/v1/statuses.json` to the same action."""
-    path = normalize_path(path)
-    return path[: -len(".json")] if path.lower().endswith(".json") else path
-
+from proxy.platforms.routes import (
+    SAFE_READS,
+    copy_headers,
+    identity_view,
+    refuse_other_methods,
+    route_pattern,
+)
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 STATUS_FIELDS = ("status", "visibility", "spoiler_text")
@@ -63,20 +72,25 @@ STATUS_FIELDS = ("status", "visibility", "spoiler_text")
 _MENTION = re.compile(
     r"(?<![/\w])@([a-z0-9_]+(?:[a-z0-9_.-]+[a-z0-9_]+)?)(?:@([\w.-]+\w))?", re.IGNORECASE
 )
-_ID = re.compile(r"[0-9]{1,20}")
 
 
-def normalize_acct(value: str) -> str:
-    """`@Bob@Example.Social` → `bob@example.social`; `@Bob` → `bob`."""
-    return value.strip().lstrip("@").lower()
+def normalize_acct(value: str, local_domains: Collection[str] = ()) -> str:
+    """`@Bob@Example.Social` → `bob@example.social`; `@Bob` → `bob`; `bob@<a local
+    domain>` → `bob` (Mastodon finds local accounts by username, case-insensitively)."""
+    user, _, domain = value.strip().lstrip("@").partition("@")
+    user = user.strip().casefold()
+    if not domain.strip():
+        return user
+    host = canonical_domain(domain)
+    return user if host in local_domains else f"{user}@{host}"
 
 
-def mentions(text: str) -> tuple[str, ...]:
+def mentions(text: str, local_domains: Collection[str] = ()) -> tuple[str, ...]:
     """The accounts a status text mentions, normalised, in order, without repeats."""
     found = []
     for m in _MENTION.finditer(text):
         user, domain = m.group(1), m.group(2)
-        found.append(normalize_acct(f"{user}@{domain}" if domain else user))
+        found.append(normalize_acct(f"{user}@{domain}" if domain else user, local_domains))
     return tuple(dict.fromkeys(found))
 
 
@@ -98,30 +112,34 @@ class _Route:
     pattern: re.Pattern[str]
 
 
+VERIFY_CREDENTIALS_PATH = "/api/v1/accounts/verify_credentials"
+# Rails routes are case-sensitive, but judging a status Mastodon would 404 is harmless;
+# missing one it would accept is not. Every route takes a format suffix (`(.:format)`).
 _ROUTES: tuple[_Route, ...] = (
-    _Route(STATUSES, "POST", Kind.DM, re.compile(r"/api/v1/statuses")),
+    _Route(STATUSES, "POST", Kind.DM, route_pattern("/api/v1/statuses")),
+    _Route(VERIFY_CREDENTIALS, "GET", Kind.SIGNAL, route_pattern(VERIFY_CREDENTIALS_PATH)),
+    _Route(NOTIFICATIONS, "GET", Kind.SIGNAL, route_pattern("/api/v1/notifications")),
     _Route(
-        VERIFY_CREDENTIALS,
+        NOTIFICATION,
         "GET",
         Kind.SIGNAL,
-        re.compile(r"/api/v1/accounts/verify_credentials"),
+        route_pattern("/api/v1/notifications/{id}", params={"id": "[0-9]+"}),
     ),
-    _Route(NOTIFICATIONS, "GET", Kind.SIGNAL, re.compile(r"/api/v1/notifications")),
-    _Route(NOTIFICATION, "GET", Kind.SIGNAL, re.compile(r"/api/v1/notifications/(?P<id>[0-9]+)")),
-    _Route(FOLLOWERS, "GET", Kind.SIGNAL, re.compile(r"/api/v1/accounts/(?P<id>[^/]+)/followers")),
-    _Route(CONVERSATIONS, "GET", Kind.SIGNAL, re.compile(r"/api/v1/conversations")),
+    _Route(FOLLOWERS, "GET", Kind.SIGNAL, route_pattern("/api/v1/accounts/{id}/followers")),
+    _Route(CONVERSATIONS, "GET", Kind.SIGNAL, route_pattern("/api/v1/conversations")),
 )
 
 
-def _match(path: str, method: str | None) -> tuple[_Route, dict[str, str]] | None:
-    normalized = _rails_path(path)
+def _match(
+    path: str, method: str | None, kind: Kind | None = None
+) -> tuple[_Route, dict[str, str]] | None:
+    normalized = normalize_path(path)
     for route in _ROUTES:
         if method is not None and route.method != method:
             continue
-        # Rails routes are case-sensitive, but judging a status Mastodon would 404 is
-        # harmless; missing one it would accept is not.
-        flags = re.IGNORECASE if route.kind is Kind.DM else 0
-        m = re.fullmatch(route.pattern.pattern, normalized, flags)
+        if kind is not None and route.kind is not kind:
+            continue
+        m = route.pattern.fullmatch(normalized)
         if m:
             return route, m.groupdict()
     return None
@@ -287,23 +305,24 @@ def _iso_now() -> str:
 
 
 def _id_of(value: Any) -> str | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    return value if isinstance(value, str) and _ID.fullmatch(value) else None
+    """A Mastodon account id in its one spelling (no leading zeros), else None."""
+    return number_or_none(value, 20)
 
 
-def _acct_of(account: Any) -> str | None:
+def _acct_of(account: Any, local_domains: Collection[str] = ()) -> str | None:
     if not isinstance(account, dict):
         return None
     acct = account.get("acct")
-    return normalize_acct(acct) if isinstance(acct, str) and acct.strip("@ ") else None
+    if not isinstance(acct, str) or not acct.strip("@ "):
+        return None
+    return normalize_acct(acct, local_domains)
 
 
-def _profile(account: Any, key: str | None = None) -> list[Fact]:
+def _profile(account: Any, key: str | None = None, local: Collection[str] = ()) -> list[Fact]:
     """Display name and username of an account object, keyed by its acct (or `key`)."""
     if not isinstance(account, dict):
         return []
-    user = key or _acct_of(account)
+    user = key or _acct_of(account, local)
     names = tuple(
         n
         for k in ("display_name", "username")
@@ -335,9 +354,20 @@ class MastodonPlatform(Platform):
 
     name: ClassVar[str] = "mastodon"
 
+    def __init__(self, local_domains: Collection[str] = ()) -> None:
+        # The instance's own domain(s) (LOCAL_DOMAIN, and WEB_DOMAIN if it differs): a
+        # mention `@alice@<local>` is the local `alice`. Requests do not say which
+        # instance they are for, so this must be told.
+        self.local_domains = frozenset(canonical_domain(d) for d in local_domains if d.strip())
+
     def classify(self, req: RequestView) -> Kind:
         match = _match(req.path, req.method.upper())
-        return match[0].kind if match else Kind.PASSTHROUGH
+        if match:
+            return match[0].kind
+        if _match(req.path, None, Kind.DM):
+            # `GET /api/v1/statuses?id[]=…` reads statuses; anything else is refused.
+            refuse_other_methods(req, reads=SAFE_READS)
+        return Kind.PASSTHROUGH
 
     def credential(self, req: RequestView) -> str | None:
         scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
@@ -345,6 +375,20 @@ class MastodonPlatform(Platform):
             return rest.strip() or None
         # Rails' Doorkeeper also takes the token as a parameter.
         return req.query.get("access_token") or None
+
+    # account_from_request stays None: Mastodon tokens are opaque, nothing in a request
+    # proves whose they are; `whoami` asks the instance.
+
+    def whoami(self, req: RequestView) -> RequestView | None:
+        """`GET /api/v1/accounts/verify_credentials` with the request's token, where it
+        was (the Authorization header or the `access_token` parameter)."""
+        scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() == "bearer" and rest.strip():
+            return identity_view(VERIFY_CREDENTIALS_PATH, copy_headers(req, ["Authorization"]))
+        token = req.query.get("access_token")
+        if token:
+            return identity_view(VERIFY_CREDENTIALS_PATH, query=[("access_token", token)])
+        return None
 
     # --- DM requests --------------------------------------------------------------------
 
@@ -362,7 +406,7 @@ class MastodonPlatform(Platform):
         if not text.strip() and not form.has_media():
             raise BadDMRequest("status is required unless media_ids are attached", 400)
         form.one("spoiler_text")  # a repeat is as ambiguous as a repeated status
-        return ParsedDM(mentions(text), text)
+        return ParsedDM(mentions(text, self.local_domains), text)
 
     def recipients_for(self, dm: ParsedDM, account: str) -> tuple[str, ...]:
         """The mentioned accounts. A direct status mentioning nobody reaches only its
@@ -373,7 +417,7 @@ class MastodonPlatform(Platform):
 
     def replace_text(self, req: RequestView, body: bytes, text: str) -> bytes:
         dm = self.parse_dm(req, body)
-        if set(mentions(text)) != set(dm.recipients):
+        if set(mentions(text, self.local_domains)) != set(dm.recipients):
             # The mentions are the recipients: an edit must not redirect a held DM.
             raise BadDMRequest(
                 "the edited text must mention the same accounts as the original "
@@ -507,8 +551,8 @@ class MastodonPlatform(Platform):
         for n in items:
             if not isinstance(n, dict):
                 continue
-            facts.extend(_profile(n.get("account")))
-            who = _acct_of(n.get("account"))
+            facts.extend(_profile(n.get("account"), local=self.local_domains))
+            who = _acct_of(n.get("account"), self.local_domains)
             if account is None or who is None:
                 continue
             if n.get("type") == "follow":
@@ -528,11 +572,11 @@ class MastodonPlatform(Platform):
         owner = _id_of(params["id"])
         if owner is None or not isinstance(doc, list):
             return []
-        followers = tuple(a for u in doc if (a := _acct_of(u)))
+        followers = tuple(a for u in doc if (a := _acct_of(u, self.local_domains)))
         # Newest first; paging goes down with `max_id` (and up from `min_id`): only a page
         # without either is the top of the list. The Link header is not needed for that.
         first = not (req.query.get("max_id") or req.query.get("min_id"))
-        profiles = [f for u in doc for f in _profile(u)]
+        profiles = [f for u in doc for f in _profile(u, local=self.local_domains)]
         return [FollowerSnapshot(owner, followers, first_page=first), *profiles]
 
     def _learn_conversations(
@@ -549,11 +593,11 @@ class MastodonPlatform(Platform):
             if not isinstance(last, dict) or last.get("visibility") != "direct":
                 continue
             author = last.get("account")
-            who = _acct_of(author)
+            who = _acct_of(author, self.local_domains)
             if who is None or _id_of((author or {}).get("id")) == account:
                 continue
             facts.append(InboundMessage(account, who, _iso(last.get("created_at"))))
-            facts.extend(_profile(author))
+            facts.extend(_profile(author, local=self.local_domains))
         return facts
 
 

@@ -25,7 +25,14 @@ sends inside would otherwise pass unjudged.
 
 The sender is the page (or Instagram account) in the path; for `me`, the account a
 `GET /me` answer taught dmgate for the same access token (`access_token` query parameter or
-`Authorization: Bearer|OAuth`).
+`Authorization: Bearer|OAuth`); `whoami` asks `GET /me?fields=id,name` with that token.
+
+Spellings: path literals (`messages`, the version) match in any case and with an extension;
+Graph's `method` parameter, which overrides the HTTP method (`GET /{page}/messages?method=
+post&recipient=…`), makes a GET a send, judged like one. GET and HEAD on
+`/{id}/messages` otherwise pass (a conversation's messages are read there); other methods
+on a send path are refused (405). Numeric recipient and page ids are judged in Graph's
+reading (`0042`, ` 42`, 42 → `42`); phone numbers as `+` and digits.
 
 Webhooks (`/webhooks/meta`, Messenger and Instagram messaging subscriptions): the
 `hub.challenge` handshake is answered when `hub.verify_token` equals the configured meta
@@ -45,7 +52,7 @@ import json
 import re
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from multidict import CIMultiDictProxy, MultiDictProxy
 
@@ -60,18 +67,27 @@ from proxy.platforms.base import (
     Platform,
     PlatformResponse,
     Profile,
+    RefusedRequest,
     RequestView,
     normalize_path,
 )
+from proxy.platforms.ids import canonical_number, canonical_phone, number_or_none
 from proxy.platforms.jsonbody import dump_json, load_json_object
+from proxy.platforms.routes import (
+    SAFE_READS,
+    copy_headers,
+    identity_view,
+    refuse_other_methods,
+    route_pattern,
+)
 
-_VERSION = r"(?:/v[0-9]+(?:\.[0-9]+)?)?"
-_SEND = re.compile(rf"{_VERSION}/(?P<owner>[^/]+)/messages")
-_ME = re.compile(rf"{_VERSION}/me")
-_CONVERSATIONS = re.compile(rf"{_VERSION}/(?P<owner>[^/]+)/conversations")
-_NODE = re.compile(rf"{_VERSION}/(?P<node>[0-9]{{1,25}})")
+_VERSION = r"(?:/[vV][0-9]+(?:\.[0-9]+)?)?"
+_SEND = route_pattern("/{owner}/messages", prefix=_VERSION)
+_ME = route_pattern("/me", prefix=_VERSION)
+_CONVERSATIONS = route_pattern("/{owner}/conversations", prefix=_VERSION)
+_NODE = route_pattern("/{node}", prefix=_VERSION, params={"node": "[0-9]{1,25}"})
 _BATCH = re.compile(rf"{_VERSION}/?")
-_NUMERIC = re.compile(r"[0-9]{1,25}")
+_MAX_DIGITS = 25
 
 # The send's own fields: each may come once, from one form.
 _FIELDS = ("recipient", "message", "messaging_type", "sender_action", "tag", "persona_id")
@@ -192,12 +208,18 @@ def _recipient(value: Any) -> str:
     if len(kinds) != 1:
         wanted = ", ".join(RECIPIENT_KINDS)
         raise BadDMRequest(f"recipient must have exactly one of {wanted}", 400)
-    raw = recipient[kinds[0]]
+    kind = kinds[0]
+    raw = recipient[kind]
+    if kind == "id":
+        # A PSID/IGSID: one person however it is spelled (`0042`, " 42", 42).
+        return canonical_number(raw, "recipient.id", _MAX_DIGITS)
     if isinstance(raw, int) and not isinstance(raw, bool):
         raw = str(raw)
     if not isinstance(raw, str) or not raw.strip():
-        raise BadDMRequest(f"recipient.{kinds[0]} must be a non-empty string", 400)
-    return RECIPIENT_KINDS[kinds[0]] + raw.strip()
+        raise BadDMRequest(f"recipient.{kind} must be a non-empty string", 400)
+    if kind == "phone_number":
+        return RECIPIENT_KINDS[kind] + canonical_phone(raw, "recipient.phone_number")
+    return RECIPIENT_KINDS[kind] + raw.strip()
 
 
 def _text(message: dict[str, Any]) -> str:
@@ -215,7 +237,15 @@ def _text(message: dict[str, Any]) -> str:
     return text
 
 
+def _overrides(query: MultiDictProxy[str] | list[tuple[str, str]]) -> set[str]:
+    """The methods Graph's `method` parameter asks for (upper case)."""
+    items = query.items() if isinstance(query, MultiDictProxy) else query
+    return {v.strip().upper() for k, v in items if k.lower() == "method"}
+
+
 def _batch_has_send(value: Any) -> bool:
+    """Whether a batch touches a send path with anything but a plain read: a send inside
+    would pass unjudged, and another method there is refused like on its own."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -226,10 +256,13 @@ def _batch_has_send(value: Any) -> bool:
     for item in value:
         if not isinstance(item, dict):
             continue
-        path = "/" + urlsplit(str(item.get("relative_url", ""))).path.lstrip("/")
-        if str(item.get("method", "GET")).upper() == "POST" and _SEND.fullmatch(
-            normalize_path(path)
-        ):
+        url = urlsplit(str(item.get("relative_url", "")))
+        path = normalize_path("/" + unquote(url.path).lstrip("/"))
+        if not _SEND.fullmatch(path):
+            continue
+        methods = {str(item.get("method", "GET")).strip().upper()}
+        methods |= _overrides(parse_qsl(url.query, keep_blank_values=True))
+        if methods - SAFE_READS:
             return True
     return False
 
@@ -245,12 +278,26 @@ class MetaPlatform(Platform):
     def classify(self, req: RequestView) -> Kind:
         path = normalize_path(req.path)
         method = req.method.upper()
-        if method == "POST":
+        overrides = _overrides(req.query) if method in SAFE_READS else set()
+        if method == "POST" or "POST" in overrides:
+            # A real POST is judged whatever `method` says: which one Graph obeys on a
+            # POST is not documented, and a judged read is harmless.
             if _SEND.fullmatch(path):
                 return Kind.DM
             if _BATCH.fullmatch(path):
                 # Batch requests can carry sends: they are opened (and refused if so).
                 return Kind.DM
+            return Kind.PASSTHROUGH
+        if _SEND.fullmatch(path):
+            # GET/HEAD read a conversation's messages (`/{conversation-id}/messages`);
+            # anything else there, or a GET overridden to another method, is refused.
+            if overrides - SAFE_READS:
+                raise RefusedRequest(
+                    f"{method} {req.path} with method={','.join(sorted(overrides))} refused: "
+                    "DM-send paths accept only POST (the send, which dmgate judges)",
+                    405,
+                )
+            refuse_other_methods(req, reads=SAFE_READS)
             return Kind.PASSTHROUGH
         if method == "GET":
             if _ME.fullmatch(path) or _CONVERSATIONS.fullmatch(path):
@@ -270,9 +317,29 @@ class MetaPlatform(Platform):
         return None
 
     def account_from_request(self, req: RequestView) -> str | None:
+        # The page (or Instagram account) in a `/{id}/messages` path: Graph sends as that
+        # page only with a token that may act for it, or refuses, so the path is proof.
         m = _SEND.fullmatch(normalize_path(req.path))
-        if m and _NUMERIC.fullmatch(m.group("owner")):
-            return m.group("owner")
+        return number_or_none(m.group("owner"), _MAX_DIGITS) if m else None
+
+    def whoami(self, req: RequestView) -> RequestView | None:
+        """`GET /me?fields=id,name` (same API version) with the request's token, where it
+        was: the `access_token` query parameter (with `appsecret_proof`/`appsecret_time`,
+        which apps that require them send with every call) or the Authorization header."""
+        version = re.match(r"/[vV][0-9]+(?:\.[0-9]+)?(?=/|$)", normalize_path(req.path))
+        path = (version.group(0) if version else "") + "/me"
+        fields = ("fields", "id,name")
+        token = req.query.get("access_token")
+        if token:
+            proof = [
+                (name, value)
+                for name in ("appsecret_proof", "appsecret_time")
+                if (value := req.query.get(name))
+            ]
+            return identity_view(path, query=[fields, ("access_token", token), *proof])
+        scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() in ("bearer", "oauth") and rest.strip():
+            return identity_view(path, copy_headers(req, ["Authorization"]), [fields])
         return None
 
     # --- DM requests --------------------------------------------------------------------
@@ -407,8 +474,7 @@ class MetaPlatform(Platform):
             return [Identity(uid), *_profile(doc)] if uid else []
         m = _CONVERSATIONS.fullmatch(path)
         if m:
-            owner = m.group("owner")
-            owner = owner if _NUMERIC.fullmatch(owner) else account
+            owner = _id_of(m.group("owner")) or account
             return _learn_conversations(doc, owner)
         if _NODE.fullmatch(path):
             return _profile(doc)
@@ -421,9 +487,8 @@ def _not_a_dm(why: str) -> ParsedDM:
 
 
 def _id_of(value: Any) -> str | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    return value if isinstance(value, str) and _NUMERIC.fullmatch(value) else None
+    """A numeric Graph id in its one spelling, or None (learning never raises)."""
+    return number_or_none(value, _MAX_DIGITS)
 
 
 def _profile(user: Any) -> list[Fact]:

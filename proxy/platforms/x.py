@@ -4,8 +4,13 @@ Request and response shapes follow X's OpenAPI document (v2.167) and X's v1.1 an
 webhook documentation; `research/platform-apis.md` lists the sources. The module is pure:
 it reads the clock for `created_timestamp` in v1.1 hold answers and nothing else.
 
-Not judged: XChat (`/2/chat/conversations/{id}/messages`), whose messages are end-to-end
-encrypted by the client, so there is no text to judge; those requests pass through.
+XChat (`POST /2/chat/conversations/{id}/messages`) is a DM whose text the client encrypts
+end to end: it is judged with `opaque=True` and no text (the policies that need none still
+apply), held and blocked like any DM, and a reviewer cannot edit it. Its `{id}` is the
+recipient's user id, an `A-B` pair, or a group `g{digits}`.
+
+User ids are judged in X's reading: `0042`, ` 42` and the JSON number 42 are user 42, and
+an `A-B` conversation id is each side so, smaller first (`ids.canonical_pair`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from multidict import CIMultiDictProxy, MultiDictProxy
 
 from proxy.platforms.base import (
     BadDMRequest,
+    ConversationMembers,
     Fact,
     Followed,
     FollowerSnapshot,
@@ -40,7 +46,14 @@ from proxy.platforms.base import (
     Unfollowed,
     normalize_path,
 )
+from proxy.platforms.ids import canonical_number, canonical_pair, number_or_none
 from proxy.platforms.jsonbody import dump_json, load_json_object
+from proxy.platforms.routes import (
+    copy_headers,
+    identity_view,
+    refuse_other_methods,
+    route_pattern,
+)
 
 # X answers JSON with this exact type. Block answers use it too (not
 # `application/problem+json`): tweepy parses any body, but twitter-api-v2 (Node) only
@@ -51,12 +64,14 @@ WEBHOOK_SIGNATURE_HEADER = "x-twitter-webhooks-signature"
 
 # User ids: `UserId` in the OpenAPI document.
 _USER_ID = re.compile(r"[0-9]{1,19}")
+_MAX_DIGITS = 19
 # Conversation ids: 1:1 is `{a}-{b}`, a group is one number (the document's
 # `getDirectMessagesEventsByConversationId` pattern; 1-19 digits accepted for groups).
 _ONE_TO_ONE = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")
-_GROUP = re.compile(r"[0-9]{1,19}")
 
 GROUP_PREFIX = "group:"
+# XChat group conversations: `g{digits}` (`sendChatMessage`'s `id` pattern).
+CHAT_GROUP_PREFIX = "g"
 
 
 # --- routes ----------------------------------------------------------------------------
@@ -72,23 +87,20 @@ class _Route:
 
 
 def _route(name: str, method: str, kind: Kind, template: str) -> _Route:
-    parts = re.split(r"\{(\w+)\}", template)
     # Path parameters match any segment so that a DM to a malformed id is still a DM
-    # (and refused by `parse_dm`), never forwarded unjudged.
-    regex = "".join(
-        re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
-    )
-    if template.endswith(".json"):
-        # v1.1 paths match with or without `.json`: judging a DM X would 404 is harmless,
-        # missing one X would accept is not.
-        regex = regex.removesuffix(re.escape(".json")) + r"(?:\.json)?"
-    return _Route(name, method, kind, re.compile(regex), v1=template.startswith("/1.1/"))
+    # (and refused by `parse_dm`), never forwarded unjudged. Literals match in any case
+    # and with any extension (v1.1's `.json`, or `messages.json`): judging a DM X would
+    # 404 is harmless, missing one X would accept is not.
+    pattern = route_pattern(template.removesuffix(".json"))
+    return _Route(name, method, kind, pattern, v1=template.startswith("/1.1/"))
 
 
 DM_WITH = "dm_with_participant"
 DM_CONVERSATION = "dm_conversation"
 DM_GROUP_CREATE = "dm_group_create"
 DM_V1 = "dm_v1_new"
+CHAT_SEND = "chat_send"
+CHAT_CONVERSATION = "chat_conversation"
 USERS_ME = "users_me"
 FOLLOWERS = "followers"
 V1_FOLLOWER_IDS = "v1_follower_ids"
@@ -103,6 +115,7 @@ _ROUTES: tuple[_Route, ...] = (
     _route(DM_CONVERSATION, "POST", Kind.DM, "/2/dm_conversations/{dm_conversation_id}/messages"),
     _route(DM_GROUP_CREATE, "POST", Kind.DM, "/2/dm_conversations"),
     _route(DM_V1, "POST", Kind.DM, "/1.1/direct_messages/events/new.json"),
+    _route(CHAT_SEND, "POST", Kind.DM, "/2/chat/conversations/{id}/messages"),
     _route(USERS_ME, "GET", Kind.SIGNAL, "/2/users/me"),
     _route(FOLLOWERS, "GET", Kind.SIGNAL, "/2/users/{id}/followers"),
     _route(V1_FOLLOWER_IDS, "GET", Kind.SIGNAL, "/1.1/followers/ids.json"),
@@ -113,13 +126,18 @@ _ROUTES: tuple[_Route, ...] = (
     ),
     _route(DM_EVENTS_CONVERSATION, "GET", Kind.SIGNAL, "/2/dm_conversations/{id}/dm_events"),
     _route(V1_DM_LIST, "GET", Kind.SIGNAL, "/1.1/direct_messages/events/list.json"),
+    _route(CHAT_CONVERSATION, "GET", Kind.SIGNAL, "/2/chat/conversations/{id}"),
 )
 
 
-def _match_path(path: str, method: str | None) -> tuple[_Route, dict[str, str]] | None:
+def _match_path(
+    path: str, method: str | None, kind: Kind | None = None
+) -> tuple[_Route, dict[str, str]] | None:
     normalized = normalize_path(path)
     for route in _ROUTES:
         if method is not None and route.method != method:
+            continue
+        if kind is not None and route.kind is not kind:
             continue
         m = route.pattern.fullmatch(normalized)
         if m:
@@ -138,12 +156,39 @@ def _object(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
 
 
 def _user_id(value: Any, what: str) -> str:
-    """A user id as X requires it (a string of 1-19 digits; v1.1 clients send numbers)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        value = str(value)
-    if not isinstance(value, str) or not _USER_ID.fullmatch(value):
-        raise BadDMRequest(f"{what} must be a numeric X user id, got {value!r}", 400)
-    return value
+    """A user id as X reads it (a string of 1-19 digits; v1.1 clients send numbers), in
+    one spelling: no whitespace, no leading zeros."""
+    return canonical_number(value, f"{what} (an X user id)", _MAX_DIGITS)
+
+
+def _conversation(value: str) -> tuple[tuple[str, ...], str]:
+    """The recipients and canonical id of a v2 DM conversation: `A-B` names both users
+    (the sender is dropped later), a number is a group."""
+    if "-" in value:
+        pair = canonical_pair(value, "dm_conversation_id", _MAX_DIGITS)
+        return tuple(dict.fromkeys(pair)), "-".join(pair)
+    try:
+        group = canonical_number(value, "dm_conversation_id", _MAX_DIGITS)
+    except BadDMRequest:
+        raise BadDMRequest(
+            f"dm_conversation_id must be '{{id}}-{{id}}' or a numeric group id, got {value!r}",
+            400,
+        ) from None
+    return (GROUP_PREFIX + group,), group
+
+
+def _chat_conversation(value: str) -> tuple[tuple[str, ...], str | None]:
+    """XChat's conversation `id`: the recipient's user id (X builds the 1:1 conversation
+    from it and the caller), an `A-B` pair, or a group `g{digits}` (no recipients: the
+    proxy resolves the members it learnt, else the group id stands for them)."""
+    value = value.strip()
+    if "-" in value:
+        pair = canonical_pair(value, "chat conversation id", _MAX_DIGITS)
+        return tuple(dict.fromkeys(pair)), "-".join(pair)
+    if value[:1] in ("g", "G"):
+        group = canonical_number(value[1:], "chat group conversation id", _MAX_DIGITS)
+        return (), CHAT_GROUP_PREFIX + group
+    return (_user_id(value, "chat conversation id"),), None
 
 
 def _message_text(message: dict[str, Any], where: str, attachment_key: str = "attachments") -> str:
@@ -162,6 +207,17 @@ def _message_text(message: dict[str, Any], where: str, attachment_key: str = "at
     except UnicodeEncodeError as exc:
         raise BadDMRequest(f"{where}text is not valid Unicode (lone surrogate)", 400) from exc
     return text
+
+
+def _chat_body(doc: dict[str, Any]) -> None:
+    """`SendChatMessageRequest`: `message_id` and `encoded_message_create_event` are
+    required strings (the encrypted message itself dmgate cannot read)."""
+    for key in ("message_id", "encoded_message_create_event"):
+        if not isinstance(doc.get(key), str) or not doc[key]:
+            raise BadDMRequest(f"{key} is required and must be a non-empty string", 400)
+    for key in ("conversation_token", "encoded_message_event_signature"):
+        if key in doc and not isinstance(doc[key], str):
+            raise BadDMRequest(f"{key} must be a string", 400)
 
 
 def _check_content_type(req: RequestView) -> None:
@@ -201,17 +257,14 @@ def _iso(value: Any) -> datetime | None:
 
 
 def _id_of(value: Any) -> str | None:
-    """A numeric id from a JSON string/number, else None (learners never raise)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if isinstance(value, str) and _USER_ID.fullmatch(value):
-        return value
-    return None
+    """A numeric id from a JSON string/number, canonical, else None (learners never
+    raise)."""
+    return number_or_none(value, _MAX_DIGITS)
 
 
 def _pair_id(a: str, b: str) -> str:
     """X's 1:1 conversation id: the two user ids, smaller first."""
-    if a.isdigit() and b.isdigit():
+    if _USER_ID.fullmatch(a) and _USER_ID.fullmatch(b):
         lo, hi = sorted((a, b), key=int)
     else:
         lo, hi = sorted((a, b))
@@ -257,7 +310,12 @@ class XPlatform(Platform):
 
     def classify(self, req: RequestView) -> Kind:
         match = _match_path(req.path, req.method.upper())
-        return match[0].kind if match else Kind.PASSTHROUGH
+        if match:
+            return match[0].kind
+        if _match_path(req.path, None, Kind.DM):
+            # X serves nothing but the send (POST) on its DM-send paths.
+            refuse_other_methods(req)
+        return Kind.PASSTHROUGH
 
     def credential(self, req: RequestView) -> str | None:
         auth = req.headers.get("Authorization", "").strip()
@@ -268,11 +326,21 @@ class XPlatform(Platform):
 
     def account_from_request(self, req: RequestView) -> str | None:
         # OAuth 1.0a access tokens are `{user id}-{random}` (tweepy relies on this too).
+        # Trustworthy: X issues the token and acts as exactly that user or refuses the
+        # request (401), so a made-up prefix can only name a sender whose DM X rejects.
         token = self._oauth1_token(req)
         if token is None or "-" not in token:
             return None
-        user_id = token.split("-", 1)[0]
-        return user_id if _USER_ID.fullmatch(user_id) else None
+        return _id_of(token.split("-", 1)[0])
+
+    def whoami(self, req: RequestView) -> RequestView | None:
+        """`GET /2/users/me` with the request's OAuth 2.0 bearer token. None for OAuth
+        1.0a: its signature covers the method and URL, so the header cannot be replayed on
+        another call, and the token names its user already (`account_from_request`)."""
+        scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not rest.strip():
+            return None
+        return identity_view("/2/users/me", copy_headers(req, ["Authorization"]))
 
     def _oauth1_token(self, req: RequestView) -> str | None:
         auth = req.headers.get("Authorization", "").strip()
@@ -302,21 +370,16 @@ class XPlatform(Platform):
             recipient = _user_id(params["participant_id"], "participant_id")
             return ParsedDM((recipient,), _message_text(doc, ""), account_hint=hint)
         if route.name == DM_CONVERSATION:
-            conversation = params["dm_conversation_id"]
             text = _message_text(doc, "")
-            pair = _ONE_TO_ONE.fullmatch(conversation)
-            if pair:
-                # The sender is one of the two; `recipients_for` drops it once known.
-                recipients = tuple(dict.fromkeys(pair.groups()))
-            elif _GROUP.fullmatch(conversation):
-                recipients = (GROUP_PREFIX + conversation,)
-            else:
-                raise BadDMRequest(
-                    f"dm_conversation_id must be '{{id}}-{{id}}' or a numeric group id, "
-                    f"got {conversation!r}",
-                    400,
-                )
+            # For `A-B` the sender is one of the two; `recipients_for` drops it once known.
+            recipients, conversation = _conversation(params["dm_conversation_id"])
             return ParsedDM(recipients, text, account_hint=hint, conversation_id=conversation)
+        if route.name == CHAT_SEND:
+            _chat_body(doc)
+            recipients, conversation = _chat_conversation(params["id"])
+            return ParsedDM(
+                recipients, "", account_hint=hint, conversation_id=conversation, opaque=True
+            )
         if route.name == DM_GROUP_CREATE:
             ids = doc.get("participant_ids")
             if not isinstance(ids, list) or not ids:
@@ -346,6 +409,12 @@ class XPlatform(Platform):
     def replace_text(self, req: RequestView, body: bytes, text: str) -> bytes:
         self.parse_dm(req, body)  # the same validation, so the edit lands in a sane body
         route, _ = self._dm_route(req)
+        if route.name == CHAT_SEND:
+            raise BadDMRequest(
+                "XChat messages are end-to-end encrypted: dmgate cannot edit their text; "
+                "approve the message unedited or reject it",
+                422,
+            )
         doc = load_json_object(body)
         if route.name == DM_V1:
             message = doc["event"]["message_create"]["message_data"]
@@ -372,6 +441,15 @@ class XPlatform(Platform):
         name = match[0].name if match else DM_WITH
         marker = {"hold_id": hold_id, "status": "pending"}
         event_id = _synthetic_id(hold_id, "dm_event")
+        if name == CHAT_SEND:
+            # `sendChatMessage` answers 201 `{"data": {"encoded_message_event"}}`, a base64
+            # Thrift event dmgate cannot build: a stable base64 stand-in per hold.
+            encoded = base64.b64encode(f"dmgate:hold:{hold_id}:{event_id}".encode()).decode()
+            return PlatformResponse(
+                201,
+                {"data": {"encoded_message_event": encoded}, "dmgate": marker},
+                content_type=JSON_CONTENT_TYPE,
+            )
         if name == DM_V1:
             event = {
                 "type": "message_create",
@@ -426,6 +504,22 @@ class XPlatform(Platform):
             return []
         route, params = match
         return _LEARNERS[route.name](self, req, params, account, doc)
+
+    def _learn_chat_conversation(
+        self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
+    ) -> list[Fact]:
+        """`GET /2/chat/conversations/{id}`: the members of an XChat group, so a send to
+        `g{digits}` is judged against the people in it."""
+        path_id = params["id"].strip()
+        if path_id[:1] not in ("g", "G") or not isinstance(doc.get("data"), dict):
+            return []
+        group = _id_of(path_id[1:])
+        data = doc["data"]
+        ids = data.get("member_ids") or data.get("participant_ids") or []
+        members = tuple(dict.fromkeys(i for x in ids if (i := _id_of(x))))
+        if group is None or not members:
+            return []
+        return [ConversationMembers(CHAT_GROUP_PREFIX + group, members)]
 
     def _learn_me(
         self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
@@ -576,6 +670,7 @@ _LEARNERS: dict[str, Learner] = {
     DM_EVENTS_WITH: XPlatform._learn_dm_events,
     DM_EVENTS_CONVERSATION: XPlatform._learn_dm_events,
     V1_DM_LIST: XPlatform._learn_v1_dm_list,
+    CHAT_CONVERSATION: XPlatform._learn_chat_conversation,
 }
 
 

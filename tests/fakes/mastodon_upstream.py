@@ -187,8 +187,10 @@ class FakeMastodon:
 
     def _caller(self, request: web.Request) -> str | web.Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or token not in self.tokens or token in self.reject_tokens:
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        # Doorkeeper also takes the token as the `access_token` parameter.
+        token = token or request.query.get("access_token", "")
+        if token not in self.tokens or token in self.reject_tokens:
             return _error(401, "The access token is invalid")
         return self.tokens[token]
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 
 @dataclass(frozen=True)
@@ -120,3 +121,16 @@ class FakeAppThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def ask(app: web.Application, view: Any) -> tuple[int, bytes]:
+    """Send an adapter's `RequestView` (a `whoami` view) to a fake's `app()` in this event
+    loop, exactly as the view says (method, path, query, headers); the status and body."""
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.request(
+            view.method,
+            view.path,
+            params=list(view.query.items()),
+            headers=list(view.headers.items()),
+        )
+        return resp.status, await resp.read()

@@ -50,6 +50,8 @@ X_MULTI = ("one", "two")
 
 _ID = re.compile(r"[0-9]{1,19}")
 _PAIR = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")
+# `sendChatMessage`'s `id`: the recipient's user id, a 1:1 pair, or a group `g{digits}`.
+_CHAT_ID = re.compile(r"^([0-9]{1,19}|[0-9]{1,19}-[0-9]{1,19}|g[0-9]{1,19})$")
 _CONVERSATION = re.compile(r"[0-9]{1,19}-[0-9]{1,19}|[0-9]{15,19}")
 _PAGE_TOKEN = re.compile(r"PT([0-9]{16})")
 JSON_TYPE = "application/json; charset=utf-8"
@@ -91,6 +93,16 @@ _MESSAGE_REQUEST: dict[str, Any] = {
 SCHEMAS: dict[str, dict[str, Any]] = {
     "CreateDirectMessagesByParticipantIdRequest": _MESSAGE_REQUEST,
     "CreateDirectMessagesByConversationIdRequest": _MESSAGE_REQUEST,
+    "SendChatMessageRequest": {
+        "type": "object",
+        "required": ["message_id", "encoded_message_create_event"],
+        "properties": {
+            "conversation_token": {"type": "string"},
+            "encoded_message_create_event": {"type": "string"},
+            "encoded_message_event_signature": {"type": "string"},
+            "message_id": {"type": "string"},
+        },
+    },
     "CreateDirectMessagesConversationRequest": {
         "type": "object",
         "required": ["conversation_type", "participant_ids", "message"],
@@ -173,7 +185,9 @@ class FakeMessage:
     created_at: datetime
     participant_ids: tuple[str, ...]
     media_ids: tuple[str, ...] = ()
-    api: str = "state"  # "v2" / "v1.1" when sent through the fake's API
+    api: str = "state"  # "v2" / "v1.1" / "xchat" when sent through the fake's API
+    # XChat: the client's encrypted event (`text` is "": the fake cannot read it either)
+    encoded_event: str = ""
 
     def recipient_id(self) -> str | None:
         others = [p for p in self.participant_ids if p != self.sender_id]
@@ -204,6 +218,8 @@ class FakeX:
         self.messages: list[FakeMessage] = []  # every DM, sent or put here by a test
         self.sent: list[FakeMessage] = []  # DMs that arrived through the send endpoints
         self.groups: dict[str, tuple[str, ...]] = {}  # group conversation id -> participants
+        # XChat groups (`g{digits}`) -> participants; a send to an unknown group is refused.
+        self.chat_groups: dict[str, tuple[str, ...]] = {}
         # OAuth 1.0a signature checking, opt-in per consumer key (see `add_oauth1_client`).
         self.oauth1_consumers: dict[str, str] = {}  # consumer key -> consumer secret
         self.oauth1_token_secrets: dict[str, str] = {}  # access token -> token secret
@@ -280,6 +296,7 @@ class FakeX:
         r.add_post("/2/dm_conversations/{dm_conversation_id}/messages", self._dm_conversation)
         r.add_post("/2/dm_conversations", self._dm_group_create)
         r.add_post("/1.1/direct_messages/events/new.json", self._v1_dm_new)
+        r.add_post("/2/chat/conversations/{id}/messages", self._chat_send)
         r.add_get("/2/users/me", self._users_me)
         r.add_get("/2/users/{id}/followers", self._followers)
         r.add_get("/1.1/followers/ids.json", self._v1_follower_ids)
@@ -484,6 +501,58 @@ class FakeX:
             "v2", conversation, caller["id"], participants, *_content(doc["message"])
         )
         return _created(message)
+
+    # --- XChat send (encrypted) ---------------------------------------------------------
+
+    async def _chat_send(self, request: web.Request) -> web.Response:
+        """`sendChatMessage`: 201 `{"data": {"encoded_message_event"}}`. Recorded in `sent`
+        (api "xchat", no text) like every send, so tests can see what arrived."""
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
+        target = request.match_info["id"]
+        if not _CHAT_ID.fullmatch(target):
+            return _invalid_request(
+                [f"The `id` path parameter value [{target}] does not match {_CHAT_ID.pattern}"]
+            )
+        doc = await _json_body(request)
+        if isinstance(doc, web.Response):
+            return doc
+        errors = schema_errors(doc, SCHEMAS["SendChatMessageRequest"])
+        if errors:
+            return _invalid_request(errors)
+        me = caller["id"]
+        pair = _PAIR.fullmatch(target)
+        if target.startswith("g"):
+            participants = self.chat_groups.get(target, ())
+            conversation = target
+        elif pair:
+            participants = pair.groups()
+            conversation = _pair(*participants)
+        else:  # the recipient's user id: X builds the 1:1 conversation with the caller
+            participants = (me, target)
+            conversation = _pair(me, target)
+        if me not in participants:
+            return _problem(
+                403,
+                "Forbidden",
+                "You are not a participant in this conversation.",
+                "about:blank",
+            )
+        message = FakeMessage(
+            id=self.new_id(),
+            conversation_id=conversation,
+            sender_id=me,
+            text="",
+            created_at=datetime.now(UTC),
+            participant_ids=tuple(participants),
+            api="xchat",
+            encoded_event=doc["encoded_message_create_event"],
+        )
+        self.sent.append(message)  # not in `messages`: DM lookups never show XChat
+        event = {"id": message.id, "conversation_id": conversation, "sender_id": me}
+        encoded = base64.b64encode(json.dumps(event).encode()).decode()
+        return _json({"data": {"encoded_message_event": encoded}}, status=201)
 
     # --- v1.1 DM send ------------------------------------------------------------------
 

@@ -97,7 +97,7 @@ def test_sends_are_dms(path):
 @pytest.mark.parametrize(
     "method,path",
     [
-        ("GET", "/xrpc/chat.bsky.convo.sendMessage"),
+        # GET on a send NSID is refused now (test_platform_bluesky_hardening.py).
         ("POST", "/xrpc/chat.bsky.convo.deleteMessageForSelf"),
         ("POST", "/xrpc/chat.bsky.convo.addReaction"),
         ("POST", "/xrpc/chat.bsky.convo.updateRead"),

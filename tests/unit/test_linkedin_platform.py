@@ -108,7 +108,7 @@ def test_sends_are_dms(method: str, path: str, query: list[tuple[str, str]]) -> 
 @pytest.mark.parametrize(
     ("method", "path", "query"),
     [
-        ("GET", "/v2/messages", []),
+        # GET on the official send path is refused (test_platform_linkedin_hardening.py).
         ("POST", "/v2/messagesX", []),
         ("POST", "/v2/messages/123", []),
         ("POST", "/v3/messages", []),

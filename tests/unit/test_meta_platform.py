@@ -113,7 +113,7 @@ def test_sends_are_dms(path: str) -> None:
         ("POST", f"/v21.0/{PAGE}/feed", []),
         ("POST", "/me/message_attachments", []),
         ("POST", "/me/messenger_profile", []),
-        ("DELETE", "/me/messages", []),
+        # DELETE on a send path is refused now (test_platform_meta_hardening.py).
         ("GET", f"/v21.0/{PAGE}", [("fields", "about,likes")]),
         ("GET", "/v21.0/me/accounts", []),
     ],

@@ -170,14 +170,11 @@ def test_follower_identity_and_dm_lookups_are_signals(path: str) -> None:
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("GET", "/2/dm_conversations/with/123/messages"),  # a DM path, not a send
-        ("GET", "/2/dm_conversations"),
-        ("PUT", "/2/dm_conversations/with/123/messages"),
+        # Other methods on DM-send paths are refused (test_platform_x_hardening.py).
         ("DELETE", "/2/dm_events/123"),
         ("GET", "/2/dm_events/123"),
         ("POST", "/2/dm_conversations/with/123/dm_events"),  # lookup path, not a send
         ("POST", "/2/dm_conversations/with/123/messages/extra"),
-        ("POST", "/2/DM_conversations/with/123/messages"),  # X paths are case-sensitive
         ("POST", "/2/dm_conversations/with/123"),
         ("POST", "/2/tweets"),
         ("POST", "/2/users/me"),
@@ -185,8 +182,10 @@ def test_follower_identity_and_dm_lookups_are_signals(path: str) -> None:
         ("GET", "/2/users/123/following"),
         ("GET", "/1.1/direct_messages/events/show.json"),
         ("POST", "/1x1/direct_messages/events/new.json"),
-        # XChat's encrypted messages: the proxy cannot read them (see the module notes).
-        ("POST", "/2/chat/conversations/123/messages"),
+        # XChat calls that send no message.
+        ("POST", "/2/chat/conversations/123/typing"),
+        ("POST", "/2/chat/conversations/123/keys"),
+        ("POST", "/2/chat/conversations/group/initialize"),
     ],
 )
 def test_near_misses_pass_through(method: str, path: str) -> None:
