@@ -260,7 +260,7 @@ class FirstContactPitch:
         history = await signals.contact_history(
             message.platform, message.account, message.recipients, now, since=now, cap=0
         )
-        if not history.first_contacts:
+        if not history.first_contacts or message.opaque:  # encrypted: no text to read
             return None
         findings = self.detector.inspect(message.text)
         if not is_pitch(findings, self.config.match):

@@ -42,6 +42,9 @@ class OutboundMessage:
     # Display names / handles of the recipients when known, so "Hi Anna," and "Hi Ben,"
     # normalise to the same template.
     recipient_names: tuple[str, ...] = ()
+    # The text is end-to-end encrypted (X's XChat): `text` is "", and the policies that
+    # read text (template_reuse, first_contact_pitch) cannot judge it.
+    opaque: bool = False
 
 
 @dataclass(frozen=True)

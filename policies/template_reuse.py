@@ -237,6 +237,8 @@ class TemplateReuse:
     async def evaluate(
         self, message: OutboundMessage, signals: Signals, now: datetime
     ) -> str | None:
+        if message.opaque:  # encrypted (XChat): no text to compare
+            return None
         cfg = self.config
         fp = fingerprint(
             message.text,

@@ -11,6 +11,7 @@ from aiohttp import web
 from proxy.crypto import Keyring
 from proxy.forward import Forwarder
 from proxy.forward_mode.certs import LeafCertificates
+from proxy.identity import SenderIdentities
 from proxy.metrics import Metrics
 from proxy.platforms.base import Platform
 from proxy.policy_loader import PolicyHolder
@@ -34,6 +35,7 @@ class Context:
     review_tokens: list[tuple[str, str]] = field(default_factory=list)
     notify_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     unanswered: UnansweredSends = field(default_factory=UnansweredSends)
+    identities: SenderIdentities = field(default_factory=SenderIdentities)
 
 
 CTX = web.AppKey("dmgate_context", Context)

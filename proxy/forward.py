@@ -21,6 +21,7 @@ from yarl import URL
 
 from proxy.errors import BadRequest, UpstreamTimeout, UpstreamUnavailable
 from proxy.metrics import Metrics
+from proxy.refusals import MethodOverride, checked_form_stream, form_kind
 from proxy.settings import Route
 
 # RFC 9110 §7.6.1, plus the proxy ones every proxy drops.
@@ -207,8 +208,12 @@ class Forwarder:
     async def stream(
         self, request: web.Request, route: str, url: URL, host: str | None = None
     ) -> web.StreamResponse:
-        """Pass a request through and stream the answer back."""
-        data = request.content if request.body_exists else None
+        """Pass a request through and stream the answer back. A form body is watched for a
+        `_method` field on the way (refusals.checked_form_stream)."""
+        data: Any = None
+        if request.body_exists:
+            kind = form_kind(request.headers.get("Content-Type"))
+            data = request.content if kind is None else checked_form_stream(request.content, kind)
         headers = request_headers_for_upstream(request.headers)
         async with await self.send(route, request.method, url, headers, data, host) as upstream:
             return await relay_response(request, upstream, route=route)
@@ -235,6 +240,8 @@ class upstream_errors:  # lower case: used like a function, `with upstream_error
                 f"the upstream{name} did not answer in time", route=self.route
             ) from exc
         if isinstance(exc, aiohttp.ClientError):
+            if isinstance(exc.__cause__, MethodOverride):
+                raise exc.__cause__  # the body stream stopped: the tool's request is refused
             raise UpstreamUnavailable(
                 f"could not reach the upstream{name}: {type(exc).__name__}", route=self.route
             ) from exc

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
-import json
 import time
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
-from aiohttp import StreamReader, web
+from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from policies.model import Action, Decision, OutboundMessage
+from policies.model import Action, Decision, Mode, OutboundMessage, PolicyMatch
 from proxy import holds
 from proxy.context import CTX, Context
 from proxy.errors import (
     BadRequest,
+    DMGateError,
+    MethodNotAllowed,
     PayloadTooLarge,
     PolicyFailure,
+    RequestTimeout,
     StoreUnavailable,
     UnsupportedMediaType,
 )
@@ -32,6 +36,7 @@ from proxy.forward import (
     upstream_errors,
 )
 from proxy.holds import DECISION_HEADER
+from proxy.identity import Sender
 from proxy.ids import new_id
 from proxy.platforms.base import (
     BadDMRequest,
@@ -40,15 +45,28 @@ from proxy.platforms.base import (
     ParsedDM,
     Platform,
     PlatformResponse,
+    RefusedRequest,
     RequestView,
 )
+from proxy.refusals import (
+    MethodOverride,
+    body_has_override,
+    check_request_head,
+    decoded_body,
+    form_kind,
+)
 from proxy.routing import Target, resolve
-from proxy.store.holds import PENDING, DecisionRecord
+from proxy.store.holds import PENDING, REJECTED, SEND_FAILED, DecisionRecord, overruled
+from proxy.streams import read_capped
 from proxy.unanswered import Answer
 
 log = structlog.get_logger("dmgate")
 
-ACCOUNT_HEADER = "DMGate-Account"
+# The policy names of dmgate's own verdicts, beside the policy file's.
+IDENTITY_POLICY = "sender_identity"
+REVIEW_POLICY = "review"
+# No platform delivers a longer DM (X's limit); beyond it the text is not judged further.
+MAX_JUDGED_TEXT = 10_000
 # Signal answers larger than this are passed through without being learnt from.
 MAX_SIGNAL_BODY = 8 * 1024 * 1024
 
@@ -56,9 +74,17 @@ MAX_SIGNAL_BODY = 8 * 1024 * 1024
 async def handle(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
     target = resolve(request, ctx.settings)
+    refused = check_request_head(request.method, request.headers, request.query_string)
+    if refused is not None:
+        ctx.metrics.refused_requests.labels(target.route_name, refused[0]).inc()
+        raise (MethodOverride if refused[0] == "method_override" else BadRequest)(refused[1])
     platform = ctx.platforms.get(target.route.platform)
     view = RequestView(request.method, target.path, request.query, request.headers)
-    kind = platform.classify(view) if platform else Kind.PASSTHROUGH
+    try:
+        kind = platform.classify(view) if platform else Kind.PASSTHROUGH
+    except RefusedRequest as exc:
+        ctx.metrics.refused_requests.labels(target.route_name, "dm_path_method").inc()
+        raise MethodNotAllowed(f"{platform.name if platform else ''}: {exc}") from None
     if kind is not Kind.DM:  # a DM candidate is counted once its body has been read
         ctx.metrics.requests.labels(target.route_name, kind.value).inc()
     if kind is Kind.DM:
@@ -87,39 +113,6 @@ def public_url(request: web.Request, ctx: Context, target: Target) -> str:
         return f"https://{target.host}"
     base = ctx.settings.public_url or f"{request.scheme}://{request.host}"
     return f"{base.rstrip('/')}/{target.route_name}"
-
-
-# --- who is sending -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sender:
-    account: str
-    credential_hash: str | None
-    identified: bool  # False: `account` is a stand-in (the keyed credential hash)
-
-
-async def identify_sender(
-    ctx: Context, platform: Platform, view: RequestView, hint: str | None = None
-) -> Sender:
-    """Who is sending. Order: the tool's `DMGate-Account` header, what the request names
-    itself (OAuth 1.0a token, a DM body naming its sender), the account a `me` answer
-    taught us for this credential, and last the keyed credential hash itself, so a DM from
-    an unknown sender is still judged."""
-    credential = platform.credential(view)
-    cred_hash = ctx.keyring.credential_hash(credential) if credential else None
-    explicit = view.headers.get(ACCOUNT_HEADER, "").strip()
-    if explicit:
-        return Sender(explicit, cred_hash, True)
-    named = hint or platform.account_from_request(view)
-    if named:
-        return Sender(named, cred_hash, True)
-    if cred_hash:
-        known = await ctx.store.signals.account_for_credential(platform.name, cred_hash)
-        if known:
-            return Sender(known, cred_hash, True)
-        return Sender(f"credential:{cred_hash[:16]}", cred_hash, False)
-    return Sender("anonymous", None, False)
 
 
 # --- signals --------------------------------------------------------------------------
@@ -160,8 +153,8 @@ async def _learn_from_signal(
             resp.headers.popall("Content-Encoding", None)  # sent decoded
     try:
         if decoded is not None:
-            sender = await identify_sender(ctx, platform, view)
-            account = sender.account if sender.identified else None
+            sender = await ctx.identities.identify(ctx, None, platform, view)
+            account = sender.account if sender.verified else None
             facts = platform.learn(view, account, upstream.status, decoded)
             await ctx.store.signals.record_facts(
                 platform.name, facts, datetime.now(UTC), sender.credential_hash, source="traffic"
@@ -192,51 +185,89 @@ def _decoded(body: bytes, encoding: str) -> bytes | None:
 # --- DMs ------------------------------------------------------------------------------
 
 
-async def read_capped(stream: StreamReader, limit: int) -> bytes | None:
-    """The whole body, or None as soon as it exceeds `limit` (what was read is lost, so
-    only use this where the caller then refuses the request or has kept a copy)."""
-    body = bytearray()
-    async for chunk in stream.iter_any():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
-async def read_dm_body(request: web.Request, limit: int) -> bytes:
-    """The whole DM body, or 413 as soon as it is known to exceed `limit`."""
+async def read_dm_body(request: web.Request, limit: int, within: float) -> bytes:
+    """The whole DM body, or 413 as soon as it is known to exceed `limit`, or 408 when it
+    has not arrived `within` seconds (a client trickling bytes must not hold a judge)."""
     too_large = PayloadTooLarge(f"DM request bodies are limited to {limit} bytes", limit=limit)
     if request.content_length is not None and request.content_length > limit:
         raise too_large
-    body = await read_capped(request.content, limit)
+    try:
+        async with asyncio.timeout(within):
+            body = await read_capped(request.content, limit)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the DM body did not arrive within {within:g} s (DMGATE_CLIENT_BODY_TIMEOUT); "
+            "it was not forwarded"
+        ) from None
     if body is None:
         raise too_large
     return body
 
 
-def dedupe_key(platform: str, account: str, recipients: tuple[str, ...], text: str) -> str:
-    material = json.dumps([platform, account, sorted(recipients), text]).encode()
-    return hashlib.sha256(material).hexdigest()
+def _identity_match(ctx: Context, sender: Sender) -> PolicyMatch:
+    """Fail closed: a DM whose sender could not be verified is held for a person."""
+    what = (
+        "no credential dmgate can read"
+        if sender.credential_hash is None
+        else ("the platform did not say whose credential this is")
+    )
+    return PolicyMatch(
+        IDENTITY_POLICY,
+        Action.HOLD,
+        ctx.policies.engine.config.mode,
+        f"{IDENTITY_POLICY}: the sending account could not be verified ({what})",
+    )
+
+
+def _with_match(decision: Decision, match: PolicyMatch) -> Decision:
+    matches = (*decision.matches, match)
+    enforced = [m.action for m in matches if m.mode is Mode.ENFORCE]
+    return replace(
+        decision,
+        action=max(enforced, key=lambda a: a.severity, default=Action.ALLOW),
+        would_action=max((m.action for m in matches), key=lambda a: a.severity),
+        matches=matches,
+    )
 
 
 async def _judge_dm(
     request: web.Request, ctx: Context, target: Target, platform: Platform, view: RequestView
 ) -> web.StreamResponse:
-    body = await read_dm_body(request, ctx.settings.max_dm_body)
+    settings = ctx.settings
     try:
-        dm = platform.parse_dm(view, body)
+        body = await read_dm_body(
+            request, settings.max_dm_body, settings.client_body_timeout.total_seconds()
+        )
+        # Judged as the platform will read it; forwarded as the tool sent it.
+        readable = decoded_body(body, request.headers.get("Content-Encoding"), settings.max_dm_body)
+        kind = form_kind(request.headers.get("Content-Type"))
+        if kind is not None and body_has_override(readable, kind):
+            raise MethodOverride(
+                "a _method form field is refused: the upstream could act on another method "
+                "than the one dmgate judged"
+            )
+        dm = platform.parse_dm(view, readable)
     except NotADirectMessage:
         ctx.metrics.requests.labels(target.route_name, Kind.PASSTHROUGH.value).inc()
         return await _forward_dm(request, ctx, target, body, decision=None)
     except BadDMRequest as exc:
         ctx.metrics.requests.labels(target.route_name, Kind.DM.value).inc()
+        ctx.metrics.refused_requests.labels(target.route_name, "bad_dm").inc()
         err = UnsupportedMediaType if exc.status == 415 else BadRequest
         raise err(f"{platform.name} DM request not forwarded: {exc}") from None
+    except DMGateError as exc:
+        ctx.metrics.requests.labels(target.route_name, Kind.DM.value).inc()
+        reason = "body_timeout" if isinstance(exc, RequestTimeout) else "bad_dm"
+        ctx.metrics.refused_requests.labels(target.route_name, reason).inc()
+        raise
     ctx.metrics.requests.labels(target.route_name, Kind.DM.value).inc()
     try:
-        message = await _message(ctx, target, platform, view, dm)
+        message, sender = await _message(ctx, target, platform, view, dm)
+        ctx.metrics.sender_identity.labels(platform.name, sender.source).inc()
         account, recipients = message.account, message.recipients
-        key = dedupe_key(platform.name, account, recipients, dm.text)
+        # An encrypted text says nothing: the request's bytes tell one DM from another.
+        text_key = dm.text if not dm.opaque else "opaque:" + hashlib.sha256(body).hexdigest()
+        key = holds.dedupe_key(platform.name, account, recipients, text_key)
         now = datetime.now(UTC)
 
         replay = await ctx.unanswered.previous(key)
@@ -246,21 +277,17 @@ async def _judge_dm(
             _log_retry(ctx, message, "retry of a send whose answer the tool did not get")
             return await _answer_tool(request, ctx, key, replay, "allow")
         earlier = await ctx.store.holds.earlier_for_same_dm(key)
-        if earlier is not None and earlier["status"] == PENDING:
-            # A retry of a held DM: the same hold, and the policies do not count it again.
-            _log_retry(ctx, message, "retry of an existing hold", earlier["id"], earlier["id"])
-            return holds.hold_answer(ctx, earlier)
-        if earlier is not None and await ctx.store.holds.take_failed_retry(earlier["id"], now):
-            _log_retry(ctx, message, "retry of an approved hold whose send failed", earlier["id"])
-            response = await _forward_dm(request, ctx, target, body, decision="allow")
-            if 200 <= response.status < 300:
-                await holds.note_reached(ctx, message.platform, message.account, recipients)
-            return response
+        if earlier is not None:
+            answer = await _repeat_of_reviewed(
+                request, ctx, target, platform, view, message, body, key, earlier, now
+            )
+            if answer is not None:
+                return answer
 
         engine = ctx.policies.engine
         started = time.perf_counter()
         try:
-            decision = await engine.evaluate(message, ctx.store.signals, now)
+            decision = await engine.evaluate(_judged(message), ctx.store.signals, now)
         except SQLAlchemyError:
             raise
         except Exception as exc:
@@ -270,6 +297,8 @@ async def _judge_dm(
             ) from exc
         finally:
             ctx.metrics.policy_evaluation.observe(time.perf_counter() - started)
+        if not sender.verified:
+            decision = _with_match(decision, _identity_match(ctx, sender))
 
         decision_id = new_id()
         record = DecisionRecord(
@@ -287,7 +316,18 @@ async def _judge_dm(
         _count(ctx, message.platform, decision)
         if decision.action is Action.HOLD:
             row = await holds.create_hold(
-                ctx, request, target, platform, view, dm, message, body, key, decision, record, now
+                ctx,
+                request,
+                target,
+                platform,
+                view,
+                dm,
+                message,
+                readable,
+                key,
+                decision,
+                record,
+                now,
             )
             _log_decision(ctx, decision_id, message, decision, row["id"])
             return holds.hold_answer(ctx, row)
@@ -310,25 +350,73 @@ async def _judge_dm(
     return response
 
 
+async def _repeat_of_reviewed(
+    request: web.Request,
+    ctx: Context,
+    target: Target,
+    platform: Platform,
+    view: RequestView,
+    message: OutboundMessage,
+    body: bytes,
+    key: str,
+    earlier: dict[str, Any],
+    now: datetime,
+) -> web.StreamResponse | None:
+    """A DM the tool sends again after it was held: a reviewer's decision binds it. None:
+    judge it like any DM."""
+    if earlier["status"] == PENDING:
+        # A retry of a held DM: the same hold, and the policies do not count it again.
+        _log_retry(ctx, message, "retry of an existing hold", earlier["id"], earlier["id"])
+        return holds.hold_answer(ctx, earlier)
+    approved_again = earlier["status"] == SEND_FAILED and earlier["release_key"] == key
+    if approved_again and await ctx.store.holds.take_failed_retry(earlier["id"], now):
+        # Exactly what the reviewer approved, once: the release failed, the tool retries.
+        _log_retry(ctx, message, "retry of an approved hold whose send failed", earlier["id"])
+        response = await _forward_dm(request, ctx, target, body, decision="allow")
+        if 200 <= response.status < 300:
+            await holds.note_reached(ctx, message.platform, message.account, message.recipients)
+        return response
+    if overruled(earlier):
+        verdict = (
+            f"a reviewer rejected this DM (hold {earlier['id']}): {earlier['reason'] or ''}"
+            if earlier["status"] == REJECTED
+            else f"a reviewer approved only an edited text of this DM (hold {earlier['id']})"
+        )
+        _log_retry(ctx, message, verdict, earlier["id"])
+        answer = platform.block_response(view, f"{REVIEW_POLICY}: {verdict}".rstrip(": "))
+        return as_http(answer, {DECISION_HEADER: "block"})
+    return None
+
+
+def _judged(message: OutboundMessage) -> OutboundMessage:
+    """What the policies read: no more text than any platform delivers in one DM (X:
+    10,000 characters), so a megabyte of text cannot stall the event loop."""
+    if len(message.text) <= MAX_JUDGED_TEXT:
+        return message
+    return replace(message, text=message.text[:MAX_JUDGED_TEXT])
+
+
 async def _message(
     ctx: Context, target: Target, platform: Platform, view: RequestView, dm: ParsedDM
-) -> OutboundMessage:
+) -> tuple[OutboundMessage, Sender]:
     """The DM as the policies see it: sender identified, recipients resolved (members of a
     conversation the send names only by id), recipients' names for the template placeholder."""
-    sender = await identify_sender(ctx, platform, view, hint=dm.account_hint)
+    sender = await ctx.identities.identify(ctx, target, platform, view, hint=dm.account_hint)
     if not dm.recipients and dm.conversation_id:
         members = await ctx.store.signals.conversation_members(platform.name, dm.conversation_id)
         dm = replace(dm, recipients=members or (dm.conversation_id,))
     recipients = platform.recipients_for(dm, sender.account)
     names = dm.recipient_names + await ctx.store.signals.recipient_names(platform.name, recipients)
-    return OutboundMessage(
+    message = OutboundMessage(
         platform=platform.name,
         account=sender.account,
         recipients=recipients,
         text=dm.text,
         route=target.route_name,
         recipient_names=names,
+        opaque=dm.opaque,
     )
+    return message, sender
 
 
 async def _forward_dm(

@@ -11,6 +11,7 @@ tool — before the tool hears anything, so an acknowledged hold survives `kill 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +47,12 @@ HOLD_ID_HEADER = "DMGate-Hold-Id"
 _UPSTREAM_BODY_KEEP = 4096
 # A claimed release older than this belongs to a process that died mid-send.
 STALE_CLAIM = timedelta(minutes=5)
+
+
+def dedupe_key(platform: str, account: str, recipients: tuple[str, ...], text: str) -> str:
+    """One DM, whoever repeats it: same account, recipients and text."""
+    material = json.dumps([platform, account, sorted(recipients), text]).encode()
+    return hashlib.sha256(material).hexdigest()
 
 
 def hold_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +116,9 @@ async def create_hold(
     answer = platform.hold_response(view, dm, message.account, hold_id)
     headers = request_headers_for_upstream(request.headers)
     headers.popall("Content-Length", None)
+    # `body` is the decoded copy the policies judged (and a reviewer may edit): released
+    # as it is, so without the coding it arrived in.
+    headers.popall("Content-Encoding", None)
     # Shadow matches too: the reviewer sees every policy that had an opinion.
     policies = [m.as_dict() for m in decision.matches]
     new = NewHold(
@@ -203,8 +213,14 @@ async def approve(
     except (TimeoutError, DMGateError, aiohttp.ClientError) as exc:
         upstream_body = getattr(exc, "detail", None) or type(exc).__name__
     done = datetime.now(UTC)
+    # What a retry must repeat to be let through after a failed send: what was approved.
+    release_key = (
+        row["dedupe_key"]
+        if sent_text == row["text"]
+        else dedupe_key(row["platform"], row["account"], tuple(row["recipients"]), sent_text)
+    )
     await ctx.store.holds.finish_release(
-        hold_id, status, done, note, sent_text, upstream_status, upstream_body
+        hold_id, status, done, note, sent_text, upstream_status, upstream_body, release_key
     )
     _resolved(ctx, status, row["created_at"], done)
     log.info(

@@ -30,6 +30,33 @@ def _redact(_logger: object, _name: str, event: dict) -> dict:
     return event
 
 
+class _LibraryLogs(logging.Handler):
+    """aiohttp's and asyncio's own loggers, through structlog. Their messages may quote
+    the raw request head (a parse error on a line carrying `Authorization` or a cookie),
+    so only the logger, the level and the exception's type are kept, never the text."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        structlog.get_logger(record.name).log(
+            record.levelno,
+            "library_error" if record.levelno >= logging.WARNING else "library_log",
+            logger=record.name,
+            error=type(exc).__name__ if exc is not None else None,
+            # aiohttp's own text for parse errors is a fixed phrase ("Error handling
+            # request", "Unhandled exception"): the template, never the arguments.
+            message=record.msg if isinstance(record.msg, str) else None,
+        )
+
+
+def _route_library_logs() -> None:
+    handler = _LibraryLogs()
+    for name in ("aiohttp", "asyncio"):
+        lib = logging.getLogger(name)
+        lib.handlers = [handler]
+        lib.propagate = False  # else Python's last-resort handler prints the raw text
+        lib.setLevel(logging.WARNING)
+
+
 def configure_logging(fmt: str | None, level: str = "info") -> None:
     if fmt is None:
         fmt = "console" if sys.stderr.isatty() else "json"
@@ -51,3 +78,4 @@ def configure_logging(fmt: str | None, level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
+    _route_library_logs()

@@ -34,6 +34,9 @@ class Metrics:
     upstream_errors: Counter
     retention_pruned: Counter
     proxy_connects: Counter
+    sender_identity: Counter
+    account_header_mismatches: Counter
+    refused_requests: Counter
 
 
 CONNECT_OUTCOMES = (
@@ -142,6 +145,29 @@ def create_metrics() -> Metrics:
             "auth_required, tls_failed (the client rejected dmgate's certificate: is the CA "
             "trusted?), unavailable, upstream_failed.",
             ["outcome"],
+            registry=r,
+        ),
+        sender_identity=Counter(
+            "dmgate_sender_identity",
+            "DMs by how their sending account was established: request (the request proves "
+            "it: OAuth 1.0a token, JWT, page id), learnt (an earlier `me` answer for the "
+            "credential), lookup (dmgate asked the platform), unverified (held: fail closed).",
+            ["platform", "source"],
+            registry=r,
+        ),
+        account_header_mismatches=Counter(
+            "dmgate_account_header_mismatches",
+            "DMs whose DMGate-Account header named another account than the verified one "
+            "(judged as the verified account).",
+            ["platform"],
+            registry=r,
+        ),
+        refused_requests=Counter(
+            "dmgate_refused_requests",
+            "Requests refused before reaching the upstream because dmgate could not judge "
+            "them safely, by reason (method_override, dm_path_method, connection_header, "
+            "bad_dm, body_timeout).",
+            ["route", "reason"],
             registry=r,
         ),
     )

@@ -12,9 +12,10 @@ Three ways in, one `Target` out:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import unquote
+from urllib.parse import quote, unquote, urlencode
 
 from aiohttp import web
 from yarl import URL
@@ -134,6 +135,12 @@ def _reverse(request: web.Request, routes: dict[str, Route]) -> Target:
     remainder = slash + remainder
     decoded = _checked_path(remainder)
     return Target(route_name, route, decoded or "/", _upstream(route, remainder, raw_query))
+
+
+def upstream_for(target: Target, path: str, query: Mapping[str, str]) -> URL:
+    """The upstream URL of a request dmgate itself makes on a route (an identity lookup):
+    `path` below the route, unencoded; same host as `target`."""
+    return _upstream(target.route, quote(path, safe="/:@!$&'()*+,;="), urlencode(query))
 
 
 def _upstream(route: Route, raw_path: str, raw_query: str) -> URL:

@@ -43,6 +43,9 @@ from proxy.forward_mode.ca import CAError
 log = structlog.get_logger("dmgate.forward")
 
 MAX_CONNECT_HEAD = 16 * 1024
+# Beyond this a first request head is handed to aiohttp unfinished: its own limits (8 KiB
+# lines, 128 fields) answer it.
+MAX_REQUEST_HEAD = 256 * 1024
 _ESTABLISHED = b"HTTP/1.1 200 Connection Established\r\n\r\n"
 
 
@@ -103,7 +106,11 @@ class FirstRequest(asyncio.Protocol):
             if line_end < 0 and len(self.buffer) < MAX_CONNECT_HEAD:
                 return  # not even the method yet
             if not self.buffer.startswith(b"CONNECT "):
-                self._hand_over()  # aiohttp judges the rest, limits included
+                # The whole first head must arrive within the handshake timeout (a client
+                # trickling header bytes would hold a handler forever); then aiohttp
+                # judges the rest, its limits included.
+                if _head_complete(self.buffer) or len(self.buffer) > MAX_REQUEST_HEAD:
+                    self._hand_over()
                 return
             self.is_connect = True
         head_end = self.buffer.find(b"\r\n\r\n")
@@ -145,7 +152,8 @@ class FirstRequest(asyncio.Protocol):
         self.buffer.clear()
 
     def _refuse(self, error: DMGateError) -> None:
-        self.ctx.metrics.proxy_connects.labels(_OUTCOME.get(error.status, "refused")).inc()
+        if self.is_connect:  # a slow head of a plain request is no CONNECT outcome
+            self.ctx.metrics.proxy_connects.labels(_OUTCOME.get(error.status, "refused")).inc()
         if self.transport is None or self.transport.is_closing():
             return
         self.transport.write(_answer(error))
@@ -260,6 +268,10 @@ class FirstRequest(asyncio.Protocol):
             upstream.close()
 
 
+def _head_complete(buffer: bytearray) -> bool:
+    return b"\r\n\r\n" in buffer or b"\n\n" in buffer
+
+
 _OUTCOME = {407: "auth_required", 503: "unavailable", 502: "upstream_failed"}
 
 
@@ -307,6 +319,9 @@ def run(
         runner = web.AppRunner(
             app,
             access_log=None,
+            # Bodies reach the upstream exactly as the tool sent them (a gzip body stays
+            # gzip); the gateway decompresses its own copy of a DM to judge it.
+            auto_decompress=False,
             shutdown_timeout=shutdown_timeout,
             keepalive_timeout=settings.keepalive_timeout.total_seconds(),
         )

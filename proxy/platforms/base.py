@@ -61,6 +61,16 @@ class BadDMRequest(Exception):
         self.status = status
 
 
+class RefusedRequest(BadDMRequest):
+    """Raised by `classify` for a request dmgate will neither judge nor forward: another
+    method on a DM-send path (`PUT /2/dm_conversations/with/1/messages`), where the
+    platform might act on it as a send. Answered with `status` (405 unless said), never
+    forwarded."""
+
+    def __init__(self, message: str, status: int = 405) -> None:
+        super().__init__(message, status)
+
+
 class NotADirectMessage(Exception):
     """Raised by `parse_dm` when the body shows the request is no DM after all (a public
     Mastodon status: `classify` cannot see the body). It is forwarded untouched and
@@ -79,6 +89,9 @@ class ParsedDM:
     account_hint: str | None = None
     conversation_id: str | None = None
     recipient_names: tuple[str, ...] = ()
+    # The platform carries the text end-to-end encrypted (XChat): `text` is "" and only
+    # the policies that need no text can judge it.
+    opaque: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,7 +192,9 @@ class Platform(ABC):
 
     @abstractmethod
     def classify(self, req: RequestView) -> Kind:
-        """dm, signal or passthrough."""
+        """dm, signal or passthrough. Any spelling the platform's router would take as a
+        DM send (path case, percent-encoding, a `.json` suffix, a trailing slash) is a DM;
+        another method on a DM-send path raises `RefusedRequest`."""
 
     @abstractmethod
     def credential(self, req: RequestView) -> str | None:
@@ -187,7 +202,16 @@ class Platform(ABC):
         None. dmgate keeps only a keyed hash of it."""
 
     def account_from_request(self, req: RequestView) -> str | None:
-        """The sending account when the request names it without a lookup (OAuth 1.0a)."""
+        """The sending account when the request itself proves it without a lookup: the
+        platform acts as that account or refuses (an OAuth 1.0a token's user id, a JWT's
+        `sub`, the page id in a Graph send path). Never a value the tool merely asserts."""
+        return None
+
+    def whoami(self, req: RequestView) -> RequestView | None:
+        """The platform's own "who am I" request carrying this request's credential (and
+        nothing else of it), for a sender dmgate has never identified: the gateway sends it
+        upstream once per credential and reads the answer with `learn`, which must yield an
+        `Identity`. `path` is below the route prefix. None: the platform has none."""
         return None
 
     @abstractmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,6 +44,17 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
+def _private_file(path: Path) -> None:
+    """The database holds sealed requests and contact history: owner-only (0600). SQLite
+    gives its -wal and -shm files the database file's mode, so creating the file here
+    (and tightening an existing one) covers all three."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{suffix}", 0o600)
+
+
 class Database:
     """Runs store operations: plain functions over a SQLAlchemy `Connection`, one
     transaction each.
@@ -73,6 +85,7 @@ class Database:
             path = sqlite_path(url)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
+                _private_file(path)
             sync_url = sa.engine.make_url(full).set(drivername="sqlite+pysqlite")
             self._write_engine, self._read_engine = (
                 sa.create_engine(

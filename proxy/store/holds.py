@@ -26,6 +26,14 @@ PENDING, SENT, SEND_FAILED, REJECTED, EXPIRED = (
 STATUSES = (PENDING, SENT, SEND_FAILED, REJECTED, EXPIRED)
 
 
+def overruled(row: Row) -> bool:
+    """A reviewer decided this hold's original text must not go out: rejected, or approved
+    only with an edit."""
+    if row["status"] == REJECTED:
+        return True
+    return row["status"] in (SENT, SEND_FAILED) and row["sent_text"] not in (None, row["text"])
+
+
 @dataclass(frozen=True)
 class NewHold:
     id: str
@@ -119,23 +127,35 @@ class HoldStore:
         return await self._db.read(_op)
 
     async def earlier_for_same_dm(self, dedupe_key: str) -> Row | None:
-        """The hold a repeat of this DM belongs to: a pending one (a retry: same answer),
-        or an approved one whose send failed and has not let a repeat through yet."""
+        """The hold a repeat of this DM answers to, most binding first:
+        - a pending hold of the same DM (a retry: the same answer);
+        - an approved hold whose release failed, when this is exactly what the reviewer
+          approved and no repeat has passed yet (it may pass, once);
+        - a hold of the same DM a reviewer decided against: rejected, or approved only
+          with an edit (the original text must never go out)."""
 
         def _op(conn: sa.Connection) -> Row | None:
-            row = conn.execute(
+            rows = conn.execute(
                 sa.select(holds)
-                .where(
-                    holds.c.dedupe_key == dedupe_key,
-                    sa.or_(
-                        holds.c.status == PENDING,
-                        sa.and_(holds.c.status == SEND_FAILED, holds.c.retry_passed_at.is_(None)),
-                    ),
-                )
-                .order_by(sa.case((holds.c.status == PENDING, 0), else_=1))
-                .limit(1)
-            ).first()
-            return dict(row._mapping) if row else None
+                .where(sa.or_(holds.c.dedupe_key == dedupe_key, holds.c.release_key == dedupe_key))
+                .order_by(holds.c.created_at.desc())
+                .limit(20)
+            ).all()
+            found = [dict(r._mapping) for r in rows]
+            for row in found:
+                if row["status"] == PENDING and row["dedupe_key"] == dedupe_key:
+                    return row
+            for row in found:
+                if (
+                    row["status"] == SEND_FAILED
+                    and row["release_key"] == dedupe_key
+                    and row["retry_passed_at"] is None
+                ):
+                    return row
+            for row in found:
+                if row["dedupe_key"] == dedupe_key and overruled(row):
+                    return row
+            return None
 
         return await self._db.read(_op)
 
@@ -149,6 +169,7 @@ class HoldStore:
                 .where(
                     holds.c.id == hold_id,
                     holds.c.status == SEND_FAILED,
+                    holds.c.release_key.is_not(None),
                     holds.c.retry_passed_at.is_(None),
                 )
                 .values(retry_passed_at=now)
@@ -197,6 +218,7 @@ class HoldStore:
         sent_text: str,
         upstream_status: int | None,
         upstream_body: str | None,
+        release_key: str | None = None,
     ) -> None:
         def _op(conn: sa.Connection) -> Any:
             conn.execute(
@@ -207,6 +229,7 @@ class HoldStore:
                     decided_at=now,
                     note=note,
                     sent_text=sent_text,
+                    release_key=release_key,
                     upstream_status=upstream_status,
                     upstream_body=upstream_body,
                 )

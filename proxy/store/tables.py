@@ -66,8 +66,12 @@ holds = sa.Table(
     sa.Column("upstream_status", sa.Integer),
     sa.Column("upstream_body", sa.Text),
     sa.Column("retry_passed_at", UTCDateTime),
+    # The dedupe key of what the reviewer approved (their edit, if any): after a failed
+    # release only a repeat of exactly that may pass, never the original text.
+    sa.Column("release_key", sa.String(64)),
 )
 sa.Index("ix_holds_status_id", holds.c.status, holds.c.id)
+sa.Index("ix_holds_release_key", holds.c.release_key)
 sa.Index("ix_holds_status_expires", holds.c.status, holds.c.expires_at)
 sa.Index("ix_holds_dedupe", holds.c.dedupe_key)
 sa.Index("ix_holds_created", holds.c.created_at)
