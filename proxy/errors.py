@@ -7,10 +7,14 @@ from the platform's.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from types import TracebackType
 from typing import Any, ClassVar
 
+import aiohttp
 import structlog
 from aiohttp import web
+from sqlalchemy import exc as sa_exc
 
 log = structlog.get_logger("dmgate")
 
@@ -33,12 +37,15 @@ class DMGateError(Exception):
         doc = {"error": self.code, "detail": self.detail, "source": "dmgate", **self.extra}
         return json.dumps(doc).encode()
 
+    def response_headers(self) -> dict[str, str]:
+        return self.headers
+
     def response(self) -> web.Response:
         return web.Response(
             status=self.status,
             body=self.body(),
             content_type="application/json",
-            headers=self.headers or None,
+            headers=self.response_headers() or None,
         )
 
 
@@ -51,10 +58,16 @@ class BadRequest(DMGateError):
 
 
 class Unauthorized(DMGateError):
-    """The review API needs a valid bearer token."""
+    """No valid credentials (a webhook's signature, a review token)."""
 
     status = 401
     code = "unauthorized"
+
+
+class BearerRequired(Unauthorized):
+    """The review API needs a valid bearer token (RFC 6750 names the scheme in the header)."""
+
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer realm="dmgate"'}
 
 
 class ProxyAuthRequired(DMGateError):
@@ -111,6 +124,14 @@ class MethodNotAllowed(DMGateError):
     status = 405
     code = "method_not_allowed"
 
+    def __init__(self, detail: str, allow: Iterable[str] = (), **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.allow = ", ".join(allow)
+
+    def response_headers(self) -> dict[str, str]:
+        # RFC 9110: a 405 lists the methods the resource does support.
+        return {**self.headers, "Allow": self.allow} if self.allow else self.headers
+
 
 class Conflict(DMGateError):
     """The hold is not in a state that allows this (e.g. approving a rejected hold)."""
@@ -154,10 +175,64 @@ class UpstreamTimeout(DMGateError):
 
 
 class StoreUnavailable(DMGateError):
-    """The store cannot be reached: DMs fail closed rather than pass unjudged."""
+    """The store cannot be reached: DMs fail closed rather than pass unjudged; the review API
+    and webhooks answer 503 so their callers retry."""
 
     status = 503
     code = "store_unavailable"
+
+
+# SQLSTATE classes that mean "the database is not there right now", not "this statement is
+# wrong": connection exception, insufficient resources, operator intervention (shutdown,
+# starting up), system error.
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58"})
+# Where an OSError must have been raised to be the store's: asyncpg connects through the
+# event loop's sockets and raises plain OSErrors (refused, reset, timed out) that SQLAlchemy
+# passes on unwrapped. A client hanging up on a streamed response raises them too, and that
+# is no store outage.
+_STORE_MODULES = ("asyncpg", "sqlalchemy", "proxy.store", "sqlite3", "aiosqlite")
+
+
+def is_store_outage(exc: BaseException) -> bool:
+    """Whether `exc` means the store is unreachable or locked (retry later: 503), as opposed
+    to a bug in dmgate (a constraint or statement dmgate got wrong: 500)."""
+    if isinstance(
+        exc,
+        sa_exc.OperationalError  # SQLite locked or unwritable, PostgreSQL gone
+        | sa_exc.InterfaceError  # connection closed under us
+        | sa_exc.TimeoutError  # no pooled connection came free in time
+        | sa_exc.DisconnectionError,
+    ):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        return isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    if isinstance(exc, OSError) and not isinstance(exc, aiohttp.ClientError):
+        return _raised_in(exc.__traceback__, _STORE_MODULES)
+    return False
+
+
+def is_unstorable_value(exc: BaseException) -> bool:
+    """Whether the store refused a value itself (SQLSTATE class 22: PostgreSQL's NUL
+    characters, strings longer than their column), not the statement or the connection.
+    asyncpg's are plain DBAPIErrors with the SQLSTATE, not DataErrors."""
+    if isinstance(exc, sa_exc.DataError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        return isinstance(sqlstate, str) and sqlstate.startswith("22")
+    return False
+
+
+def _raised_in(tb: TracebackType | None, modules: tuple[str, ...]) -> bool:
+    while tb is not None:
+        name = tb.tb_frame.f_globals.get("__name__", "")
+        if isinstance(name, str) and name.startswith(modules):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 class PolicyFailure(DMGateError):
@@ -169,7 +244,7 @@ class PolicyFailure(DMGateError):
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Turn dmgate's own errors into JSON answers."""
+    """Turn dmgate's own errors, aiohttp's refusals and store outages into JSON answers."""
     try:
         return await handler(request)
     except DMGateError as exc:
@@ -184,9 +259,30 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         if exc.status == 404:
             return NotFound(exc.reason or "not found").response()
         if exc.status == 405:
-            return MethodNotAllowed(f"{request.method} is not allowed here").response()
+            allowed = getattr(exc, "allowed_methods", ())
+            return MethodNotAllowed(
+                f"{request.method} is not allowed here", allow=sorted(allowed)
+            ).response()
+        if exc.status == 413:
+            # request.read() beyond the application's client_max_size.
+            return PayloadTooLarge("the request body is too large").response()
         raise
-    except Exception:
+    except Exception as exc:
+        if is_store_outage(exc):
+            return _store_unavailable(request, exc).response()
         # A bug in dmgate: say so in JSON, log it, and never forward anything unjudged.
         log.exception("internal_error", method=request.method, path=request.path)
         return DMGateError("dmgate failed to handle this request (see its log)").response()
+
+
+def _store_unavailable(request: web.Request, exc: Exception) -> StoreUnavailable:
+    from proxy.context import CTX  # proxy.context imports modules that import this one
+
+    ctx = request.app.get(CTX)
+    if ctx is not None:
+        ctx.metrics.store_failures.inc()
+    # The type only: a driver's message can carry SQL, parameters or a connection string.
+    log.error(
+        "store_unavailable", method=request.method, path=request.path, error=type(exc).__name__
+    )
+    return StoreUnavailable("dmgate's store is unreachable; try again shortly")

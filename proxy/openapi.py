@@ -1,27 +1,111 @@
 """The OpenAPI 3 document of the review API, served at `/api/openapi.json`.
 
-Kept beside the handlers it describes (`proxy/review.py`); a test calls every documented
-operation and checks the answers against these schemas.
+Kept beside the handlers it describes (`proxy/review.py`), which validate with the limits
+defined here, so the document and the server cannot drift apart. Tests call every
+documented operation and check the answers against these schemas, and run schemathesis
+against the running server (`tests/integration/test_review_api_schemathesis.py`).
+
+The unauthenticated operational endpoints (`/healthz`, `/readyz`, `/metrics`) are not part
+of this API and not in the document.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+# Hold ids (and so cursors) are `proxy.ids.new_id()`: 32 lowercase hex digits.
+HOLD_ID_PATTERN = "^[0-9a-f]{32}$"
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+MAX_TEXT = 10000
+MAX_NOTE = 2000
+MAX_REASON = 2000
+MAX_PLATFORM = 32
+MAX_USER_ID = 128  # account and follower ids: the store's column width
+# Far more than the longest valid body (10000 characters of text, each up to 12 bytes as
+# a JSON escape, and a note); anything larger is refused unread.
+MAX_BODY = 256 * 1024
+# Every character str.strip() removes (str.isspace(); none lies above U+3000): a reason or
+# text made only of these is no reason or text at all.
+SPACE = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
+# PostgreSQL text cannot hold NUL, so no string the store keeps may contain one. Written
+# with \\u escapes, which ECMA 262 (OpenAPI), Python and Rust regular expressions all read.
+_NUL = "\\u0000"
+_SPACE_CLASS = "".join(f"\\u{ord(c):04x}" for c in SPACE)
+NO_NUL_PATTERN = f"^[^{_NUL}]*$"
+NOT_BLANK_PATTERN = f"^[^{_NUL}]*[^{_NUL}{_SPACE_CLASS}][^{_NUL}]*$"
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _HOLD = {"$ref": "#/components/schemas/Hold"}
 
 
-def _resp(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _json(description: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+        **extra,
+    }
 
 
-_UNAUTHORIZED = _resp("Missing or invalid bearer token", _ERROR)
-_NOT_FOUND = _resp("No such hold", _ERROR)
-_CONFLICT = _resp("The hold is not pending (already decided, expired or being released)", _ERROR)
-_HOLD_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+def _error(description: str, code: str, schema: dict[str, Any] = _ERROR) -> dict[str, Any]:
+    """A response with dmgate's error body whose `error` is `code`."""
+    return _json(description, {"allOf": [schema, {"properties": {"error": {"const": code}}}]})
+
+
+def _string(max_length: int, *, required: bool = True, nullable: bool = False) -> dict[str, Any]:
+    """A string field of a request body: `required` ones must not be blank."""
+    return {
+        "type": ["string", "null"] if nullable else "string",
+        "maxLength": max_length,
+        **(
+            {"minLength": 1, "pattern": NOT_BLANK_PATTERN}
+            if required
+            else {"pattern": NO_NUL_PATTERN}
+        ),
+    }
+
+
+_BAD_REQUEST = _error(
+    "Malformed request: not UTF-8 JSON, not an object, unknown or wrongly typed fields, "
+    "values out of range",
+    "bad_request",
+)
+_UNAUTHORIZED = _error(
+    "Missing or invalid bearer token",
+    "unauthorized",
+) | {
+    "headers": {
+        "WWW-Authenticate": {"schema": {"type": "string"}, "description": "`Bearer`"},
+    }
+}
+_NOT_FOUND = _error("No such hold", "not_found")
+_CONFLICT = _error(
+    "The hold is not pending (already decided, expired or being released)",
+    "conflict",
+    {"$ref": "#/components/schemas/ConflictError"},
+)
+_TOO_LARGE = _error(f"Body larger than {MAX_BODY} bytes", "payload_too_large")
+_STORE_UNAVAILABLE = _error(
+    "dmgate's store (database) is unreachable or locked; nothing was changed. Retry later.",
+    "store_unavailable",
+)
+_HOLD_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": HOLD_ID_PATTERN},
+}
 _NULLABLE_STR = {"type": ["string", "null"]}
-_TS = {"type": ["string", "null"], "format": "date-time"}
+_TS = {"type": "string", "format": "date-time"}
+_NULLABLE_TS = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _body(schema: dict[str, Any], required: bool) -> dict[str, Any]:
+    return {
+        "required": required,
+        "content": {"application/json": {"schema": {"type": "object", **schema}}},
+    }
+
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -29,7 +113,8 @@ OPENAPI: dict[str, Any] = {
         "title": "dmgate review API",
         "version": "1",
         "description": "Review direct messages that dmgate held: approve (optionally with "
-        "edited text) to send them exactly once, or reject with a reason.",
+        "edited text) to send them exactly once, or reject with a reason. Every error is "
+        'JSON naming dmgate: `{"error": code, "detail": text, "source": "dmgate"}`.',
     },
     "security": [{"bearer": []}],
     "paths": {
@@ -46,29 +131,38 @@ OPENAPI: dict[str, Any] = {
                     {
                         "name": "limit",
                         "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_PAGE,
+                            "default": DEFAULT_PAGE,
+                        },
                     },
                     {
                         "name": "cursor",
                         "in": "query",
-                        "schema": {"type": "string"},
+                        "schema": {"type": "string", "pattern": HOLD_ID_PATTERN},
                         "description": "`next_cursor` of the previous page",
                     },
                 ],
                 "responses": {
-                    "200": _resp(
+                    "200": _json(
                         "A page of holds",
                         {
                             "type": "object",
                             "required": ["items", "next_cursor"],
                             "properties": {
                                 "items": {"type": "array", "items": _HOLD},
-                                "next_cursor": _NULLABLE_STR,
+                                "next_cursor": {
+                                    "type": ["string", "null"],
+                                    "pattern": HOLD_ID_PATTERN,
+                                },
                             },
                         },
                     ),
-                    "400": _resp("Bad query parameter", _ERROR),
+                    "400": _BAD_REQUEST,
                     "401": _UNAUTHORIZED,
+                    "503": _STORE_UNAVAILABLE,
                 },
             }
         },
@@ -78,9 +172,10 @@ OPENAPI: dict[str, Any] = {
                 "summary": "One hold",
                 "parameters": [_HOLD_ID],
                 "responses": {
-                    "200": _resp("The hold", _HOLD),
+                    "200": _json("The hold", _HOLD),
                     "401": _UNAUTHORIZED,
                     "404": _NOT_FOUND,
+                    "503": _STORE_UNAVAILABLE,
                 },
             }
         },
@@ -89,35 +184,32 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "approveHold",
                 "summary": "Approve: send the DM upstream exactly once",
                 "parameters": [_HOLD_ID],
-                "requestBody": {
-                    "required": False,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "properties": {
-                                    "text": {
-                                        "type": "string",
-                                        "minLength": 1,
-                                        "maxLength": 10000,
-                                        "description": "Send this text instead of the held one",
-                                    },
-                                    "note": {"type": "string", "maxLength": 2000},
-                                },
-                            }
-                        }
+                "requestBody": _body(
+                    {
+                        "additionalProperties": False,
+                        "properties": {
+                            "text": {
+                                **_string(MAX_TEXT, nullable=True),
+                                "description": "Send this text instead of the held one",
+                            },
+                            "note": _string(MAX_NOTE, required=False, nullable=True),
+                        },
                     },
-                },
+                    required=False,
+                ),
                 "responses": {
-                    "200": _resp(
+                    "200": _json(
                         "Released: `sent`, or `send_failed` with the upstream's answer", _HOLD
                     ),
-                    "400": _resp("Malformed body", _ERROR),
+                    "400": _BAD_REQUEST,
                     "401": _UNAUTHORIZED,
                     "404": _NOT_FOUND,
                     "409": _CONFLICT,
-                    "422": _resp("Invalid body", _ERROR),
+                    "413": _TOO_LARGE,
+                    "422": _error(
+                        "The edited text cannot be sent on this platform", "unprocessable"
+                    ),
+                    "503": _STORE_UNAVAILABLE,
                 },
             }
         },
@@ -126,29 +218,26 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "rejectHold",
                 "summary": "Reject: the DM is never sent",
                 "parameters": [_HOLD_ID],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "required": ["reason"],
-                                "properties": {
-                                    "reason": {"type": "string", "minLength": 1, "maxLength": 2000},
-                                    "note": {"type": "string", "maxLength": 2000},
-                                },
-                            }
-                        }
+                "requestBody": _body(
+                    {
+                        "additionalProperties": False,
+                        "required": ["reason"],
+                        "properties": {
+                            "reason": _string(MAX_REASON),
+                            "note": _string(MAX_NOTE, required=False, nullable=True),
+                        },
                     },
-                },
+                    required=True,
+                ),
                 "responses": {
-                    "200": _resp("Rejected", _HOLD),
-                    "400": _resp("Malformed body", _ERROR),
+                    "200": _json("Rejected", _HOLD),
+                    "400": _BAD_REQUEST,
                     "401": _UNAUTHORIZED,
                     "404": _NOT_FOUND,
                     "409": _CONFLICT,
-                    "422": _resp("No reason given", _ERROR),
+                    "413": _TOO_LARGE,
+                    "422": _error("No reason given (missing, null or blank)", "unprocessable"),
+                    "503": _STORE_UNAVAILABLE,
                 },
             }
         },
@@ -156,39 +245,42 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "operationId": "reportFollow",
                 "summary": "Report that `follower` followed `account` (default: now)",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "required": ["platform", "account", "follower"],
-                                "properties": {
-                                    "platform": {"type": "string", "examples": ["x"]},
-                                    "account": {"type": "string"},
-                                    "follower": {"type": "string"},
-                                    "followed_at": {"type": "string", "format": "date-time"},
-                                },
-                            }
-                        }
+                "requestBody": _body(
+                    {
+                        "additionalProperties": False,
+                        "required": ["platform", "account", "follower"],
+                        "properties": {
+                            "platform": {**_string(MAX_PLATFORM), "examples": ["x"]},
+                            "account": _string(MAX_USER_ID),
+                            "follower": _string(MAX_USER_ID),
+                            "followed_at": {
+                                **_NULLABLE_TS,
+                                "description": "RFC 3339 with a time zone. Times beyond "
+                                "what dmgate can store (before year 1 or after 9999 in "
+                                "UTC) are recorded as the nearest it can.",
+                            },
+                        },
                     },
-                },
+                    required=True,
+                ),
                 "responses": {
-                    "201": _resp(
+                    "201": _json(
                         "Recorded",
                         {
                             "type": "object",
                             "required": ["platform", "account", "follower", "followed_at"],
                             "properties": {
-                                k: {"type": "string"}
-                                for k in ("platform", "account", "follower", "followed_at")
+                                "platform": {"type": "string"},
+                                "account": {"type": "string"},
+                                "follower": {"type": "string"},
+                                "followed_at": _TS,
                             },
                         },
                     ),
-                    "400": _resp("Malformed body", _ERROR),
+                    "400": _BAD_REQUEST,
                     "401": _UNAUTHORIZED,
-                    "422": _resp("Invalid body", _ERROR),
+                    "413": _TOO_LARGE,
+                    "503": _STORE_UNAVAILABLE,
                 },
             }
         },
@@ -229,7 +321,7 @@ OPENAPI: dict[str, Any] = {
                     "upstream_status",
                 ],
                 "properties": {
-                    "id": {"type": "string"},
+                    "id": {"type": "string", "pattern": HOLD_ID_PATTERN},
                     "status": {"$ref": "#/components/schemas/HoldStatus"},
                     "platform": {"type": "string"},
                     "route": {"type": "string"},
@@ -240,9 +332,9 @@ OPENAPI: dict[str, Any] = {
                         "type": "array",
                         "items": {"$ref": "#/components/schemas/PolicyMatch"},
                     },
-                    "created_at": {"type": "string", "format": "date-time"},
-                    "expires_at": {"type": "string", "format": "date-time"},
-                    "decided_at": _TS,
+                    "created_at": _TS,
+                    "expires_at": _TS,
+                    "decided_at": _NULLABLE_TS,
                     "decided_by": _NULLABLE_STR,
                     "note": _NULLABLE_STR,
                     "reason": {**_NULLABLE_STR, "description": "Why it was rejected"},
@@ -262,6 +354,16 @@ OPENAPI: dict[str, Any] = {
                     "detail": {"type": "string"},
                     "source": {"type": "string", "const": "dmgate"},
                 },
+            },
+            "ConflictError": {
+                "allOf": [
+                    _ERROR,
+                    {
+                        "type": "object",
+                        "required": ["hold"],
+                        "properties": {"hold": _HOLD},
+                    },
+                ],
             },
         },
     },

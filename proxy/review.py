@@ -1,51 +1,119 @@
 """The review API: list, read, approve and reject holds; report follows. Bearer tokens,
-compared in constant time. `/api/openapi.json` documents exactly these routes."""
+compared in constant time. `/api/openapi.json` documents exactly these routes, and the
+limits they enforce come from `proxy/openapi.py`.
+
+Bad input is a 400 `bad_request` whatever is wrong with it (not UTF-8, not JSON, not an
+object, nested too deeply, unknown or wrongly typed fields, values out of range); the one
+422 is the design's: a reject without a reason. Store outages become 503 in
+`proxy.errors.error_middleware`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
 
 from proxy import holds
 from proxy.context import CTX
-from proxy.errors import BadRequest, NotFound, Unauthorized, Unprocessable
-from proxy.openapi import OPENAPI
+from proxy.errors import (
+    BadRequest,
+    BearerRequired,
+    DMGateError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+)
+from proxy.openapi import (
+    DEFAULT_PAGE,
+    HOLD_ID_PATTERN,
+    MAX_BODY,
+    MAX_NOTE,
+    MAX_PAGE,
+    MAX_PLATFORM,
+    MAX_REASON,
+    MAX_TEXT,
+    MAX_USER_ID,
+    OPENAPI,
+    SPACE,
+)
 from proxy.platforms.base import Followed
 from proxy.store.holds import STATUSES
+from proxy.streams import read_capped
+
+_HOLD_ID = re.compile(HOLD_ID_PATTERN)
+# RFC 3339 `date-time` exactly (what the document promises); pydantic alone would also
+# take a space for the `T`, or no seconds.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+M = TypeVar("M", bound=BaseModel)
+_BLANK = "blank"  # the error type of a required string with nothing but white space
+_MAX_PROBLEMS = 5  # listed in one error's detail; the rest are summarised
+
+
+def _clean(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("nul", "must not contain NUL characters")
+    return value.strip(SPACE)
+
+
+def _not_blank(value: str) -> str:
+    value = _clean(value)
+    if not value:
+        raise PydanticCustomError(_BLANK, "must not be empty")
+    return value
+
+
+def _rfc3339(value: Any) -> Any:
+    # Also refuses numbers, which pydantic would read as Unix times.
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise PydanticCustomError("date_time", "must be an RFC 3339 date-time with a time zone")
+    return value
+
+
+# Lengths are checked on the string as sent (as the document's maxLength is), then white
+# space is stripped.
+_NotBlank = AfterValidator(_not_blank)
+_Clean = AfterValidator(_clean)
+_Strict = Field(strict=True)
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class ApproveBody(_Body):
-    text: str | None = Field(None, min_length=1, max_length=10000)
-    note: str | None = Field(None, max_length=2000)
+    text: Annotated[str, _Strict, Field(max_length=MAX_TEXT), _NotBlank] | None = None
+    note: Annotated[str, _Strict, Field(max_length=MAX_NOTE), _Clean] | None = None
 
 
 class RejectBody(_Body):
-    reason: str = Field(min_length=1, max_length=2000)
-    note: str | None = Field(None, max_length=2000)
+    reason: Annotated[str, _Strict, Field(max_length=MAX_REASON), _NotBlank]
+    note: Annotated[str, _Strict, Field(max_length=MAX_NOTE), _Clean] | None = None
 
 
 class FollowEventBody(_Body):
-    platform: str = Field(min_length=1, max_length=32)
-    account: str = Field(min_length=1, max_length=128)
-    follower: str = Field(min_length=1, max_length=128)
-    followed_at: datetime | None = None
-
-    @field_validator("followed_at")
-    @classmethod
-    def _aware(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            raise ValueError("followed_at needs a timezone (e.g. 2026-01-31T12:00:00Z)")
-        return v
+    platform: Annotated[str, _Strict, Field(max_length=MAX_PLATFORM), _NotBlank]
+    account: Annotated[str, _Strict, Field(max_length=MAX_USER_ID), _NotBlank]
+    follower: Annotated[str, _Strict, Field(max_length=MAX_USER_ID), _NotBlank]
+    followed_at: Annotated[datetime, BeforeValidator(_rfc3339)] | None = None
 
 
 def token_digest(token: str) -> str:
@@ -57,36 +125,84 @@ def authenticate(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("the review API needs 'Authorization: Bearer <token>'")
-    digest = token_digest(token.strip())
+        raise BearerRequired("the review API needs 'Authorization: Bearer <token>'")
+    try:
+        digest = token_digest(token.strip())
+    except UnicodeEncodeError:  # header bytes that are not UTF-8: no token dmgate knows
+        raise BearerRequired("invalid review token") from None
     name = None
     # Compare against every token, always, so timing says nothing about which matched.
     for candidate, expected in request.app[CTX].review_tokens:
         if hmac.compare_digest(digest, expected):
             name = candidate
     if name is None:
-        raise Unauthorized("invalid review token")
+        raise BearerRequired("invalid review token")
     return name
 
 
-async def _json_body(request: web.Request, model: type[BaseModel], optional: bool = False) -> Any:
-    raw = await request.read()
-    if not raw.strip() and optional:
+async def _json_body(request: web.Request, model: type[M]) -> M:
+    """The body as `model`; no body at all is `{}` (approve needs none; a reject without
+    one has no reason)."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise PayloadTooLarge(f"review API bodies are limited to {MAX_BODY} bytes", limit=MAX_BODY)
+    raw = await read_capped(request.content, MAX_BODY)
+    if raw is None:
+        raise PayloadTooLarge(f"review API bodies are limited to {MAX_BODY} bytes", limit=MAX_BODY)
+    if not raw.strip():
         raw = b"{}"
-    ctype = request.content_type
-    if raw.strip() and ctype not in ("application/json", "application/octet-stream", ""):
-        raise BadRequest(f"send the body as application/json, not {ctype}")
+    elif request.content_type not in ("application/json", "application/octet-stream"):
+        # aiohttp reports a missing Content-Type as application/octet-stream.
+        raise BadRequest(f"send the body as application/json, not {request.content_type}")
     try:
-        data = json.loads(raw or b"null")
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc.msg} at position {exc.pos}") from None
-    try:
-        return model.model_validate(data)
+        # pydantic's own JSON parser: strict UTF-8, no NaN, and a nesting limit (Python's
+        # json module raises RecursionError on deep input).
+        return model.model_validate_json(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-        )
-        raise Unprocessable(problems) from None
+        raise _refusal(model, exc) from None
+
+
+def _refusal(model: type[BaseModel], exc: ValidationError) -> DMGateError:
+    errors = exc.errors(include_url=False)
+    for e in errors:
+        if e["type"] == "json_invalid":
+            return BadRequest(
+                f"the body is not valid JSON: {e['msg'].removeprefix('Invalid JSON: ')}"
+            )
+    if any(e["type"] == "model_type" and not e["loc"] for e in errors):
+        return BadRequest("the body must be a JSON object")
+    if model is RejectBody and all(_no_reason(e) for e in errors):
+        return Unprocessable("a reason is required to reject a hold")
+    problems = [
+        f"{'.'.join(str(p)[:64] for p in e['loc']) or 'body'}: {e['msg']}"
+        for e in errors[:_MAX_PROBLEMS]
+    ]
+    if len(errors) > _MAX_PROBLEMS:
+        problems.append(f"and {len(errors) - _MAX_PROBLEMS} more")
+    return BadRequest("; ".join(problems))
+
+
+def _no_reason(error: Any) -> bool:
+    """Missing, null or blank: the design's "reject without a reason" (422)."""
+    if tuple(error["loc"]) != ("reason",):
+        return False
+    return error["type"] in ("missing", _BLANK) or (
+        error["type"] == "string_type" and error.get("input") is None
+    )
+
+
+def _one(request: web.Request, name: str) -> str | None:
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise BadRequest(f"{name} given more than once")
+    return values[0] if values else None
+
+
+def _hold_id(request: web.Request) -> str:
+    """The path's hold id; one that cannot exist is unknown without asking the store."""
+    hold_id = request.match_info["id"]
+    if not _HOLD_ID.fullmatch(hold_id):
+        raise NotFound(f"no hold with id {hold_id[:64]!r}")
+    return hold_id
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -95,18 +211,36 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
+def _ts(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def _utc(at: datetime) -> datetime:
+    """`at` in UTC, as the store keeps it; beyond the years datetime can hold in UTC
+    (0001-01-01T00:00+01:00 is still year 0 there), the nearest time it can."""
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if at.year == 1 else datetime.max).replace(tzinfo=UTC)
+
+
 async def list_holds(request: web.Request) -> web.Response:
     authenticate(request)
-    status = request.query.get("status") or None
+    status = _one(request, "status")
     if status is not None and status not in STATUSES:
         raise BadRequest(f"status must be one of {', '.join(STATUSES)}")
-    try:
-        limit = int(request.query.get("limit", "50"))
-    except ValueError:
-        raise BadRequest("limit must be an integer") from None
-    if not 1 <= limit <= 500:
-        raise BadRequest("limit must be between 1 and 500")
-    cursor = request.query.get("cursor") or None
+    raw_limit = _one(request, "limit")
+    limit = DEFAULT_PAGE
+    if raw_limit is not None:
+        # Digits only: int() would also take " 5", "+5", "1_0" and other scripts' digits.
+        if not (raw_limit.isascii() and raw_limit.isdigit()) or len(raw_limit) > 6:
+            raise BadRequest(f"limit must be an integer from 1 to {MAX_PAGE}")
+        limit = int(raw_limit)
+        if not 1 <= limit <= MAX_PAGE:
+            raise BadRequest(f"limit must be an integer from 1 to {MAX_PAGE}")
+    cursor = _one(request, "cursor")
+    if cursor is not None and not _HOLD_ID.fullmatch(cursor):
+        raise BadRequest("cursor must be the next_cursor of a previous page")
     rows = await request.app[CTX].store.holds.list(status, limit + 1, cursor)
     items = [holds.hold_view(r) for r in rows[:limit]]
     next_cursor = items[-1]["id"] if len(rows) > limit else None
@@ -115,26 +249,25 @@ async def list_holds(request: web.Request) -> web.Response:
 
 async def get_hold(request: web.Request) -> web.Response:
     authenticate(request)
-    row = await request.app[CTX].store.holds.get(request.match_info["id"])
+    hold_id = _hold_id(request)
+    row = await request.app[CTX].store.holds.get(hold_id)
     if row is None:
-        raise NotFound(f"no hold with id {request.match_info['id']!r}")
+        raise NotFound(f"no hold with id {hold_id!r}")
     return _json(holds.hold_view(row))
 
 
 async def approve_hold(request: web.Request) -> web.Response:
     who = authenticate(request)
-    body = await _json_body(request, ApproveBody, optional=True)
-    return _json(
-        await holds.approve(request.app[CTX], request.match_info["id"], who, body.text, body.note)
-    )
+    hold_id = _hold_id(request)
+    body = await _json_body(request, ApproveBody)
+    return _json(await holds.approve(request.app[CTX], hold_id, who, body.text, body.note))
 
 
 async def reject_hold(request: web.Request) -> web.Response:
     who = authenticate(request)
+    hold_id = _hold_id(request)
     body = await _json_body(request, RejectBody)
-    return _json(
-        await holds.reject(request.app[CTX], request.match_info["id"], who, body.reason, body.note)
-    )
+    return _json(await holds.reject(request.app[CTX], hold_id, who, body.reason, body.note))
 
 
 async def follow_event(request: web.Request) -> web.Response:
@@ -142,7 +275,7 @@ async def follow_event(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     body = await _json_body(request, FollowEventBody)
     now = datetime.now(UTC)
-    at = body.followed_at or now
+    at = _utc(body.followed_at) if body.followed_at is not None else now
     await ctx.store.signals.record_facts(
         body.platform, [Followed(body.account, body.follower, at)], now, source="api"
     )
@@ -151,7 +284,7 @@ async def follow_event(request: web.Request) -> web.Response:
             "platform": body.platform,
             "account": body.account,
             "follower": body.follower,
-            "followed_at": at.isoformat(),
+            "followed_at": _ts(at),
         },
         status=201,
     )
@@ -161,10 +294,33 @@ async def openapi(_request: web.Request) -> web.Response:
     return _json(OPENAPI)
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _other_methods(allow: tuple[str, ...]) -> Handler:
+    """Any other method on a review path: 405 naming the allowed ones (OPTIONS: 204),
+    rather than falling through to the proxy's catch-all route and a 404."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.method == "OPTIONS":
+            return web.Response(status=204, headers={"Allow": ", ".join(allow)})
+        raise MethodNotAllowed(f"{request.method} is not allowed here", allow=allow)
+
+    return handler
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/openapi.json", openapi)
-    app.router.add_get("/api/v1/holds", list_holds)
-    app.router.add_get("/api/v1/holds/{id}", get_hold)
-    app.router.add_post("/api/v1/holds/{id}/approve", approve_hold)
-    app.router.add_post("/api/v1/holds/{id}/reject", reject_hold)
-    app.router.add_post("/api/v1/follow-events", follow_event)
+    routes: list[tuple[str, str, Handler]] = [
+        ("/api/openapi.json", "GET", openapi),
+        ("/api/v1/holds", "GET", list_holds),
+        ("/api/v1/holds/{id}", "GET", get_hold),
+        ("/api/v1/holds/{id}/approve", "POST", approve_hold),
+        ("/api/v1/holds/{id}/reject", "POST", reject_hold),
+        ("/api/v1/follow-events", "POST", follow_event),
+    ]
+    for path, method, handler in routes:
+        resource = app.router.add_resource(path)
+        allow = (method, "HEAD") if method == "GET" else (method,)
+        for m in allow:
+            resource.add_route(m, handler)
+        resource.add_route("*", _other_methods((*allow, "OPTIONS")))

@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 import aiohttp
 import structlog
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError
 
 from proxy.context import CTX, Context
-from proxy.errors import NotFound, Unauthorized
+from proxy.errors import NotFound, PayloadTooLarge, Unauthorized, is_unstorable_value
 from proxy.forward import request_headers_for_upstream
-from proxy.gateway import as_http, read_capped
+from proxy.gateway import as_http
 from proxy.platforms.base import Platform
+from proxy.streams import read_capped
 
 log = structlog.get_logger("dmgate.webhooks")
 MAX_WEBHOOK_BODY = 1024 * 1024
@@ -40,15 +42,30 @@ async def challenge(request: web.Request) -> web.Response:
 
 async def receive(request: web.Request) -> web.Response:
     ctx, platform, secret = _platform(request)
+    too_large = PayloadTooLarge(
+        f"webhook payloads are limited to {MAX_WEBHOOK_BODY} bytes", limit=MAX_WEBHOOK_BODY
+    )
+    if request.content_length is not None and request.content_length > MAX_WEBHOOK_BODY:
+        raise too_large
     body = await read_capped(request.content, MAX_WEBHOOK_BODY)
     if body is None:
-        return web.json_response({"error": "payload_too_large", "source": "dmgate"}, status=413)
+        raise too_large
     if not platform.webhook_signature_valid(request.headers, body, secret):
         log.warning("webhook_signature_invalid", platform=platform.name)
         raise Unauthorized("webhook signature missing or invalid")
     now = datetime.now(UTC)
+    # Adapters read odd payloads as "no facts"; a store outage is a 503 (error_middleware),
+    # so the platform delivers the event again.
     facts = platform.webhook_facts(body, now)
-    await ctx.store.signals.record_facts(platform.name, facts, now, source="webhook")
+    try:
+        await ctx.store.signals.record_facts(platform.name, facts, now, source="webhook")
+    except DBAPIError as exc:
+        if not is_unstorable_value(exc):
+            raise
+        # Authentic, but carrying values the store cannot keep (PostgreSQL: NUL characters,
+        # ids longer than their columns): it teaches nothing, and is still relayed.
+        log.warning("webhook_facts_not_recorded", platform=platform.name, error=type(exc).__name__)
+        facts = []
     log.info("webhook_received", platform=platform.name, facts=len(facts))
     relay = ctx.settings.webhook_relay.get(platform.name)
     if relay:

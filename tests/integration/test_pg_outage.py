@@ -1,6 +1,6 @@
 """PostgreSQL stopped under a running dmgate: DMs fail closed with 503, pass-through keeps
-flowing, /readyz says not ready — and everything recovers by itself when the database is
-back. Stops and starts the machine's real PostgreSQL server."""
+flowing, the review API answers 503, /readyz says not ready — and everything recovers by
+itself when the database is back. Stops and starts the machine's real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -55,6 +55,16 @@ def test_database_outage_fails_dms_closed_and_recovers(dmgate_factory, fake_x, o
     assert ready.status_code == 503
     assert ready.json()["status"] == "not ready"
     assert gate.client.get("/healthz").status_code == 200  # alive: no restart needed
+    # The review API too: 503, never a 500 (reads and writes alike).
+    review = gate.review()
+    for r in (
+        review.get("/api/v1/holds"),
+        review.post(
+            "/api/v1/follow-events", json={"platform": "x", "account": "1", "follower": "2"}
+        ),
+    ):
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "store_unavailable"
 
     subprocess.run([*cluster, "start"], check=True, capture_output=True)
     wait_until(

@@ -9,12 +9,13 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.integration.dm_helpers import TEMPLATE_ONLY, pitch, send_dm
+from tests.integration.dm_helpers import SENDER, SENDER_TOKEN, TEMPLATE_ONLY, pitch, send_dm
 from tests.support import REVIEW_TOKENS
 
 
 @pytest.fixture
-def gate(dmgate_factory):
+def gate(dmgate_factory, fake_x):
+    fake_x.state.add_user(SENDER, token=SENDER_TOKEN)  # a known sender: only templates hold
     return dmgate_factory(policy_yaml=TEMPLATE_ONLY)
 
 
@@ -98,7 +99,7 @@ def test_bad_review_bodies_are_refused_and_change_nothing(gate):
             {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
             400,
         ),
-        (f"/api/v1/holds/{hold_id}/approve", {"json": {"txt": "typo"}}, 422),
+        (f"/api/v1/holds/{hold_id}/approve", {"json": {"txt": "typo"}}, 400),
         (
             f"/api/v1/holds/{hold_id}/approve",
             {
@@ -108,7 +109,8 @@ def test_bad_review_bodies_are_refused_and_change_nothing(gate):
             400,
         ),
         (f"/api/v1/holds/{hold_id}/reject", {"json": {"note": "no reason"}}, 422),
-        (f"/api/v1/holds/{hold_id}/reject", {"json": ["reason"]}, 422),
+        (f"/api/v1/holds/{hold_id}/reject", {"json": ["reason"]}, 400),
+        (f"/api/v1/holds/{hold_id}/reject", {"json": {"reason": "   "}}, 422),
         ("/api/v1/holds/nope/approve", {}, 404),
         ("/api/v1/holds/nope/reject", {"json": {"reason": "x"}}, 404),
     ]
