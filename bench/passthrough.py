@@ -1,7 +1,7 @@
 """Pass-through overhead: the same load against an upstream directly and through dmgate.
 
 Starts, on loopback only, a hello-world upstream (aiohttp, its own process) and a real
-`dmgate serve` in front of it (route `plain`, platform passthrough, SQLite in a temporary
+`dmgate serve` in front of it (route `plain`, platform "none", SQLite in a temporary
 directory, log level info), then measures in one run, with the same client and settings:
 
   throughput  wrk -t2 -c50: requests/s (and p50/p99 under that load)
@@ -99,11 +99,11 @@ def start_dmgate(
         "DMGATE_PORT": str(port),
         "DMGATE_DATABASE_URL": f"sqlite:///{home / 'dmgate.db'}",
         "DMGATE_ROUTES": json.dumps(
-            {"plain": {"upstream": f"http://127.0.0.1:{upstream_port}", "platform": "passthrough"}}
+            {"plain": {"upstream": f"http://127.0.0.1:{upstream_port}", "platform": "none"}}
         ),
         "DMGATE_LOG_FORMAT": "json",
         "DMGATE_LOG_LEVEL": "info",
-        "DMGATE_REVIEW_TOKENS": "bench:bench-token-0123456789",
+        "DMGATE_REVIEW_TOKENS": "bench:bench-token-0123456789abcdef",
         "DMGATE_SECRET_KEY": "bench-secret-key-0123456789abcdef",
     }
     if stdlib_loop:  # for comparison: hide uvloop so `dmgate serve` falls back

@@ -4,49 +4,88 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import os
+import socket
 import sys
+import textwrap
+import typing
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
+
     from proxy.settings import Settings
 
 
 def _settings() -> Settings | None:
+    from pydantic_settings import SettingsError
+
     from proxy.settings import Settings
 
     try:
         return Settings()
     except ValidationError as exc:
-        print(f"dmgate: invalid settings:\n{_settings_errors(exc)}", file=sys.stderr)
+        print(_settings_errors(exc), file=sys.stderr)
+        return None
+    except SettingsError as exc:  # a source that cannot be read at all (e.g. the .env file)
+        print(f"dmgate: settings: {exc}", file=sys.stderr)
         return None
 
 
 def _serve(_args: argparse.Namespace) -> int:
+    # Settings first: a bad one is refused before the second it takes to import the app.
+    settings = _settings()
+    if settings is None:
+        return 2
+
     from policies.config import PolicyFileError
     from proxy.app import build_app
     from proxy.forward_mode.listener import run
     from proxy.logs import configure_logging
 
-    settings = _settings()
-    if settings is None:
-        return 2
     configure_logging(settings.log_format, settings.log_level)
     try:
         app = build_app(settings)
     except PolicyFileError as exc:
         print(f"dmgate: policy file {settings.policy_file} refused:\n{exc}", file=sys.stderr)
         return 2
-    run(
-        app,
-        settings.host,
-        settings.port,
-        _event_loop(),
-        announce=lambda msg: print(f"dmgate: {msg}", file=sys.stderr, flush=True),
-    )
+    try:
+        run(
+            app,
+            settings.host,
+            settings.port,
+            _event_loop(),
+            announce=lambda msg: print(f"dmgate: {msg}", file=sys.stderr, flush=True),
+        )
+    except OSError as exc:
+        reason = _bind_failure(exc)
+        if reason is None:
+            raise
+        address = f"[{settings.host}]" if ":" in settings.host else settings.host
+        print(
+            f"dmgate: cannot listen on {address}:{settings.port}: {reason} "
+            "(DMGATE_HOST/DMGATE_PORT)",
+            file=sys.stderr,
+        )
+        return 2
     return 0
+
+
+def _bind_failure(exc: OSError) -> str | None:
+    """Why the listening socket could not be made (port taken, address not this host's,
+    privileged port, unknown host name), or None for any other OSError, which stays a
+    traceback: it is a bug or an outage, not a setting to fix."""
+    if isinstance(exc, socket.gaierror):
+        return str(exc.strerror or exc).lower()
+    bind_errors = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
+    if exc.errno in bind_errors and exc.filename is None:
+        return os.strerror(exc.errno).lower()
+    return None
 
 
 def _ca_init(args: argparse.Namespace) -> int:
@@ -125,11 +164,82 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 
 
 def _settings_errors(exc: ValidationError) -> str:
+    """One line per error, naming the variable and, inside a structured one, the path:
+    `dmgate: DMGATE_ROUTES: routes.tw: unknown platform 'twiter' (...)`."""
     lines = []
     for err in exc.errors():
-        key = "DMGATE_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
-        lines.append(f"  {key}: {err['msg']}")
+        loc = err["loc"]
+        msg = err["msg"].removeprefix("Value error, ")
+        if not loc:
+            lines.append(f"dmgate: settings: {msg}")
+            continue
+        where = "DMGATE_" + str(loc[0]).upper()
+        if len(loc) > 1:
+            path = str(loc[0]) + "".join(
+                f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:]
+            )
+            where += f": {path}"
+        lines.append(f"dmgate: {where}: {msg}")
     return "\n".join(lines)
+
+
+def _settings_help() -> str:
+    """Every setting with its default and meaning, from the Settings model itself, so the
+    list cannot fall behind the code."""
+    from proxy.settings import Settings
+
+    lines = ["settings (DMGATE_* environment variables, or a .env file in the working directory):"]
+    for name, field in Settings.model_fields.items():
+        lines.append(f"  DMGATE_{name.upper()}  (default: {_shown_default(field)})")
+        lines.extend(
+            textwrap.wrap(
+                field.description or "",
+                width=96,
+                initial_indent=" " * 6,
+                subsequent_indent=" " * 6,
+                break_on_hyphens=False,
+            )
+        )
+    lines.append("")
+    lines.append(
+        "Durations accept 90s, 10m, 1h, 3d. Invalid settings: exit 2, naming the variable."
+    )
+    return "\n".join(lines)
+
+
+def _shown_default(field: FieldInfo) -> str:
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    if "shown_default" in extra:
+        return str(extra["shown_default"])
+    value = field.get_default(call_default_factory=True)
+    if _is_secret(field.annotation):
+        # Never printed, whatever it is.
+        return "(secret)" if value else "unset"
+    if value is None or value == [] or value == {}:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, timedelta):
+        return _duration_text(value)
+    return str(value)
+
+
+def _is_secret(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    return any(_is_secret(arg) for arg in typing.get_args(annotation))
+
+
+def _duration_text(value: timedelta) -> str:
+    """As people write them: 60s, 5m, 72h (the smallest unit giving a number under 100)."""
+    seconds = int(value.total_seconds())
+    fitting = [
+        (seconds // size, unit)
+        for unit, size in (("s", 1), ("m", 60), ("h", 3600), ("d", 86400))
+        if seconds % size == 0
+    ]
+    number, unit = next((f for f in fitting if f[0] < 100), fitting[-1])
+    return f"{number}{unit}"
 
 
 def _check_policies(args: argparse.Namespace) -> int:
@@ -151,7 +261,13 @@ def main(argv: list[str] | None = None) -> int:
         description="An HTTP proxy that holds or blocks automated direct messages for review.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = sub.add_parser("serve", help="run the proxy (settings from DMGATE_* variables)")
+    serve = sub.add_parser(
+        "serve",
+        help="run the proxy (settings from DMGATE_* variables; `serve --help` lists them)",
+        description="Run the proxy. Settings come from the environment.",
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     serve.set_defaults(func=_serve)
     check = sub.add_parser("check-policies", help="validate a policy file and exit")
     check.add_argument("file", help="the policy file (YAML)")

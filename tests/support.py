@@ -20,7 +20,8 @@ import httpx
 from aiohttp import web
 
 REPO = Path(__file__).resolve().parent.parent
-REVIEW_TOKENS = {"alice": "tok-alice-0123456789", "bob": "tok-bob-0123456789"}
+# At least 24 characters each: dmgate refuses shorter review tokens.
+REVIEW_TOKENS = {"alice": "tok-alice-0123456789abcdefgh", "bob": "tok-bob-0123456789abcdefgh"}
 SECRET_KEY = "test-secret-key-0123456789abcdef"
 
 

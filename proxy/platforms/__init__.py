@@ -9,7 +9,9 @@ from proxy.platforms.mastodon import MastodonPlatform
 from proxy.platforms.meta import MetaPlatform
 from proxy.platforms.x import XPlatform
 
-# Route settings name a platform by these keys (`{"platform": "x"}`).
+# Route settings name a platform by these keys (`{"platform": "x"}`); dmgate refuses to
+# start on any other name except "none" (`proxy.settings.NO_PLATFORM`: never judged), so
+# no adapter may be called that.
 PLATFORMS: dict[str, type[Platform]] = {
     XPlatform.name: XPlatform,
     MastodonPlatform.name: MastodonPlatform,
@@ -17,6 +19,7 @@ PLATFORMS: dict[str, type[Platform]] = {
     LinkedInPlatform.name: LinkedInPlatform,
     MetaPlatform.name: MetaPlatform,
 }
+assert "none" not in PLATFORMS, '"none" means "never judged" in route settings'
 
 
 def get_platform(name: str) -> Platform:

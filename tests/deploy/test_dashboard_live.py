@@ -46,7 +46,7 @@ def gate(dmgate_factory, fake_x, receiver) -> DMGate:
     for uid in range(300, 340):
         fake_x.state.add_user(str(uid))
     routes = json.loads(routes_to(fake_x.url))
-    routes["dead"] = {"upstream": f"http://127.0.0.1:{free_port()}", "platform": "passthrough"}
+    routes["dead"] = {"upstream": f"http://127.0.0.1:{free_port()}", "platform": "none"}
     return dmgate_factory(
         policy_yaml=ENFORCE.format(mode="enforce"),
         env={"DMGATE_ROUTES": json.dumps(routes), "DMGATE_REVIEW_WEBHOOK_URL": receiver.url},

@@ -5,8 +5,8 @@
         gate = dmgate_factory(env={"DMGATE_HOLD_TTL": "2s"}, policy_yaml=POLICY)
 
 Every dmgate gets its own directory (`gate.tmp`: database, key, log, `policies.yaml`), and
-routes `x` (platform x) and `plain` (pure pass-through) to the fake unless `env` says
-otherwise. Everything started is stopped at teardown, dmgate before the fake.
+routes `x` (platform x) and `plain` (platform "none": pass-through, never judged) to the
+fake unless `env` says otherwise. Everything started is stopped at teardown, dmgate before the fake.
 
 The store is SQLite unless `DMGATE_TEST_BACKEND=postgresql`: then each test gets a fresh
 PostgreSQL database (`tests/pg.py`) shared by all the dmgates it starts — several replicas.
@@ -34,7 +34,7 @@ def routes_to(upstream: str) -> str:
     return json.dumps(
         {
             "x": {"upstream": upstream, "platform": "x"},
-            "plain": {"upstream": upstream, "platform": "passthrough"},
+            "plain": {"upstream": upstream, "platform": "none"},
         }
     )
 

@@ -154,9 +154,9 @@ def gate(
 ) -> Iterator[DMGate]:
     routes = {
         "x": {"upstream": upstream.url, "platform": "x"},
-        "plain": {"upstream": upstream.url, "platform": "passthrough"},
-        "raw": {"upstream": f"http://127.0.0.1:{raw_upstream.port}", "platform": "passthrough"},
-        "closed": {"upstream": f"http://127.0.0.1:{free_port()}", "platform": "passthrough"},
+        "plain": {"upstream": upstream.url, "platform": "none"},
+        "raw": {"upstream": f"http://127.0.0.1:{raw_upstream.port}", "platform": "none"},
+        "closed": {"upstream": f"http://127.0.0.1:{free_port()}", "platform": "none"},
     }
     g = DMGate(tmp_path_factory.mktemp("passthrough"), {"DMGATE_ROUTES": json.dumps(routes)})
     g.start()
