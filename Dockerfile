@@ -2,7 +2,7 @@
 # dmgate container image. Linted in CI: hadolint --failure-threshold warning Dockerfile
 #
 #   docker build -t dmgate .
-#   docker run -p 8080:8080 -v dmgate-data:/data -e DMGATE_REVIEW_TOKENS=me:secret dmgate
+#   docker run -p 8080:8080 -v dmgate-data:/data -e DMGATE_REVIEW_TOKENS=me:$(openssl rand -hex 24) dmgate
 
 # ---- build: a virtualenv with dmgate and its dependencies, nothing else -----------------
 FROM python:3.11.11-slim-bookworm AS build

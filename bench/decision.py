@@ -225,7 +225,7 @@ def dmgate_rss(url: str, home: Path) -> tuple[float, float]:
             "DMGATE_PORT": str(port),
             "DMGATE_DATABASE_URL": url,
             "DMGATE_POLICY_FILE": str(policy),
-            "DMGATE_REVIEW_TOKENS": "bench:bench-token",
+            "DMGATE_REVIEW_TOKENS": "bench:bench-token-0123456789abcdef",
             "DMGATE_LOG_LEVEL": "warning",
             "DMGATE_ROUTES": json.dumps({"x": {"upstream": fx.url, "platform": "x"}}),
         }

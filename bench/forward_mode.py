@@ -121,7 +121,7 @@ def start_dmgate(
         "DMGATE_TUNNEL_PRIVATE": "true",
         "DMGATE_LOG_FORMAT": "json",
         "DMGATE_LOG_LEVEL": "info",
-        "DMGATE_REVIEW_TOKENS": "bench:bench-token-0123456789",
+        "DMGATE_REVIEW_TOKENS": "bench:bench-token-0123456789abcdef",
         "DMGATE_SECRET_KEY": "bench-secret-key-0123456789abcdef",
     }
     cmd = [sys.executable, "-m", "proxy.cli", "serve"]

@@ -47,7 +47,7 @@ def start_replica(url: str, upstream: str, home: Path) -> tuple[subprocess.Popen
         "DMGATE_DATABASE_URL": url,
         "DMGATE_POLICY_FILE": str(home / "policies.yaml"),
         "DMGATE_ROUTES": json.dumps({"x": {"upstream": upstream, "platform": "x"}}),
-        "DMGATE_REVIEW_TOKENS": "bench:bench-token-0123456789",
+        "DMGATE_REVIEW_TOKENS": "bench:bench-token-0123456789abcdef",
         "DMGATE_SECRET_KEY": "bench-secret-key-0123456789abcdef",
         "DMGATE_LOG_LEVEL": "warning",
         "DMGATE_LOG_FORMAT": "json",

@@ -111,7 +111,7 @@ def run(url: str, upstream: str, home: Path, retention: bool, seconds: float) ->
         "DMGATE_DATABASE_URL": url,
         "DMGATE_POLICY_FILE": str(home / "policies.yaml"),
         "DMGATE_ROUTES": json.dumps({"x": {"upstream": upstream, "platform": "x"}}),
-        "DMGATE_REVIEW_TOKENS": "bench:bench-token-0123456789",
+        "DMGATE_REVIEW_TOKENS": "bench:bench-token-0123456789abcdef",
         "DMGATE_SECRET_KEY": "bench-secret-key-0123456789abcdef",
         "DMGATE_LOG_LEVEL": "warning",
         "DMGATE_RETENTION_MARGIN": "5s",

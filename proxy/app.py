@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from yarl import URL
 
 from proxy import gateway, review, webhooks
 from proxy.context import CTX, Context
@@ -29,6 +30,8 @@ from proxy.holds import expire_loop
 from proxy.metrics import create_metrics
 from proxy.notify import notify_loop
 from proxy.platforms import PLATFORMS
+from proxy.platforms.base import Platform
+from proxy.platforms.mastodon import MastodonPlatform
 from proxy.policy_loader import PolicyHolder
 from proxy.review import token_digest
 from proxy.routing import is_forward_mode
@@ -47,7 +50,7 @@ def build_app(settings: Settings) -> web.Application:
         settings=settings,
         metrics=metrics,
         policies=PolicyHolder(settings.policy_file, metrics),
-        platforms={name: cls() for name, cls in PLATFORMS.items()},
+        platforms=_platforms(settings),
     )
     # Streaming pass-through bodies are not limited; judged DM bodies are (gateway).
     app = web.Application(
@@ -63,6 +66,21 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_route("*", "/{tail:.*}", gateway.handle)
     app.cleanup_ctx.append(_lifecycle)
     return app
+
+
+def _platforms(settings: Settings) -> dict[str, Platform]:
+    """One adapter per platform. Mastodon's learns its instances' own domains, so that
+    `@alice` and `@alice@your.instance` are one recipient."""
+    adapters: dict[str, Platform] = {name: cls() for name, cls in PLATFORMS.items()}
+    local = {
+        URL(r.upstream).host or ""
+        for r in settings.routes.values()
+        if r.platform == MastodonPlatform.name
+    } | {
+        h for r in settings.routes.values() if r.platform == MastodonPlatform.name for h in r.hosts
+    }
+    adapters[MastodonPlatform.name] = MastodonPlatform(local_domains=frozenset(local - {""}))
+    return adapters
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -86,10 +86,16 @@ class Forbidden(DMGateError):
 
 
 class RequestTimeout(DMGateError):
-    """Forward mode: no complete CONNECT head in time."""
+    """No complete request head (or CONNECT head) in time, or a DM body that did not arrive
+    in time."""
 
     status = 408
     code = "request_timeout"
+
+    def response(self) -> web.Response:
+        resp = super().response()
+        resp.force_close()  # the rest of the request may still be trickling in
+        return resp
 
 
 class HeadersTooLarge(DMGateError):

@@ -255,10 +255,20 @@ async def _judge_dm(
         ctx.metrics.refused_requests.labels(target.route_name, "bad_dm").inc()
         err = UnsupportedMediaType if exc.status == 415 else BadRequest
         raise err(f"{platform.name} DM request not forwarded: {exc}") from None
-    except DMGateError as exc:
+    except RequestTimeout as exc:
         ctx.metrics.requests.labels(target.route_name, Kind.DM.value).inc()
-        reason = "body_timeout" if isinstance(exc, RequestTimeout) else "bad_dm"
-        ctx.metrics.refused_requests.labels(target.route_name, reason).inc()
+        ctx.metrics.refused_requests.labels(target.route_name, "body_timeout").inc()
+        # Answer, then hang up: waiting for the rest of a trickled body is what the
+        # timeout is there to stop (aiohttp would otherwise linger reading it).
+        response = exc.response()
+        await response.prepare(request)
+        await response.write_eof()
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    except DMGateError:
+        ctx.metrics.requests.labels(target.route_name, Kind.DM.value).inc()
+        ctx.metrics.refused_requests.labels(target.route_name, "bad_dm").inc()
         raise
     ctx.metrics.requests.labels(target.route_name, Kind.DM.value).inc()
     try:

@@ -16,7 +16,7 @@ COMPOSE = DEPLOY / "docker-compose.yml"
 FORWARD_MODE = ("DMGATE_TUNNEL_HOSTS", "DMGATE_PROXY_AUTH", "DMGATE_CA_PASSPHRASE")
 SECRETS = {
     "POSTGRES_PASSWORD": "pg-password",
-    "DMGATE_REVIEW_TOKENS": "alice:tok-alice",
+    "DMGATE_REVIEW_TOKENS": "alice:tok-alice-0123456789abcdef",
     "DMGATE_SECRET_KEY": "0123456789abcdef0123456789abcdef",
     "GRAFANA_ADMIN_PASSWORD": "grafana-password",
 }

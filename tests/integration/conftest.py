@@ -23,6 +23,7 @@ import pytest
 
 from tests import pg
 from tests.fakes.x_upstream import FakeXThread
+from tests.integration.dm_helpers import SENDER, SENDER_TOKEN
 from tests.support import DMGate
 
 BACKEND = os.environ.get("DMGATE_TEST_BACKEND", "sqlite")
@@ -41,7 +42,10 @@ def routes_to(upstream: str) -> str:
 
 @pytest.fixture
 def fake_x() -> Iterator[FakeXThread]:
+    """The fake X, knowing the tools' own account: its OAuth 2.0 token is SENDER's (dmgate
+    asks `/2/users/me` who a new token belongs to, and holds DMs on tokens nobody names)."""
     with FakeXThread() as fake:
+        fake.state.add_user(SENDER, token=SENDER_TOKEN)
         yield fake
 
 

@@ -75,7 +75,7 @@ def gate(dmgate_factory, fakes) -> DMGate:
     )
     followed(gate, "x", SENDER, FOLLOWER)
     followed(gate, "meta", PAGE, FOLLOWER)
-    followed(gate, "mastodon", "1", FOLLOWER)
+    followed(gate, "mastodon", "1", "person")  # Mastodon keys people by their acct
     return gate
 
 
@@ -88,8 +88,9 @@ def followed(gate: DMGate, platform: str, account: str, follower: str) -> None:
 
 
 def sends(fakes: dict[str, Any]) -> int:
-    """Every request the fakes received (anything unjudged would show up here)."""
-    return sum(len(f.state.requests) for f in fakes.values())
+    """Every request but a GET the fakes received: anything unjudged would show up here
+    (dmgate itself asks the platforms who a new credential belongs to, with a GET)."""
+    return sum(1 for f in fakes.values() for rec in f.state.requests if rec.method != "GET")
 
 
 def x_dm(recipient: str = FOLLOWER, text: str = "Thanks for the follow! Join us") -> bytes:
@@ -175,9 +176,9 @@ def test_a_method_override_form_field_never_reaches_the_upstream_whole(gate, fak
     # A DM (judged) with `_method` in its form body: refused before anything is sent.
     r = post_dm(gate, "mastodon", content=(MASTODON_DM + "&_method=put").encode())
     refused(r, 400)
-    # A pass-through edit spelled as POST + `_method=PUT`, the field after 2 MiB of
-    # padding: the upstream's request is cut off before it is complete.
-    padding = "x" * (2 * 1024 * 1024)
+    # A pass-through edit spelled as POST + `_method=PUT`, the field behind padding that
+    # spans many chunks: the upstream's request is cut off before it is complete.
+    padding = "x" * (600 * 1024)
     r = gate.client.post(
         "/mastodon/api/v1/statuses/77",
         content=urlencode({"pad": padding, "status": "pitch", "_method": "PUT"}).encode(),
@@ -187,7 +188,7 @@ def test_a_method_override_form_field_never_reaches_the_upstream_whole(gate, fak
     multipart = (
         b'--b\r\nContent-Disposition: form-data; name="status"\r\n\r\npitch\r\n'
         b'--b\r\nContent-Disposition: form-data; name="pad"\r\n\r\n'
-        + b"y" * (2 * 1024 * 1024)
+        + b"y" * (600 * 1024)
         + b"\r\n--b\r\nContent-Disposition: form-data; name=_method\r\n\r\nPUT\r\n--b--\r\n"
     )
     r = gate.client.post(
@@ -219,7 +220,7 @@ def test_other_methods_on_dm_send_paths_are_refused(gate, fakes, platform, metho
         f"/x/2/DM_Conversations/with/{FOLLOWER}/Messages",
         f"/x/2/dm_conversations/with/{FOLLOWER}/messages/",
         f"/x/2/dm_conversations/with/{FOLLOWER}/messages.json",
-        f"/x/2/dm_conversations/with/%34%32/m%65ssages",
+        "/x/2/dm_conversations/with/%34%32/m%65ssages",
         f"/x/2/dm_conversations/with/{FOLLOWER}/messages;v=1",
         f"/x/2//dm_conversations/./with/{FOLLOWER}/messages",
         f"/x/2/dm_conversations/with/0{FOLLOWER}/messages",
@@ -497,7 +498,7 @@ def test_parse_errors_never_print_credentials(gate):
         f"GET /x/2/users/me HTTP/1.1\r\nAuthorization: {secret}\x01\r\nCookie: {cookie}\r\n\r\n",
     ):
         answer = _raw(gate, bad.encode())
-        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        assert answer.split(b" ", 2)[1] == b"400", answer[:200]
     gate.client.get("/healthz")
     logs = gate.logs()
     assert "sekrit" not in logs, logs[-2000:]

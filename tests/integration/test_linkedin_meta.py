@@ -378,8 +378,8 @@ def test_graph_token_in_the_query_or_body_is_sealed_at_rest(start, meta):
     not leave it readable in the database."""
     gate = start()
     for i, form in enumerate(("query", "form", "json")):
-        graph_send(gate.client, f"psid-{i}", pitch(i), form=form)
-    held = graph_send(gate.client, "psid-9", pitch(9), form="form")
+        graph_send(gate.client, f"7000{i}", pitch(i), form=form)
+    held = graph_send(gate.client, "70009", pitch(9), form="form")
     assert held.headers["DMGate-Decision"] == "hold"
     if os.environ.get("DMGATE_TEST_BACKEND", "sqlite") == "sqlite":
         gate.stop()

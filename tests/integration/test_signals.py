@@ -102,7 +102,8 @@ def test_follow_events_api_and_writing_first(gate, fake_x):
 
 def test_follow_events_api_refuses_bad_input(gate):
     review = gate.review()
-    assert review.post("/api/v1/follow-events", json={"platform": "x"}).status_code == 422
+    # Malformed input is 400 everywhere in the review API (422 only: a reject without reason).
+    assert review.post("/api/v1/follow-events", json={"platform": "x"}).status_code == 400
     assert (
         review.post(
             "/api/v1/follow-events", content=b"{nope", headers={"Content-Type": "application/json"}
@@ -110,7 +111,7 @@ def test_follow_events_api_refuses_bad_input(gate):
         == 400
     )
     naive = {"platform": "x", "account": "1", "follower": "2", "followed_at": "2026-01-01T00:00"}
-    assert review.post("/api/v1/follow-events", json=naive).status_code == 422
+    assert review.post("/api/v1/follow-events", json=naive).status_code == 400
     assert gate.client.post("/api/v1/follow-events", json={}).status_code == 401
 
 
@@ -209,25 +210,38 @@ def test_account_identification(gate, fake_x):
     gate.review().post(
         "/api/v1/follow-events", json={"platform": "x", "account": "150", "follower": "350"}
     )
-    # Before dmgate saw users/me for this token, the sender is only a keyed token hash.
+    # dmgate never saw users/me for this token: it asks X itself, once, before judging.
     r = send_dm(gate.client, "350", PERSONAL, headers=bearer("opaque-token-150"))
-    assert r.headers["DMGate-Decision"] == "allow"
-    learn_identity(gate.client, "opaque-token-150")
-    r = send_dm(gate.client, "350", PERSONAL + " :)", headers=bearer("opaque-token-150"))
     assert r.headers["DMGate-Decision"] == "hold"
     hold = gate.review().get(f"/api/v1/holds/{r.headers['DMGate-Hold-Id']}").json()
     assert hold["account"] == "150"
+    learn_identity(gate.client, "opaque-token-150")
+    r = send_dm(gate.client, "350", PERSONAL + " :)", headers=bearer("opaque-token-150"))
+    assert r.headers["DMGate-Decision"] == "hold"
+    asked = [r.header("Authorization") for r in fake_x.state.requests if r.path == "/2/users/me"]
+    # dmgate's own lookup, then the tool's: one each.
+    assert asked.count("Bearer opaque-token-150") == 2, asked
 
-    # OAuth 1.0a names the user in its token; DMGate-Account overrides and is stripped.
+    # OAuth 1.0a names the user in its token.
     oauth1 = (
         'OAuth oauth_consumer_key="ck", oauth_token="150-abcdef", '
         'oauth_signature_method="HMAC-SHA1", oauth_signature="x"'
     )
     r = send_dm(gate.client, "350", PERSONAL + " ...", headers={"Authorization": oauth1})
     assert r.headers["DMGate-Decision"] == "hold"
-    r = send_dm(gate.client, "350", PERSONAL + "?", headers={"DMGate-Account": "999"})
-    assert r.headers["DMGate-Decision"] == "allow"
-    assert all(k.lower() != "dmgate-account" for k, _ in fake_x.state.requests[-1].headers)
+    # DMGate-Account asserts; it never identifies. A token X will not name is held.
+    r = send_dm(
+        gate.client,
+        "350",
+        PERSONAL + "?",
+        headers={**bearer("app-only-token"), "DMGate-Account": "999"},
+    )
+    assert r.headers["DMGate-Decision"] == "hold"
+    hold = gate.review().get(f"/api/v1/holds/{r.headers['DMGate-Hold-Id']}").json()
+    assert [p["policy"] for p in hold["policies"]] == ["sender_identity"]
+    assert all(
+        k.lower() != "dmgate-account" for rec in fake_x.state.requests for k, _ in rec.headers
+    )
     assert "opaque-token-150" not in gate.logs()
 
 

@@ -44,7 +44,7 @@ def test_route_hosts_default_to_the_default_routes_or_the_upstreams_own_name():
     s = settings(
         routes='{"x": "http://127.0.0.1:9000",'
         ' "social": {"upstream": "https://Mastodon.Example/", "platform": "mastodon"},'
-        ' "plain": "http://10.0.0.5:8080",'
+        ' "plain": {"upstream": "http://10.0.0.5:8080", "platform": "none"},'
         ' "quiet": {"upstream": "https://quiet.example", "platform": "x", "hosts": []}}'
     )
     assert s.routes["x"].hosts == ["api.x.com"]
@@ -58,7 +58,11 @@ def test_route_hosts_default_to_the_default_routes_or_the_upstreams_own_name():
     [
         ('{"a": {"upstream": "https://a.example", "platform": "x", "hosts": ["10.0.0.1"]}}', "IP"),
         ('{"a": {"upstream": "https://a.example", "platform": "x", "hosts": ["a b"]}}', "DNS"),
-        ('{"a": "https://same.example", "b": "https://same.example"}', "claimed by both"),
+        (
+            '{"a": {"upstream": "https://same.example", "platform": "none"},'
+            ' "b": {"upstream": "https://same.example", "platform": "none"}}',
+            "claimed by both",
+        ),
         (
             '{"a": {"upstream": "https://a.example", "platform": "x", "ca_bundle": "/nope.pem"}}',
             "ca_bundle",
