@@ -220,6 +220,9 @@ def dmgate_rss(url: str, home: Path) -> tuple[float, float]:
     policy = home / "policies.yaml"
     policy.write_text(POLICIES)
     with FakeXThread() as fx:
+        # Each sending account has its own token, which dmgate identifies with X once.
+        for k in range(ACCOUNTS):
+            fx.state.add_user(str(9_000 + k), token=f"bench-token-{k}")
         env = {
             **os.environ,
             "DMGATE_PORT": str(port),
@@ -243,10 +246,7 @@ def dmgate_rss(url: str, home: Path) -> tuple[float, float]:
                     c.post(
                         f"/x/2/dm_conversations/with/{70_000_000 + n}/messages",
                         json={"text": text_for(n)},
-                        headers={
-                            "DMGate-Account": f"acct{n % ACCOUNTS}",
-                            "Authorization": "Bearer bench",
-                        },
+                        headers={"Authorization": f"Bearer bench-token-{n % ACCOUNTS}"},
                     )
             status = Path(f"/proc/{proc.pid}/status").read_text()
             fields = dict(ln.split(":", 1) for ln in status.splitlines() if ":" in ln)

@@ -76,7 +76,9 @@ async def load(
         while time.monotonic() < deadline:
             rid = next(counter)
             base = bases[(w + n) % len(bases)]
-            headers = {"DMGate-Account": str(100 + rid % accounts), "Authorization": "Bearer bench"}
+            # OAuth 1.0a tokens name their user: verified senders without a lookup.
+            token = f"{100 + rid % accounts}-bench"
+            headers = {"Authorization": f'OAuth oauth_consumer_key="bench", oauth_token="{token}"'}
             n += 1
             t0 = time.perf_counter()
             async with session.post(

@@ -92,7 +92,10 @@ async def stream(base: str, seconds: float, concurrency: int) -> int:
             async with session.post(
                 f"{base}/x/2/dm_conversations/with/{rid}/messages",
                 json={"text": text},
-                headers={"DMGate-Account": str(w % 10), "Authorization": "Bearer b"},
+                # OAuth 1.0a tokens name their user: verified senders without a lookup.
+                headers={
+                    "Authorization": f'OAuth oauth_consumer_key="b", oauth_token="{w % 10}-b"'
+                },
             ) as r:
                 await r.read()
             sent += 1

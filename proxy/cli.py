@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import errno
 import os
+import re
 import socket
 import sys
 import textwrap
 import typing
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,13 +31,41 @@ def _settings() -> Settings | None:
     from proxy.settings import Settings
 
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         print(_settings_errors(exc), file=sys.stderr)
         return None
     except SettingsError as exc:  # a source that cannot be read at all (e.g. the .env file)
         print(f"dmgate: settings: {exc}", file=sys.stderr)
         return None
+    from dotenv import dotenv_values
+
+    env_file = Path(str(Settings.model_config.get("env_file") or ".env"))
+    seen = {**(dotenv_values(env_file) if env_file.is_file() else {}), **os.environ}
+    misspelt = _misspelt_variables(seen, Settings.model_fields)
+    if misspelt:
+        print("\n".join(misspelt), file=sys.stderr)
+        return None
+    return settings
+
+
+# DMGATE_* variables that are not settings and are fine: Kubernetes service links (for a
+# Service named dmgate) and the test suite's own.
+_NOT_SETTINGS = re.compile(r"DMGATE_(SERVICE_|PORT_\d|TEST_|SMS_CORPUS$)")
+
+
+def _misspelt_variables(environ: Mapping[str, str], fields: Iterable[str]) -> list[str]:
+    """A DMGATE_* variable that is almost a setting's name is a typo whose setting silently
+    keeps its default (a policy file never loaded, a database never used): refuse it."""
+    known = {f"DMGATE_{name.upper()}" for name in fields}
+    lines = []
+    for var in sorted(environ):
+        if not var.startswith("DMGATE_") or var in known or _NOT_SETTINGS.match(var):
+            continue
+        close = difflib.get_close_matches(var, known, n=1, cutoff=0.8)
+        if close:
+            lines.append(f"dmgate: {var} is not a setting (did you mean {close[0]}?)")
+    return lines
 
 
 def _serve(_args: argparse.Namespace) -> int:

@@ -220,3 +220,23 @@ def test_bind_failures_become_one_line_and_other_errors_stay_errors():
     )
     assert _bind_failure(PermissionError(errno.EACCES, "denied", "/data/dmgate.db")) is None
     assert _bind_failure(OSError(errno.EIO, "disk")) is None
+
+
+def test_a_misspelt_setting_is_refused_and_other_dmgate_variables_are_not():
+    from proxy.cli import _misspelt_variables
+    from proxy.settings import Settings
+
+    env = {
+        "DMGATE_HOLD_TLL": "3h",  # a typo: the hold TTL would silently stay 72h
+        "DMGATE_POLICY_FLIE": "/etc/dmgate/policies.yaml",
+        "DMGATE_HOLD_TTL": "1h",
+        "DMGATE_SERVICE_HOST": "10.0.0.1",  # Kubernetes service links
+        "DMGATE_PORT_8080_TCP": "tcp://10.0.0.1:8080",
+        "DMGATE_TEST_BACKEND": "postgresql",
+        "DMGATE_SOMETHING_ELSE": "x",  # no setting is close: not ours to judge
+        "HOME": "/root",
+    }
+    assert _misspelt_variables(env, Settings.model_fields) == [
+        "dmgate: DMGATE_HOLD_TLL is not a setting (did you mean DMGATE_HOLD_TTL?)",
+        "dmgate: DMGATE_POLICY_FLIE is not a setting (did you mean DMGATE_POLICY_FILE?)",
+    ]
