@@ -48,9 +48,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import the repo's packages
 
-from policies.config import FirstContactPitchConfig, PitchMatch, PolicyAction  # noqa: E402
-from policies.first_contact_pitch import FirstContactPitch  # noqa: E402
+from policies.first_contact_pitch import (  # noqa: E402
+    FirstContactPitch,
+    FirstContactPitchConfig,
+    PitchMatch,
+)
 from policies.model import OutboundMessage  # noqa: E402
+from policies.schema import PolicyAction  # noqa: E402
 from tests.unit.memory_signals import MemorySignals  # noqa: E402
 
 START = datetime(2024, 5, 1, tzinfo=UTC)

@@ -10,10 +10,17 @@ and trying a blocked recipient again is caught again but not counted twice.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from policies.config import BurstConfig, format_duration
+from pydantic import Field
+
 from policies.model import OutboundMessage, Signals
+from policies.schema import Duration, PolicyConfig, format_duration
+
+
+class BurstConfig(PolicyConfig):
+    max_first_contacts: int = Field(default=20, ge=1, strict=True)
+    window: Duration = timedelta(hours=1)
 
 
 class Burst:

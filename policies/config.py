@@ -3,245 +3,69 @@
 A policy file is refused as a whole, with one line per problem, each naming the key path
 (`policies.template_reuse.window: invalid duration 'soon' (use 90s, 10m, 1h, 3d)`), so an
 operator can fix every mistake in one go and the proxy keeps the policies it had.
+
+The `policies:` section has one optional key per policy in `policies.registry`, typed by
+that policy's own `config_model`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import types
 from dataclasses import dataclass
-from datetime import timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic import BaseModel, BeforeValidator, ValidationError, create_model
+from pydantic_core import ErrorDetails
 
-from policies.model import Action, Mode
+from policies.model import Mode
+from policies.registry import POLICY_TYPES
+from policies.schema import (
+    ModeField,
+    PolicyConfig,
+    Strict,
+    format_duration,
+    none_as_empty,
+    parse_duration,
+)
+
+__all__ = [
+    "DEFAULT_POLICY_FILE",
+    "LoadedPolicies",
+    "PoliciesSection",
+    "PolicyFile",
+    "PolicyFileError",
+    "format_duration",
+    "load_policy_file",
+    "parse_duration",
+    "parse_policies",
+]
 
 DEFAULT_POLICY_FILE: Path = Path(__file__).with_name("default.yaml")
 
-# --- durations -----------------------------------------------------------------------------
 
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"([0-9]+)([smhd]?)")
-_DURATION_HINT = "(use 90s, 10m, 1h, 3d)"
-
-
-def parse_duration(value: str | int) -> timedelta:
-    """`90s`, `10m`, `1h`, `3d`, or a plain number of seconds, as a positive timedelta.
-
-    Raises ValueError with a message fit to show an operator.
-    """
-    # bool is an int subclass: `window: yes` must not mean one second.
-    if isinstance(value, int) and not isinstance(value, bool):
-        seconds = value
-    elif isinstance(value, str) and (m := _DURATION.fullmatch(value.strip())):
-        seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2) or "s"]
-    else:
-        raise ValueError(f"invalid duration {value!r} {_DURATION_HINT}")
-    if seconds <= 0:
-        raise ValueError(f"duration must be positive, got {value!r} {_DURATION_HINT}")
-    try:
-        return timedelta(seconds=seconds)
-    except OverflowError:
-        raise ValueError(f"duration {value!r} is too large") from None
-
-
-def format_duration(value: timedelta, exact: bool = False) -> str:
-    """A short human duration: `42s`, `5m`, `2h`, `3d`.
-
-    The unit follows the magnitude (hours up to two days, so a 24h window reads `24h`).
-    Rounded down unless `exact`, which falls back to a smaller unit instead (`90s`), so a
-    configured window is shown as written.
-    """
-    seconds = max(0, int(value.total_seconds()))
-    if seconds < 60:
-        unit = "s"
-    elif seconds < 3600:
-        unit = "m"
-    elif seconds < 2 * 86400:
-        unit = "h"
-    else:
-        unit = "d"
-    if exact:
-        for candidate in "dhms"["dhms".index(unit) :]:
-            if seconds % _UNIT_SECONDS[candidate] == 0:
-                unit = candidate
-                break
-    return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
-
-
-def _custom_error(kind: str, message: str) -> PydanticCustomError:
-    # The message goes through a context slot so braces in user input are not templated.
-    return PydanticCustomError(kind, "{message}", {"message": message})
-
-
-def _validate_duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):  # built in Python rather than read from a file
-        if value <= timedelta(0):
-            raise _custom_error("duration", f"duration must be positive, got {value}")
-        return value
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise _custom_error("duration", str(exc)) from None
-
-
-Duration = Annotated[timedelta, BeforeValidator(_validate_duration)]
-"""A positive timedelta read from `90s`, `10m`, `1h`, `3d` or seconds (pydantic field type)."""
-
-# --- actions and modes ---------------------------------------------------------------------
-
-
-class PolicyAction(StrEnum):
-    """What a policy does on a match. `off` disables the policy entirely."""
-
-    OFF = "off"
-    HOLD = "hold"
-    BLOCK = "block"
-
-    def to_action(self) -> Action | None:
-        return None if self is PolicyAction.OFF else Action(self.value)
-
-
-def _validate_action(value: Any) -> PolicyAction:
-    # YAML 1.1 reads a bare `off` (and `no`, `false`) as False; `off` is what was meant.
-    if value is False:
-        return PolicyAction.OFF
-    if value is True:
-        raise _custom_error(
-            "action",
-            "YAML reads on/yes/true as true, which is not an action (use off, hold or block)",
-        )
-    if isinstance(value, str) and value in PolicyAction._value2member_map_:
-        return PolicyAction(value)
-    raise _custom_error("action", f"unknown action {value!r} (use off, hold or block)")
-
-
-def _validate_mode(value: Any) -> Mode:
-    if isinstance(value, str) and value in Mode._value2member_map_:
-        return Mode(value)
-    if isinstance(value, bool):  # `mode: off` arrives as False
-        shown = f"{str(value).lower()} (YAML reads off/no/on/yes as booleans)"
-    else:
-        shown = repr(value)
-    raise _custom_error("mode", f"unknown mode {shown} (use enforce or shadow)")
-
-
-def _none_as_empty(value: Any) -> Any:
-    # `template_reuse:` with every line under it commented out is YAML null; treat it as an
-    # empty mapping so the message says which key is missing rather than "not a mapping".
-    return {} if value is None else value
-
-
-PolicyActionField = Annotated[PolicyAction, BeforeValidator(_validate_action)]
-ModeField = Annotated[Mode, BeforeValidator(_validate_mode)]
-
-# --- the schema ----------------------------------------------------------------------------
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PolicyConfig(_Strict):
-    """Keys every policy has."""
-
-    action: PolicyActionField
-    mode: ModeField | None = None  # None: the file's global mode
-
-
-class FollowTimingConfig(PolicyConfig):
-    window: Duration = timedelta(hours=1)
-
-
-class TemplateReuseConfig(PolicyConfig):
-    min_recipients: int = Field(default=3, ge=2, strict=True)
-    window: Duration = timedelta(hours=24)
-    min_tokens: int = Field(default=6, ge=1, strict=True)
-    # 0.45, not 0.5: MinHash estimates scatter (~0.06 at 64 hash values), and 0.5 loses copies
-    # whose true similarity is just above it (bench/detection.py: +15 spam for +5 ham).
-    similarity: float = Field(default=0.45, gt=0, le=1, strict=True)
-
-
-class PitchMatch(StrEnum):
-    """What makes a first message a pitch."""
-
-    LINK_OR_CTA = "link_or_cta"
-    LINK_AND_CTA = "link_and_cta"
-    LINK = "link"
-    CTA = "cta"
-
-
-_DOMAIN_SHAPE = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9-]{2,}")
-
-
-def _validate_phrases(value: Any) -> Any:
-    if isinstance(value, list):
-        for item in value:
-            # A phrase without a letter or digit would normalise to nothing and never match.
-            if not isinstance(item, str) or not re.search(r"\w", item):
-                raise _custom_error("phrase", f"phrases need words, got {item!r}")
-    return value
-
-
-def _validate_domains(value: Any) -> Any:
-    if not isinstance(value, list):
-        return value
-    domains = []
-    for item in value:
-        domain = item.strip().lower().removeprefix("www.") if isinstance(item, str) else ""
-        if not _DOMAIN_SHAPE.fullmatch(domain):
-            raise _custom_error(
-                "domain", f"{item!r} is not a domain name (write it as example.com)"
-            )
-        domains.append(domain)
-    return domains
-
-
-Phrases = Annotated[tuple[str, ...], BeforeValidator(_validate_phrases)]
-Domains = Annotated[tuple[str, ...], BeforeValidator(_validate_domains)]
-
-
-class FirstContactPitchConfig(PolicyConfig):
-    match: PitchMatch = PitchMatch.LINK_OR_CTA
-    # Links to these domains (and their subdomains) are not counted as links.
-    allowed_domains: Domains = ()
-    # None: the shipped list (policies.first_contact_pitch.DEFAULT_PHRASES).
-    phrases: Phrases | None = None
-    extra_phrases: Phrases = ()
-
-
-class BurstConfig(PolicyConfig):
-    max_first_contacts: int = Field(default=20, ge=1, strict=True)
-    window: Duration = timedelta(hours=1)
-
-
-class PoliciesSection(_Strict):
-    """One optional key per policy; a policy absent from the file is off.
-
-    Each field name is a policy's `name` and its type the policy's `config_model`
-    (checked by a unit test against `policies.engine.POLICY_TYPES`).
-    """
-
-    follow_timing: Annotated[FollowTimingConfig | None, BeforeValidator(_none_as_empty)] = None
-    template_reuse: Annotated[TemplateReuseConfig | None, BeforeValidator(_none_as_empty)] = None
-    first_contact_pitch: Annotated[
-        FirstContactPitchConfig | None, BeforeValidator(_none_as_empty)
-    ] = None
-    burst: Annotated[BurstConfig | None, BeforeValidator(_none_as_empty)] = None
+class _Section(Strict):
+    """One optional key per policy; a policy absent from the file is off."""
 
     def get(self, name: str) -> PolicyConfig | None:
         return getattr(self, name, None)
 
 
-class PolicyFile(_Strict):
+PoliciesSection: type[_Section] = create_model(  # type: ignore[call-overload]
+    "PoliciesSection",
+    __base__=_Section,
+    **{
+        p.name: (Annotated[p.config_model | None, BeforeValidator(none_as_empty)], None)
+        for p in POLICY_TYPES
+    },
+)
+
+
+class PolicyFile(Strict):
     mode: ModeField = Mode.ENFORCE
-    policies: Annotated[PoliciesSection, BeforeValidator(_none_as_empty)] = PoliciesSection()
+    policies: Annotated[PoliciesSection, BeforeValidator(none_as_empty)] = PoliciesSection()
 
 
 # --- loading -------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The policy engine: every enabled policy judges a DM, the strictest action wins.
 
-Policies are small classes registered in POLICY_TYPES; the engine knows none of them by
+Policies are small classes registered in policies.registry; the engine knows none of them by
 name. Each has a `name` (its key under `policies:` in the policy file), a `config_model`
 (the pydantic model of that section), is built from its section, and answers
 `evaluate(message, signals, now)` with a reason when it matches or None.
@@ -21,12 +21,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from policies.burst import Burst
-from policies.config import LoadedPolicies, PolicyConfig, PolicyFile, load_policy_file
-from policies.first_contact_pitch import FirstContactPitch
-from policies.follow_timing import FollowTiming
+from policies.config import LoadedPolicies, PolicyFile, load_policy_file
 from policies.model import Action, Decision, Mode, OutboundMessage, PolicyMatch, Signals
-from policies.template_reuse import TemplateReuse
+from policies.registry import POLICY_TYPES
+from policies.schema import PolicyConfig
 
 
 class Policy(Protocol):
@@ -42,9 +40,9 @@ class Policy(Protocol):
         ...
 
 
-# Adding a policy: a module with its class, an entry here, and its config section in
-# policies.config.PoliciesSection (a unit test keeps the two in step).
-POLICY_TYPES: tuple[type[Policy], ...] = (FollowTiming, TemplateReuse, FirstContactPitch, Burst)
+# Adding a policy: a module with its class and its config model, listed in
+# policies.registry (the policy file's schema is built from the same list).
+_TYPES: tuple[type[Policy], ...] = POLICY_TYPES
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ class Engine:
         self.config = config
         self.version = version
         active: list[ActivePolicy] = []
-        for policy_type in POLICY_TYPES:
+        for policy_type in _TYPES:
             section = config.policies.get(policy_type.name)
             action = section.action.to_action() if section else None
             if section is None or action is None:  # absent or `off`: never evaluated

@@ -26,10 +26,61 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
 
-from policies.config import FirstContactPitchConfig, PitchMatch
+from pydantic import BeforeValidator
+
 from policies.model import OutboundMessage, Signals
+from policies.schema import PolicyConfig, custom_error
 from policies.template_reuse import clean
+
+
+class PitchMatch(StrEnum):
+    """What makes a first message a pitch."""
+
+    LINK_OR_CTA = "link_or_cta"
+    LINK_AND_CTA = "link_and_cta"
+    LINK = "link"
+    CTA = "cta"
+
+
+_DOMAIN_SHAPE = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9-]{2,}")
+
+
+def _validate_phrases(value: Any) -> Any:
+    if isinstance(value, list):
+        for item in value:
+            # A phrase without a letter or digit would normalise to nothing and never match.
+            if not isinstance(item, str) or not re.search(r"\w", item):
+                raise custom_error("phrase", f"phrases need words, got {item!r}")
+    return value
+
+
+def _validate_domains(value: Any) -> Any:
+    if not isinstance(value, list):
+        return value
+    domains = []
+    for item in value:
+        domain = item.strip().lower().removeprefix("www.") if isinstance(item, str) else ""
+        if not _DOMAIN_SHAPE.fullmatch(domain):
+            raise custom_error("domain", f"{item!r} is not a domain name (write it as example.com)")
+        domains.append(domain)
+    return domains
+
+
+Phrases = Annotated[tuple[str, ...], BeforeValidator(_validate_phrases)]
+Domains = Annotated[tuple[str, ...], BeforeValidator(_validate_domains)]
+
+
+class FirstContactPitchConfig(PolicyConfig):
+    match: PitchMatch = PitchMatch.LINK_OR_CTA
+    # Links to these domains (and their subdomains) are not counted as links.
+    allowed_domains: Domains = ()
+    # None: the shipped list (DEFAULT_PHRASES below).
+    phrases: Phrases | None = None
+    extra_phrases: Phrases = ()
+
 
 # The shipped calls to action, measured on the SMS Spam Collection (bench/pitch_detection.py).
 # Phrases match whole words after normalising (`normalise_phrase`), so "sign up" matches

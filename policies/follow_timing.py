@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from policies.config import FollowTimingConfig, format_duration
 from policies.model import OutboundMessage, Signals
+from policies.schema import Duration, PolicyConfig, format_duration
+
+
+class FollowTimingConfig(PolicyConfig):
+    window: Duration = timedelta(hours=1)
 
 
 class FollowTiming:

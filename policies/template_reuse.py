@@ -16,14 +16,25 @@ import html
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import xxhash
 from datasketch import MinHash
+from pydantic import Field
 
-from policies.config import TemplateReuseConfig, format_duration
 from policies.model import OutboundMessage, Signals, TemplateFingerprint
+from policies.schema import Duration, PolicyConfig, format_duration
+
+
+class TemplateReuseConfig(PolicyConfig):
+    min_recipients: int = Field(default=3, ge=2, strict=True)
+    window: Duration = timedelta(hours=24)
+    min_tokens: int = Field(default=6, ge=1, strict=True)
+    # 0.45, not 0.5: MinHash estimates scatter (~0.06 at 64 hash values), and 0.5 loses copies
+    # whose true similarity is just above it (bench/detection.py: +15 spam for +5 ham).
+    similarity: float = Field(default=0.45, gt=0, le=1, strict=True)
+
 
 NUM_PERM = 64
 SHINGLE = 5  # characters per shingle

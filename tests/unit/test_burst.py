@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from policies.burst import Burst
-from policies.config import BurstConfig, PolicyAction
+from policies.burst import Burst, BurstConfig
 from policies.model import OutboundMessage
+from policies.schema import PolicyAction
 from tests.unit.memory_signals import MemorySignals
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

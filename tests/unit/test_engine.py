@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from policies.config import PoliciesSection, PolicyFile, PolicyFileError, parse_policies
-from policies.engine import POLICY_TYPES, Engine
+from policies.engine import Engine
 from policies.model import Action, Decision, Mode, OutboundMessage, PolicyMatch
+from policies.registry import POLICY_TYPES
 from tests.unit.memory_signals import MemorySignals
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -7,14 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from policies.config import FirstContactPitchConfig, PitchMatch, PolicyAction
 from policies.first_contact_pitch import (
     DEFAULT_PHRASES,
     FirstContactPitch,
+    FirstContactPitchConfig,
     PitchDetector,
+    PitchMatch,
     readable,
 )
 from policies.model import OutboundMessage
+from policies.schema import PolicyAction
 from tests.unit.memory_signals import MemorySignals
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

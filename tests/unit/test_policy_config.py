@@ -11,17 +11,14 @@ from pydantic import BaseModel, ValidationError
 
 from policies.config import (
     DEFAULT_POLICY_FILE,
-    Duration,
-    PitchMatch,
-    PolicyAction,
     PolicyFile,
     PolicyFileError,
-    format_duration,
     load_policy_file,
-    parse_duration,
     parse_policies,
 )
+from policies.first_contact_pitch import PitchMatch
 from policies.model import Mode
+from policies.schema import Duration, PolicyAction, format_duration, parse_duration
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "policies"
 

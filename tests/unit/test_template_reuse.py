@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from policies.config import PolicyAction, TemplateReuseConfig
 from policies.model import OutboundMessage, TemplateFingerprint
+from policies.schema import PolicyAction
 from policies.template_reuse import (
     BANDS,
     NUM_PERM,
     TemplateReuse,
+    TemplateReuseConfig,
     fingerprint,
     normalise,
     similarity,
