@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -155,7 +155,6 @@ class Decision:
     matches: tuple[PolicyMatch, ...] = ()
     evaluation_seconds: float = 0.0
     policy_version: str = ""
-    errors: tuple[str, ...] = field(default=())
 
     @property
     def shadow(self) -> bool:

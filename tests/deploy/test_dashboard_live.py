@@ -185,7 +185,7 @@ def test_alert_rules_load_and_evaluate_in_a_real_prometheus(gate, prometheus):
     Traffic(gate).set_policy(BROKEN, "failure")
     groups = prometheus.api("/api/v1/rules")["groups"]
     rules = [r for g in groups for r in g["rules"]]
-    assert len(rules) == 11
+    assert len(rules) == 12
     wait_until(
         lambda: all(r.get("lastEvaluation", "").startswith("2") for r in _rules(prometheus)),
         timeout=30,

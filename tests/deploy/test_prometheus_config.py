@@ -26,7 +26,7 @@ def test_scrape_config_with_the_rules_in_place_is_valid(tmp_path: Path):
     copy.write_text(yaml.safe_dump(config))
     proc = run([executable("promtool"), "check", "config", str(copy)])
     assert ok(proc), output(proc)
-    assert "SUCCESS: 11 rules found" in proc.stdout, output(proc)
+    assert "SUCCESS: 12 rules found" in proc.stdout, output(proc)
 
 
 def test_scrape_job_is_named_dmgate_as_the_rules_and_dashboard_expect():
