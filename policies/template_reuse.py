@@ -3,8 +3,9 @@
 The detector is pure: `normalise` turns a DM into the text a template author wrote (names,
 links, numbers become placeholders), `fingerprint` turns that into a MinHash signature and
 LSH band keys, and the store behind `Signals.template_recipients` finds earlier copies by
-band key and counts who got them. See /work/shared/research/template-reuse.md for the
-measurements behind each step and bench/detection.py for the banding choice.
+band key and counts who got them. The measurements behind each step are in the design
+notes (research/template-reuse.md beside DESIGN.md); bench/detection.py shows the banding
+choice.
 
 Changing NUM_PERM, BANDS, ROWS, the seed or the shingling changes every band key and
 signature: earlier copies stop matching until they age out of the store.
