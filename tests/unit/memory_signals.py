@@ -1,24 +1,34 @@
 """Signals over plain dicts: what the policies see, without a store.
 
-`template_recipients` follows the contract the proxy's store (proxy/store/signals.py)
-implements, step by step, so tests and bench/detection.py measure what production does:
+A test double of the proxy's store (`proxy/store/signals.py:StoreSignals`), held to it by
+one contract suite (tests/contract/test_signals_contract.py) that runs the same tests
+against both. Where they differ, the store is right and this file is fixed.
 
-1. candidates: the templates found under any of the fingerprint's band keys (scoped to the
-   platform and sending account);
+`template_recipients` follows the store step by step, so unit tests measure what
+production does:
+
+1. candidates: the templates named by any of the fingerprint's band keys (the keys are
+   scoped to the platform and sending account by the fingerprint itself, as in the store:
+   the index holds bare keys), at most MAX_CANDIDATE_TEMPLATES of them, those sharing the
+   most bands first;
 2. each candidate is scored by its best similarity between the new signature and *any*
    stored copy (comparing every copy, not one representative, keeps templates whose copies
    drift apart in small steps together; an equal text_key scores 1.0);
-3. the attempt is recorded under the best-scoring candidate reaching `threshold` (the
-   oldest on a tie), or a new template: its signature becomes a copy, band keys not yet
-   taken point at the template (a taken key keeps its template), and each recipient's
-   seen_at becomes `now`;
+3. the attempt is recorded under the best-scoring candidate reaching `threshold`, or a new
+   template. A new text becomes a copy while the template keeps fewer than MAX_COPIES, and
+   only a kept copy indexes its band keys (a key already taken keeps its template). Each
+   recipient's seen_at becomes `now`;
 4. the answer is the number of that template's distinct recipients seen at or after
    `since`, this attempt's recipients included, counted up to `cap`.
 
+Which of two equally good candidates wins is not specified (the store takes whichever
+row comes first); this double takes the oldest.
+
 `contact_history` likewise: each recipient's contact is recorded once, at the first
 attempt, as *cold* unless the recipient had written to the account; a first contact is a
-recipient who has not written and was never reached (`reached`, which the proxy calls
-after forwarding a DM); the count is of cold contacts first attempted at or after `since`.
+recipient who has not written and was never reached (`contacts_reached`, which the proxy
+calls after forwarding a DM, marks only contacts already recorded); the count is of cold
+contacts first attempted at or after `since`.
 """
 
 from __future__ import annotations
@@ -29,9 +39,11 @@ from datetime import datetime
 from policies.model import ContactHistory, TemplateFingerprint
 from policies.template_reuse import similarity
 
-# Copies kept per template, as in the store: a hot template costs bounded comparisons.
-# Exact repeats (same text_key) are stored once.
+# As in the store (MAX_SIGNATURES_PER_TEMPLATE, MAX_CANDIDATE_TEMPLATES): copies kept per
+# template, so a hot template costs bounded comparisons (exact repeats are stored once),
+# and templates compared per message.
 MAX_COPIES = 16
+MAX_CANDIDATE_TEMPLATES = 8
 
 
 @dataclass
@@ -43,19 +55,29 @@ class StoredTemplate:
 
 class MemorySignals:
     def __init__(self) -> None:
-        self.follows: dict[tuple[str, str, str], datetime] = {}
+        # A follower whose start is unknown maps to None (the store's NULL followed_at).
+        self.follows: dict[tuple[str, str, str], datetime | None] = {}
         self.written: set[tuple[str, str, str]] = set()
-        self.bands: dict[tuple[str, str, int], int] = {}  # band key -> template id
+        self.bands: dict[int, int] = {}  # band key -> template id
         self.templates: dict[int, StoredTemplate] = {}
         # (platform, account, recipient) -> (first attempt, cold: the recipient had not written)
         self.contacts: dict[tuple[str, str, str], tuple[datetime, bool]] = {}
         self.reached_at: dict[tuple[str, str, str], datetime] = {}
         self.calls: list[str] = []  # which facts were asked for, in order
 
-    # --- plain facts, set up by tests ---
+    # --- plain facts, set up by tests (the store learns them from traffic) ---
 
-    def follow(self, platform: str, account: str, follower: str, at: datetime) -> None:
-        self.follows[(platform, account, follower)] = at
+    def follow(self, platform: str, account: str, follower: str, at: datetime | None) -> None:
+        """`follower` follows `account` since `at` (None: known, but not since when). A
+        later time replaces an earlier one; knowing "is a follower" never erases a time."""
+        key = (platform, account, follower)
+        if at is None:
+            self.follows.setdefault(key, None)
+        else:
+            self.follows[key] = at
+
+    def unfollow(self, platform: str, account: str, follower: str) -> None:
+        self.follows.pop((platform, account, follower), None)
 
     def wrote(self, platform: str, peer: str, account: str) -> None:
         self.written.add((platform, peer, account))
@@ -63,9 +85,18 @@ class MemorySignals:
     def reached(
         self, platform: str, account: str, recipients: tuple[str, ...], at: datetime
     ) -> None:
-        """A DM from `account` was forwarded to `recipients` (StoreSignals.contacts_reached)."""
+        """A DM from `account` was forwarded to `recipients`: `contacts_reached`, for tests
+        that are not async."""
         for recipient in recipients:
-            self.reached_at.setdefault((platform, account, recipient), at)
+            key = (platform, account, recipient)
+            if key in self.contacts:  # the store marks only contacts it has recorded
+                self.reached_at.setdefault(key, at)
+
+    async def contacts_reached(
+        self, platform: str, account: str, recipients: tuple[str, ...], at: datetime
+    ) -> None:
+        """StoreSignals.contacts_reached: they are no longer first contacts."""
+        self.reached(platform, account, recipients, at)
 
     # --- the Signals protocol ---
 
@@ -89,11 +120,15 @@ class MemorySignals:
         cap: int,
     ) -> int:
         self.calls.append("template_recipients")
-        candidates = {
-            template_id
-            for key in fingerprint.band_keys
-            if (template_id := self.bands.get((platform, account, key))) is not None
-        }
+        if not recipients:
+            # The store cannot record an attempt to nobody (the proxy never asks: a DM
+            # keeps at least one recipient).
+            raise ValueError("template_recipients needs at least one recipient")
+        hits: dict[int, int] = {}
+        for key in fingerprint.band_keys:
+            if (template_id := self.bands.get(key)) is not None:
+                hits[template_id] = hits.get(template_id, 0) + 1
+        candidates = sorted(hits, key=lambda tid: (-hits[tid], tid))[:MAX_CANDIDATE_TEMPLATES]
         target, best = None, -1.0
         for template_id in sorted(candidates):
             for text_key, signature in self.templates[template_id].copies.items():
@@ -110,10 +145,10 @@ class MemorySignals:
         template = self.templates[target]
         if fingerprint.text_key not in template.copies and len(template.copies) < MAX_COPIES:
             template.copies[fingerprint.text_key] = fingerprint.signature
-        for key in fingerprint.band_keys:
-            self.bands.setdefault((platform, account, key), target)
+            for key in fingerprint.band_keys:  # only a kept copy's keys are indexed
+                self.bands.setdefault(key, target)
         for recipient in recipients:
-            template.recipients[recipient] = max(now, template.recipients.get(recipient, now))
+            template.recipients[recipient] = now  # the latest attempt's time, as stored
 
         recent = sum(1 for seen_at in template.recipients.values() if seen_at >= since)
         return min(recent, cap)
