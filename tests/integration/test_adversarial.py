@@ -1,31 +1,22 @@
-"""Every trick a tool could use to get a DM past the gate unjudged, tried against a real
-`dmgate serve` on every platform where it applies. Each DM is judged or refused, and the
-fake upstreams' records prove that nothing unjudged arrived.
+"""Tricks against the gate that need a real `dmgate serve` process: timeouts measured on
+a raw socket, and what reaches the process's log (the decision line, parse errors, the
+account header). Everything that is request and response, on every platform, runs in
+process: tests/inprocess/test_adversarial.py.
 
-The policy holds a DM to someone who followed within the hour: the recipients below have
-just followed the sender, so any DM that reaches a fake without being held was not judged.
+The policy holds a DM to someone who followed within the hour: the recipient below has
+just followed the sender, so any DM that reaches the fake without being held was not judged.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
 import socket
-import stat
 import time
-import zlib
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest
 
-from tests.fakes.mastodon_upstream import FakeMastodonThread
-from tests.fakes.meta_upstream import FakeMetaThread
-from tests.integration.conftest import BACKEND
 from tests.integration.dm_helpers import SENDER, SENDER_TOKEN, bearer
 from tests.support import DMGate, wait_until
 
@@ -34,245 +25,42 @@ policies:
   follow_timing: {action: hold, window: 1h}
 """
 FOLLOWER = "42"
-PAGE, PAGE_TOKEN = "5566778899", "EAAB-adversarial-page-token"
-M_TOKEN = "mastodon-adversarial-token-0123"
-OVERRIDES = [
-    ("X-HTTP-Method-Override", "PUT"),
-    ("X-HTTP-Method", "PATCH"),
-    ("X-Method-Override", "DELETE"),
-]
+X_DM_PATH = f"/x/2/dm_conversations/with/{FOLLOWER}/messages"
 
 
 @pytest.fixture
-def fakes(fake_x) -> Iterator[dict[str, Any]]:
-    fake_x.state.add_user(SENDER, token=SENDER_TOKEN)
-    with FakeMetaThread() as meta, FakeMastodonThread() as masto:
-        meta.state.add_page(PAGE, token=PAGE_TOKEN)
-        masto.state.add_account("1", "sam", token=M_TOKEN)
-        masto.state.add_account(FOLLOWER, "person")
-        yield {"x": fake_x, "meta": meta, "mastodon": masto}
-
-
-def _routes(fakes: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "x": {"upstream": fakes["x"].url, "platform": "x"},
-            "meta": {"upstream": fakes["meta"].url, "platform": "meta"},
-            "mastodon": {"upstream": fakes["mastodon"].url, "platform": "mastodon"},
-        }
-    )
-
-
-@pytest.fixture
-def gate(dmgate_factory, fakes) -> DMGate:
+def gate(dmgate_factory, fake_x) -> DMGate:
     gate = dmgate_factory(
-        env={
-            "DMGATE_ROUTES": _routes(fakes),
-            "DMGATE_CLIENT_BODY_TIMEOUT": "1s",
-            "DMGATE_CLIENT_HANDSHAKE_TIMEOUT": "1s",
-        },
+        env={"DMGATE_CLIENT_BODY_TIMEOUT": "1s", "DMGATE_CLIENT_HANDSHAKE_TIMEOUT": "1s"},
         policy_yaml=POLICY,
     )
-    followed(gate, "x", SENDER, FOLLOWER)
-    followed(gate, "meta", PAGE, FOLLOWER)
-    followed(gate, "mastodon", "1", "person")  # Mastodon keys people by their acct
+    r = gate.review().post(
+        "/api/v1/follow-events",
+        json={"platform": "x", "account": SENDER, "follower": FOLLOWER},
+    )
+    assert r.status_code in (200, 201, 204), r.text
     return gate
 
 
-def followed(gate: DMGate, platform: str, account: str, follower: str) -> None:
-    r = gate.review().post(
-        "/api/v1/follow-events",
-        json={"platform": platform, "account": account, "follower": follower},
-    )
-    assert r.status_code in (200, 201, 204), r.text
-
-
-def sends(fakes: dict[str, Any]) -> int:
-    """Every request but a GET the fakes received: anything unjudged would show up here
-    (dmgate itself asks the platforms who a new credential belongs to, with a GET)."""
-    return sum(1 for f in fakes.values() for rec in f.state.requests if rec.method != "GET")
-
-
-def x_dm(recipient: str = FOLLOWER, text: str = "Thanks for the follow! Join us") -> bytes:
-    return json.dumps({"text": text}).encode()
-
-
-X_DM_PATH = f"/x/2/dm_conversations/with/{FOLLOWER}/messages"
-MASTODON_DM = urlencode({"status": "@person thanks for the follow!", "visibility": "direct"})
-DM_PATHS = {
-    "x": (X_DM_PATH, bearer(), "application/json", x_dm()),
-    "meta": (
-        f"/meta/v21.0/{PAGE}/messages?access_token={PAGE_TOKEN}",
-        {},
-        "application/json",
-        json.dumps({"recipient": {"id": FOLLOWER}, "message": {"text": "hi there"}}).encode(),
-    ),
-    "mastodon": (
-        "/mastodon/api/v1/statuses",
-        {"Authorization": f"Bearer {M_TOKEN}"},
-        "application/x-www-form-urlencoded",
-        MASTODON_DM.encode(),
-    ),
-}
-
-
-def post_dm(gate: DMGate, platform: str, extra: dict[str, str] | None = None, **kw: Any):
-    path, headers, ctype, body = DM_PATHS[platform]
+def post_dm(
+    gate: DMGate, extra: dict[str, str] | None = None, text: str = "Thanks for the follow!"
+) -> httpx.Response:
     return gate.client.post(
-        kw.pop("path", path),
-        content=kw.pop("content", body),
-        headers={**headers, "Content-Type": ctype, **(extra or {})},
-        **kw,
+        X_DM_PATH,
+        content=json.dumps({"text": text}).encode(),
+        headers={**bearer(), "Content-Type": "application/json", **(extra or {})},
     )
 
 
-def refused(r: httpx.Response, status: int) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    doc = r.json()
-    assert doc["source"] == "dmgate", doc
-    assert "DMGate-Decision" not in r.headers
-    return doc
+# --- who is sending: the log line ------------------------------------------------------------
 
 
-# --- the baseline: the gate judges these DMs at all ---------------------------------------
-
-
-@pytest.mark.parametrize("platform", sorted(DM_PATHS))
-def test_a_dm_to_a_new_follower_is_held_on_every_platform(gate, fakes, platform):
-    before = sends(fakes)
-    r = post_dm(gate, platform)
-    assert r.headers["DMGate-Decision"] == "hold", r.text
-    # Mastodon is asked who the sender is (once): that GET is the only request.
-    assert all(rec.method == "GET" for f in fakes.values() for rec in f.state.requests[before:]), [
-        (rec.method, rec.path) for f in fakes.values() for rec in f.state.requests[before:]
-    ]
-
-
-# --- item 3: method overrides and other methods -------------------------------------------
-
-
-@pytest.mark.parametrize("header", OVERRIDES, ids=[h for h, _ in OVERRIDES])
-@pytest.mark.parametrize("platform", sorted(DM_PATHS))
-def test_method_override_headers_are_refused_on_dm_paths(gate, fakes, platform, header):
-    before = sends(fakes)
-    doc = refused(post_dm(gate, platform, {header[0]: header[1]}), 400)
-    assert doc["error"] == "method_override_refused"
-    assert sends(fakes) == before
-
-
-@pytest.mark.parametrize("target", ["/x/2/tweets", "/meta/v21.0/me", "/mastodon/api/v1/timelines"])
-def test_method_override_is_refused_on_every_route(gate, fakes, target):
-    before = sends(fakes)
-    refused(gate.client.get(target, headers={"X-HTTP-Method-Override": "POST"}), 400)
-    refused(gate.client.post(target + "?_method=PUT"), 400)
-    refused(gate.client.post(target + "?a=1;%5Fmethod=PUT"), 400)
-    assert sends(fakes) == before
-
-
-def test_a_method_override_form_field_never_reaches_the_upstream_whole(gate, fakes):
-    masto = fakes["mastodon"].state
-    before = len(masto.requests)
-    headers = {"Authorization": f"Bearer {M_TOKEN}"}
-    # A DM (judged) with `_method` in its form body: refused before anything is sent.
-    r = post_dm(gate, "mastodon", content=(MASTODON_DM + "&_method=put").encode())
-    refused(r, 400)
-    # A pass-through edit spelled as POST + `_method=PUT`, the field behind padding that
-    # spans many chunks: the upstream's request is cut off before it is complete.
-    padding = "x" * (600 * 1024)
-    r = gate.client.post(
-        "/mastodon/api/v1/statuses/77",
-        content=urlencode({"pad": padding, "status": "pitch", "_method": "PUT"}).encode(),
-        headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
-    )
-    refused(r, 400)
-    multipart = (
-        b'--b\r\nContent-Disposition: form-data; name="status"\r\n\r\npitch\r\n'
-        b'--b\r\nContent-Disposition: form-data; name="pad"\r\n\r\n'
-        + b"y" * (600 * 1024)
-        + b"\r\n--b\r\nContent-Disposition: form-data; name=_method\r\n\r\nPUT\r\n--b--\r\n"
-    )
-    r = gate.client.post(
-        "/mastodon/api/v1/statuses/77",
-        content=multipart,
-        headers={**headers, "Content-Type": "multipart/form-data; boundary=b"},
-    )
-    refused(r, 400)
-    # What reached the fake (if anything) never arrived whole: no complete request logged.
-    assert [rec.path for rec in masto.requests[before:]] == []
-
-
-@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
-@pytest.mark.parametrize("platform", sorted(DM_PATHS))
-def test_other_methods_on_dm_send_paths_are_refused(gate, fakes, platform, method):
-    path, headers, ctype, body = DM_PATHS[platform]
-    before = sends(fakes)
-    r = gate.client.request(method, path, content=body, headers={**headers, "Content-Type": ctype})
-    refused(r, 405)
-    assert sends(fakes) == before
-
-
-# --- item 3: path and id spellings ---------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        f"/x/2/DM_Conversations/with/{FOLLOWER}/Messages",
-        f"/x/2/dm_conversations/with/{FOLLOWER}/messages/",
-        f"/x/2/dm_conversations/with/{FOLLOWER}/messages.json",
-        "/x/2/dm_conversations/with/%34%32/m%65ssages",
-        f"/x/2/dm_conversations/with/{FOLLOWER}/messages;v=1",
-        f"/x/2//dm_conversations/./with/{FOLLOWER}/messages",
-        f"/x/2/dm_conversations/with/0{FOLLOWER}/messages",
-        f"/x/2/dm_conversations/with/00{FOLLOWER}/messages",
-    ],
-)
-def test_every_spelling_of_an_x_dm_send_is_judged(gate, fakes, path):
-    before = sends(fakes)
-    r = gate.client.post(
-        path, content=x_dm(), headers={**bearer(), "Content-Type": "application/json"}
-    )
-    # Held: judged, and as a DM to the follower (leading zeros are the same user).
-    assert r.headers.get("DMGate-Decision") == "hold", (r.status_code, r.text)
-    assert sends(fakes) == before
-
-
-def test_mastodon_format_suffix_and_handle_case_are_judged(gate, fakes):
-    before = sends(fakes)
-    r = post_dm(gate, "mastodon", path="/mastodon/api/v1/statuses.json")
-    assert r.headers.get("DMGate-Decision") == "hold", r.text
-    body = urlencode({"status": "@PERSON thanks for the follow!", "visibility": "direct"})
-    r = post_dm(gate, "mastodon", content=body.encode())
-    assert r.headers.get("DMGate-Decision") == "hold", r.text
-    assert [rec.method for rec in fakes["mastodon"].state.requests[before:]] in ([], ["GET"])
-
-
-def test_v1_dm_with_a_numeric_or_zero_padded_recipient_is_the_same_person(gate, fakes):
-    before = sends(fakes)
-    for recipient in (int(FOLLOWER), "00" + FOLLOWER):
-        event = {
-            "event": {
-                "type": "message_create",
-                "message_create": {
-                    "target": {"recipient_id": recipient},
-                    "message_data": {"text": "Thanks for the follow!"},
-                },
-            }
-        }
-        r = gate.client.post("/x/1.1/direct_messages/events/new.json", json=event, headers=bearer())
-        assert r.headers.get("DMGate-Decision") == "hold", r.text
-    assert sends(fakes) == before
-
-
-# --- item 2: who is sending -----------------------------------------------------------------
-
-
-def test_the_account_header_never_overrides_the_verified_sender(gate, fakes):
-    before = len(fakes["x"].state.sent)
-    r = post_dm(gate, "x", {"DMGate-Account": "999"})
+def test_the_account_header_never_overrides_the_verified_sender(gate, fake_x):
+    before = len(fake_x.state.sent)
+    r = post_dm(gate, {"DMGate-Account": "999"})
     # Judged as SENDER (verified through /2/users/me), whom FOLLOWER just followed.
     assert r.headers["DMGate-Decision"] == "hold", r.text
-    assert len(fakes["x"].state.sent) == before
+    assert len(fake_x.state.sent) == before
     assert gate.metric("dmgate_account_header_mismatches_total", platform="x") == 1
     mismatch = [e for e in gate.log_records() if e.get("event") == "account_header_mismatch"]
     assert mismatch and mismatch[0]["verified"] == SENDER
@@ -280,173 +68,7 @@ def test_the_account_header_never_overrides_the_verified_sender(gate, fakes):
     assert {h["account"] for h in holds} == {SENDER}
 
 
-def test_a_new_credential_is_identified_once_by_asking_the_platform(gate, fakes):
-    x = fakes["x"].state
-    x.add_user("500", token="fresh-token-of-500")
-    followed(gate, "x", "500", "43")
-    me_calls = lambda: sum(1 for rec in x.requests if rec.path == "/2/users/me")  # noqa: E731
-    for _ in range(2):
-        r = gate.client.post(
-            "/x/2/dm_conversations/with/43/messages",
-            json={"text": "Thanks for the follow!"},
-            headers=bearer("fresh-token-of-500"),
-        )
-        assert r.headers["DMGate-Decision"] == "hold", r.text
-    assert me_calls() == 1
-    assert gate.metric("dmgate_sender_identity_total", platform="x", source="lookup") == 1
-    assert gate.metric("dmgate_sender_identity_total", platform="x", source="learnt") == 1
-
-
-def test_a_sender_nobody_can_identify_is_held_not_judged_as_a_stranger(gate, fakes):
-    before = len(fakes["x"].state.sent)
-    # The fake answers /2/users/me for this token with 403 (app-only token).
-    r = gate.client.post(
-        "/x/2/dm_conversations/with/777/messages",
-        json={"text": "A perfectly nice message."},
-        headers={**bearer("app-only-token"), "DMGate-Account": "12345"},
-    )
-    assert r.headers["DMGate-Decision"] == "hold", r.text
-    hold = gate.review().get(f"/api/v1/holds/{r.headers['DMGate-Hold-Id']}").json()
-    assert [p["policy"] for p in hold["policies"]] == ["sender_identity"]
-    assert len(fakes["x"].state.sent) == before
-    assert gate.metric("dmgate_sender_identity_total", platform="x", source="unverified") == 1
-
-
-# --- item 4: XChat --------------------------------------------------------------------------
-
-
-def test_xchat_sends_are_judged_held_and_released_once(gate, fakes):
-    x = fakes["x"].state
-    body = {"message_id": "m-1", "encoded_message_create_event": "AAEC"}
-    r = gate.client.post(
-        f"/x/2/chat/conversations/{FOLLOWER}/messages", json=body, headers=bearer()
-    )
-    assert r.status_code == 201, r.text
-    assert r.headers["DMGate-Decision"] == "hold"
-    chat = lambda: [rec for rec in x.requests if rec.path.startswith("/2/chat/")]  # noqa: E731
-    assert chat() == []
-    hold_id = r.headers["DMGate-Hold-Id"]
-    done = gate.review().post(f"/api/v1/holds/{hold_id}/approve", json={})
-    assert done.json()["status"] == "sent", done.text
-    assert len(chat()) == 1 and chat()[0].json() == body
-    # A reviewer cannot edit encrypted text.
-    r = gate.client.post(
-        f"/x/2/chat/conversations/{FOLLOWER}/messages",
-        json={**body, "message_id": "m-2"},
-        headers=bearer(),
-    )
-    edit = gate.review().post(
-        f"/api/v1/holds/{r.headers['DMGate-Hold-Id']}/approve", json={"text": "nicer"}
-    )
-    assert edit.status_code == 422, edit.text
-
-
-# --- item 5: a reviewer's decision binds ----------------------------------------------------
-
-
-def test_an_edited_approval_whose_send_failed_never_lets_the_original_through(gate, fakes):
-    x = fakes["x"].state
-    original = "Thanks for the follow! Join us at rocketly.example"
-    r = post_dm(gate, "x", content=x_dm(text=original))
-    hold_id = r.headers["DMGate-Hold-Id"]
-    x.reject_tokens.add(SENDER_TOKEN)  # the release fails
-    edited = "Hi! Loved your thread on onboarding, may I ask a question?"
-    done = gate.review().post(f"/api/v1/holds/{hold_id}/approve", json={"text": edited})
-    assert done.json()["status"] == "send_failed", done.text
-    x.reject_tokens.clear()
-    sent_before = len(x.sent)
-    again = post_dm(gate, "x", content=x_dm(text=original))
-    assert again.status_code == 403 and again.headers["DMGate-Decision"] == "block", again.text
-    assert "edited" in again.text
-    assert len(x.sent) == sent_before
-    # Exactly the approved text, once.
-    ok = post_dm(gate, "x", content=x_dm(text=edited))
-    assert ok.status_code == 201 and ok.headers["DMGate-Decision"] == "allow", ok.text
-    assert [m.text for m in x.sent[sent_before:]] == [edited]
-
-
-def test_a_rejected_dm_stays_rejected_when_the_tool_retries(gate, fakes):
-    r = post_dm(gate, "x")
-    hold_id = r.headers["DMGate-Hold-Id"]
-    gate.review().post(f"/api/v1/holds/{hold_id}/reject", json={"reason": "auto-DM"})
-    for _ in range(2):
-        again = post_dm(gate, "x")
-        assert again.status_code == 403, again.text
-        assert "rejected" in again.text and "auto-DM" in again.text
-    assert fakes["x"].state.sent == []
-
-
-# --- item 6: bodies ---------------------------------------------------------------------------
-
-
-def test_a_gzip_dm_is_judged_on_its_text_and_forwarded_as_sent(gate, fakes):
-    x = fakes["x"].state
-    raw = json.dumps({"text": "Hello, how was the conference?"}).encode()
-    packed = gzip.compress(raw)
-    r = gate.client.post(
-        "/x/2/dm_conversations/with/901/messages",
-        content=packed,
-        headers={**bearer(), "Content-Type": "application/json", "Content-Encoding": "gzip"},
-    )
-    assert r.headers["DMGate-Decision"] == "allow", r.text
-    got = x.requests[-1]
-    assert got.header("Content-Encoding") == "gzip"
-    assert got.header("Content-Length") == str(len(packed))  # the tool's bytes
-    assert got.body == raw  # (the fake decompressed them)
-    # Held: the text inside the gzip body is what was judged.
-    r = gate.client.post(
-        X_DM_PATH,
-        content=gzip.compress(x_dm()),
-        headers={**bearer(), "Content-Type": "application/json", "Content-Encoding": "gzip"},
-    )
-    assert r.headers["DMGate-Decision"] == "hold"
-
-
-@pytest.mark.parametrize(
-    "body,encoding,status",
-    [
-        (b"not gzip at all", "gzip", 400),
-        (gzip.compress(b'{"text": "hi"}')[:-6], "gzip", 400),
-        (gzip.compress(b"[" * 20 + b"0" * (3 * 1024 * 1024)), "gzip", 413),
-        (zlib.compress(b'{"text": "hi"}'), "br", 415),
-    ],
-    ids=["garbage", "truncated", "bomb", "unknown-coding"],
-)
-def test_dm_bodies_that_cannot_be_decoded_are_refused(gate, fakes, body, encoding, status):
-    before = sends(fakes)
-    r = gate.client.post(
-        X_DM_PATH,
-        content=body,
-        headers={**bearer(), "Content-Type": "application/json", "Content-Encoding": encoding},
-    )
-    refused(r, status)
-    assert sends(fakes) == before
-
-
-def test_a_gzip_passthrough_body_arrives_unaltered(gate, fakes):
-    packed = gzip.compress(os.urandom(10_000))
-    r = gate.client.post("/x/_test/echo", content=packed, headers={"Content-Encoding": "gzip"})
-    assert r.status_code == 200, r.text
-    got = fakes["x"].state.requests[-1]
-    assert got.header("Content-Encoding") == "gzip"
-    assert got.header("Content-Length") == str(len(packed))
-
-
-@pytest.mark.parametrize("listed", ["Content-Type", "content-length", "Authorization, close"])
-def test_connection_naming_a_judged_header_is_refused(gate, fakes, listed):
-    before = sends(fakes)
-    refused(post_dm(gate, "x", {"Connection": listed}), 400)
-    assert sends(fakes) == before
-
-
-def test_absurdly_deep_json_is_a_400_never_a_500(gate, fakes):
-    before = sends(fakes)
-    deep = b'{"text": "hi", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    refused(post_dm(gate, "x", content=deep), 400)
-    assert sends(fakes) == before
-
-
-# --- item 7: nothing leaks, nothing stalls ---------------------------------------------------
+# --- nothing leaks, nothing stalls -----------------------------------------------------------
 
 
 def _raw(gate: DMGate, data: bytes, wait: float = 5.0, pause_after: int | None = None) -> bytes:
@@ -461,7 +83,7 @@ def _raw(gate: DMGate, data: bytes, wait: float = 5.0, pause_after: int | None =
         return b"".join(chunks)
 
 
-def test_a_dm_body_must_arrive_in_time_but_pass_through_streams_may_take_longer(gate, fakes):
+def test_a_dm_body_must_arrive_in_time_but_pass_through_streams_may_take_longer(gate, fake_x):
     head = (
         f"POST {X_DM_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SENDER_TOKEN}\r\n"
         "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
@@ -470,7 +92,7 @@ def test_a_dm_body_must_arrive_in_time_but_pass_through_streams_may_take_longer(
     answer = _raw(gate, head + b'{"text": "tri')
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert time.monotonic() - started < 4
-    assert fakes["x"].state.sent == []
+    assert fake_x.state.sent == []
 
     def slow_upload() -> Iterator[bytes]:
         yield b"a" * 1000
@@ -505,19 +127,9 @@ def test_parse_errors_never_print_credentials(gate):
     assert "Traceback" not in logs
 
 
-@pytest.mark.skipif(BACKEND != "sqlite", reason="the SQLite files themselves")
-def test_the_sqlite_database_and_its_wal_files_are_private(gate):
-    post_dm(gate, "x")  # a hold: writes go through the WAL
-    db = Path(gate.tmp / "dmgate.db")
-    files = [p for p in db.parent.iterdir() if p.name.startswith("dmgate.db")]
-    assert {p.name for p in files} >= {"dmgate.db", "dmgate.db-wal"}
-    for p in files:
-        assert stat.S_IMODE(p.stat().st_mode) == 0o600, (p.name, oct(p.stat().st_mode))
-
-
-def test_a_huge_dm_is_judged_on_a_capped_text_and_the_gate_stays_responsive(gate, fakes):
+def test_a_huge_dm_is_judged_on_a_capped_text_and_the_gate_stays_responsive(gate, fake_x):
     text = "word " * 180_000  # ~900 KB of text: far over any platform's limit
-    r = post_dm(gate, "x", content=json.dumps({"text": text}).encode())
+    r = post_dm(gate, text=text)
     assert r.headers["DMGate-Decision"] == "hold", r.text[:200]
     decision = next(e for e in gate.log_records() if e.get("event") == "dm_decision")
     # Judging 10,000 characters takes milliseconds; 900 KB took over a second.

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
+from tests.inprocess.conftest import Gate
 from tests.integration.dm_helpers import TEMPLATE_ONLY, bearer
 
 
 @pytest.fixture
-def gate(dmgate_factory):
-    return dmgate_factory(policy_yaml=TEMPLATE_ONLY, env={"DMGATE_MAX_DM_BODY": "65536"})
+async def gate(gate_factory) -> Gate:
+    return await gate_factory(policy_yaml=TEMPLATE_ONLY, env={"DMGATE_MAX_DM_BODY": "65536"})
 
 
 DM_PATH = "/x/2/dm_conversations/with/201/messages"
@@ -25,9 +28,9 @@ DM_PATH = "/x/2/dm_conversations/with/201/messages"
         (b"\xff\xfe\x00garbage", "application/json", 400, ""),
     ],
 )
-def test_unjudgeable_dm_is_refused_not_forwarded(gate, fake_x, body, ctype, status, words):
+async def test_unjudgeable_dm_is_refused_not_forwarded(gate, fake_x, body, ctype, status, words):
     before = len(fake_x.state.requests)
-    r = gate.client.post(DM_PATH, content=body, headers={**bearer(), "Content-Type": ctype})
+    r = await gate.client.post(DM_PATH, content=body, headers={**bearer(), "Content-Type": ctype})
     assert r.status_code == status, r.text
     err = r.json()
     assert err["source"] == "dmgate"
@@ -35,29 +38,29 @@ def test_unjudgeable_dm_is_refused_not_forwarded(gate, fake_x, body, ctype, stat
     assert len(fake_x.state.requests) == before
 
 
-def test_oversized_dm_body_gets_413_and_is_not_forwarded(gate, fake_x):
+async def test_oversized_dm_body_gets_413_and_is_not_forwarded(gate, fake_x):
     big = b'{"text": "' + b"a" * 70000 + b'"}'
-    r = gate.client.post(
+    r = await gate.client.post(
         DM_PATH, content=big, headers={**bearer(), "Content-Type": "application/json"}
     )
     assert r.status_code == 413
     assert r.json()["source"] == "dmgate"
 
-    def chunks():
+    async def chunks() -> AsyncIterator[bytes]:
         yield b'{"text": "'
         for _ in range(10):
             yield b"b" * 10000
         yield b'"}'
 
-    r = gate.client.post(
+    r = await gate.client.post(
         DM_PATH, content=chunks(), headers={**bearer(), "Content-Type": "application/json"}
     )
     assert r.status_code == 413
     assert not fake_x.state.requests
 
 
-def test_non_numeric_participant_is_refused(gate, fake_x):
-    r = gate.client.post(
+async def test_non_numeric_participant_is_refused(gate, fake_x):
+    r = await gate.client.post(
         "/x/2/dm_conversations/with/abc/messages", json={"text": "hello"}, headers=bearer()
     )
     assert r.status_code == 400
