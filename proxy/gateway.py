@@ -40,6 +40,7 @@ from proxy.identity import Sender
 from proxy.ids import new_id
 from proxy.platforms.base import (
     BadDMRequest,
+    Classified,
     Kind,
     NotADirectMessage,
     ParsedDM,
@@ -81,18 +82,19 @@ async def handle(request: web.Request) -> web.StreamResponse:
     platform = ctx.platforms.get(target.route.platform)
     view = RequestView(request.method, target.path, request.query, request.headers)
     try:
-        kind = platform.classify(view) if platform else Kind.PASSTHROUGH
+        call = platform.classify(view) if platform else Classified(view, Kind.PASSTHROUGH)
     except RefusedRequest as exc:
         ctx.metrics.refused_requests.labels(target.route_name, "dm_path_method").inc()
         raise MethodNotAllowed(f"{platform.name if platform else ''}: {exc}") from None
+    kind = call.kind
     if kind is not Kind.DM:  # a DM candidate is counted once its body has been read
         ctx.metrics.requests.labels(target.route_name, kind.value).inc()
     if kind is Kind.DM:
         assert platform is not None
-        return await _judge_dm(request, ctx, target, platform, view)
+        return await _judge_dm(request, ctx, target, platform, call)
     if kind is Kind.SIGNAL:
         assert platform is not None
-        return await _learn_from_signal(request, ctx, target, platform, view)
+        return await _learn_from_signal(request, ctx, target, platform, call)
     return await ctx.forwarder.stream(request, target.route_name, target.url, target.host)
 
 
@@ -119,7 +121,7 @@ def public_url(request: web.Request, ctx: Context, target: Target) -> str:
 
 
 async def _learn_from_signal(
-    request: web.Request, ctx: Context, target: Target, platform: Platform, view: RequestView
+    request: web.Request, ctx: Context, target: Target, platform: Platform, call: Classified
 ) -> web.StreamResponse:
     data = request.content if request.body_exists else None
     headers = request_headers_for_upstream(request.headers)
@@ -141,7 +143,7 @@ async def _learn_from_signal(
         decoded = _decoded(body, upstream.headers.get("Content-Encoding", ""))
         rewritten = None
         if decoded is not None:
-            rewritten = platform.rewrite_response(view, decoded, public_url(request, ctx, target))
+            rewritten = platform.rewrite_response(call, decoded, public_url(request, ctx, target))
         resp = web.Response(
             status=upstream.status,
             reason=upstream.reason,
@@ -153,9 +155,9 @@ async def _learn_from_signal(
             resp.headers.popall("Content-Encoding", None)  # sent decoded
     try:
         if decoded is not None:
-            sender = await ctx.identities.identify(ctx, None, platform, view)
+            sender = await ctx.identities.identify(ctx, None, platform, call)
             account = sender.account if sender.verified else None
-            facts = platform.learn(view, account, upstream.status, decoded)
+            facts = platform.learn(call, account, upstream.status, decoded)
             await ctx.store.signals.record_facts(
                 platform.name, facts, datetime.now(UTC), sender.credential_hash, source="traffic"
             )
@@ -231,7 +233,7 @@ def _with_match(decision: Decision, match: PolicyMatch) -> Decision:
 
 
 async def _judge_dm(
-    request: web.Request, ctx: Context, target: Target, platform: Platform, view: RequestView
+    request: web.Request, ctx: Context, target: Target, platform: Platform, call: Classified
 ) -> web.StreamResponse:
     settings = ctx.settings
     try:
@@ -246,7 +248,7 @@ async def _judge_dm(
                 "a _method form field is refused: the upstream could act on another method "
                 "than the one dmgate judged"
             )
-        dm = platform.parse_dm(view, readable)
+        dm = platform.parse_dm(call, readable)
     except NotADirectMessage:
         ctx.metrics.requests.labels(target.route_name, Kind.PASSTHROUGH.value).inc()
         return await _forward_dm(request, ctx, target, body, decision=None)
@@ -272,7 +274,7 @@ async def _judge_dm(
         raise
     ctx.metrics.requests.labels(target.route_name, Kind.DM.value).inc()
     try:
-        message, sender = await _message(ctx, target, platform, view, dm)
+        message, sender = await _message(ctx, target, platform, call, dm)
         ctx.metrics.sender_identity.labels(platform.name, sender.source).inc()
         account, recipients = message.account, message.recipients
         # An encrypted text says nothing: the request's bytes tell one DM from another.
@@ -289,7 +291,7 @@ async def _judge_dm(
         earlier = await ctx.store.holds.earlier_for_same_dm(key)
         if earlier is not None:
             answer = await _repeat_of_reviewed(
-                request, ctx, target, platform, view, message, body, key, earlier, now
+                request, ctx, target, platform, call, message, body, key, earlier, now
             )
             if answer is not None:
                 return answer
@@ -330,7 +332,7 @@ async def _judge_dm(
                 request,
                 target,
                 platform,
-                view,
+                call,
                 dm,
                 message,
                 readable,
@@ -351,7 +353,7 @@ async def _judge_dm(
     _log_decision(ctx, decision_id, message, decision, None)
     if decision.action is Action.BLOCK:
         reason = "; ".join(m.reason for m in decision.enforced if m.action is Action.BLOCK)
-        answer = platform.block_response(view, reason)
+        answer = platform.block_response(call, reason)
         return as_http(answer, {DECISION_HEADER: "block"})
     header = f"{decision.would_action.value}; shadow" if decision.shadow else "allow"
     response = await _forward_dm(request, ctx, target, body, decision=header, key=key)
@@ -365,7 +367,7 @@ async def _repeat_of_reviewed(
     ctx: Context,
     target: Target,
     platform: Platform,
-    view: RequestView,
+    call: Classified,
     message: OutboundMessage,
     body: bytes,
     key: str,
@@ -393,7 +395,7 @@ async def _repeat_of_reviewed(
             else f"a reviewer approved only an edited text of this DM (hold {earlier['id']})"
         )
         _log_retry(ctx, message, verdict, earlier["id"])
-        answer = platform.block_response(view, f"{REVIEW_POLICY}: {verdict}".rstrip(": "))
+        answer = platform.block_response(call, f"{REVIEW_POLICY}: {verdict}".rstrip(": "))
         return as_http(answer, {DECISION_HEADER: "block"})
     return None
 
@@ -407,11 +409,11 @@ def _judged(message: OutboundMessage) -> OutboundMessage:
 
 
 async def _message(
-    ctx: Context, target: Target, platform: Platform, view: RequestView, dm: ParsedDM
+    ctx: Context, target: Target, platform: Platform, call: Classified, dm: ParsedDM
 ) -> tuple[OutboundMessage, Sender]:
     """The DM as the policies see it: sender identified, recipients resolved (members of a
     conversation the send names only by id), recipients' names for the template placeholder."""
-    sender = await ctx.identities.identify(ctx, target, platform, view, hint=dm.account_hint)
+    sender = await ctx.identities.identify(ctx, target, platform, call, hint=dm.account_hint)
     if not dm.recipients and dm.conversation_id:
         members = await ctx.store.signals.conversation_members(platform.name, dm.conversation_id)
         dm = replace(dm, recipients=members or (dm.conversation_id,))

@@ -29,7 +29,7 @@ from proxy.crypto import StoredRequest
 from proxy.errors import Conflict, DMGateError, NotFound, Unprocessable
 from proxy.forward import request_headers_for_upstream
 from proxy.ids import new_id
-from proxy.platforms.base import BadDMRequest, ParsedDM, Platform, RequestView
+from proxy.platforms.base import BadDMRequest, Classified, ParsedDM, Platform, RequestView
 from proxy.routing import Target
 from proxy.store.holds import (
     PENDING,
@@ -103,7 +103,7 @@ async def create_hold(
     request: web.Request,
     target: Target,
     platform: Platform,
-    view: RequestView,
+    call: Classified,
     dm: ParsedDM,
     message: OutboundMessage,
     body: bytes,
@@ -113,7 +113,7 @@ async def create_hold(
     now: datetime,
 ) -> dict[str, Any]:
     hold_id = new_id()
-    answer = platform.hold_response(view, dm, message.account, hold_id)
+    answer = platform.hold_response(call, dm, message.account, hold_id)
     headers = request_headers_for_upstream(request.headers)
     headers.popall("Content-Length", None)
     # `body` is the decoded copy the policies judged (and a reviewer may edit): released
@@ -188,7 +188,9 @@ async def approve(
     sent_text = row["text"]
     if text is not None and text != row["text"]:
         try:
-            body = platform.replace_text(_stored_view(ctx, row["route"], stored), body, text)
+            # Classified again as when it arrived: the adapter edits the send it judged.
+            held = platform.classify(_stored_view(ctx, row["route"], stored))
+            body = platform.replace_text(held, body, text)
         except BadDMRequest as exc:
             raise Unprocessable(f"the edited text cannot be sent: {exc}") from None
         sent_text = text

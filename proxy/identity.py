@@ -28,7 +28,8 @@ import structlog
 from aiohttp import ClientError
 
 from proxy.errors import DMGateError
-from proxy.platforms.base import Identity, Platform, RequestView
+from proxy.facts import Identity
+from proxy.platforms.base import Classified, Platform
 from proxy.routing import Target, upstream_for
 from proxy.streams import read_capped
 
@@ -70,15 +71,15 @@ class SenderIdentities:
         ctx: Context,
         target: Target | None,
         platform: Platform,
-        view: RequestView,
+        call: Classified,
         hint: str | None = None,
     ) -> Sender:
         """The sending account. With `target`, an unknown credential is looked up on the
         platform (DMs); without, it stays unverified (signals: nothing waits on it)."""
-        credential = platform.credential(view)
+        credential = platform.credential(call.request)
         cred_hash = ctx.keyring.credential_hash(credential) if credential else None
-        sender = await self._verified(ctx, target, platform, view, cred_hash, hint)
-        asserted = view.headers.get(ACCOUNT_HEADER, "").strip()
+        sender = await self._verified(ctx, target, platform, call, cred_hash, hint)
+        asserted = call.request.headers.get(ACCOUNT_HEADER, "").strip()
         if sender is None:
             standin = f"credential:{cred_hash[:16]}" if cred_hash else "anonymous"
             return Sender(asserted or standin, cred_hash, "unverified")
@@ -98,11 +99,11 @@ class SenderIdentities:
         ctx: Context,
         target: Target | None,
         platform: Platform,
-        view: RequestView,
+        call: Classified,
         cred_hash: str | None,
         hint: str | None,
     ) -> Sender | None:
-        named = hint or platform.account_from_request(view)
+        named = hint or platform.account_from_request(call)
         if named:
             return Sender(named, cred_hash, "request")
         if cred_hash is None:
@@ -112,11 +113,11 @@ class SenderIdentities:
             return Sender(known, cred_hash, "learnt")
         if target is None:
             return None
-        account = await self._lookup_once(ctx, target, platform, view, cred_hash)
+        account = await self._lookup_once(ctx, target, platform, call, cred_hash)
         return Sender(account, cred_hash, "lookup") if account else None
 
     async def _lookup_once(
-        self, ctx: Context, target: Target, platform: Platform, view: RequestView, cred_hash: str
+        self, ctx: Context, target: Target, platform: Platform, call: Classified, cred_hash: str
     ) -> str | None:
         failed_at = self._failed.get(cred_hash)
         if failed_at is not None and time.monotonic() - failed_at < _FAILED_LOOKUP_TTL:
@@ -127,7 +128,7 @@ class SenderIdentities:
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._inflight[cred_hash] = future
         try:
-            account = await self._lookup(ctx, target, platform, view, cred_hash)
+            account = await self._lookup(ctx, target, platform, call, cred_hash)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it, nobody else must
@@ -145,9 +146,9 @@ class SenderIdentities:
         return account
 
     async def _lookup(
-        self, ctx: Context, target: Target, platform: Platform, view: RequestView, cred_hash: str
+        self, ctx: Context, target: Target, platform: Platform, call: Classified, cred_hash: str
     ) -> str | None:
-        me = platform.whoami(view)
+        me = platform.whoami(call)
         if me is None:
             return None
         url = upstream_for(target, me.path, me.query)
@@ -160,7 +161,7 @@ class SenderIdentities:
         except (DMGateError, ClientError, TimeoutError) as exc:
             log.warning("sender_lookup_failed", platform=platform.name, error=type(exc).__name__)
             return None
-        facts = platform.learn(me, None, status, body)
+        facts = platform.learn(platform.classify(me), None, status, body)
         account = next((f.account for f in facts if isinstance(f, Identity)), None)
         if account is None:
             log.warning("sender_not_identified", platform=platform.name, upstream_status=status)

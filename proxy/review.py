@@ -40,6 +40,7 @@ from proxy.errors import (
     PayloadTooLarge,
     Unprocessable,
 )
+from proxy.facts import Followed
 from proxy.openapi import (
     DEFAULT_PAGE,
     HOLD_ID_PATTERN,
@@ -53,7 +54,6 @@ from proxy.openapi import (
     OPENAPI,
     SPACE,
 )
-from proxy.platforms.base import Followed
 from proxy.store.holds import STATUSES
 from proxy.streams import read_capped
 

@@ -15,18 +15,18 @@ from proxy.context import CTX, Context
 from proxy.errors import NotFound, PayloadTooLarge, Unauthorized, is_unstorable_value
 from proxy.forward import request_headers_for_upstream
 from proxy.gateway import as_http
-from proxy.platforms.base import Platform
+from proxy.platforms.base import WebhookPlatform
 from proxy.streams import read_capped
 
 log = structlog.get_logger("dmgate.webhooks")
 MAX_WEBHOOK_BODY = 1024 * 1024
 
 
-def _platform(request: web.Request) -> tuple[Context, Platform, str | None]:
+def _platform(request: web.Request) -> tuple[Context, WebhookPlatform, str | None]:
     ctx = request.app[CTX]
     name = request.match_info["platform"]
     platform = ctx.platforms.get(name)
-    if platform is None:
+    if not isinstance(platform, WebhookPlatform):  # unknown, or a network without webhooks
         raise NotFound(f"no webhook receiver for platform {name!r}")
     secret = ctx.settings.webhook_secrets.get(name)
     return ctx, platform, secret.get_secret_value() if secret else None

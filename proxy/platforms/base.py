@@ -2,20 +2,30 @@
 
 An adapter is pure: it looks at a request (and, for signals, the upstream's answer) and
 says what it is, what it means, and how to answer on the network's behalf. It never does
-I/O; `proxy.app` does that around it. Adding a network is one module implementing
-`Platform` plus an entry in `proxy.platforms.PLATFORMS`.
+I/O: `proxy.gateway`, `proxy.identity` and `proxy.holds` do that around it.
+
+The gateway asks `classify` once per request and hands the `Classified` it returns to
+every later call, so an adapter reads a path once. Webhooks are a separate, optional
+interface (`WebhookPlatform`). The checklist for adding a network is in
+`proxy/platforms/__init__.py`.
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from multidict import CIMultiDictProxy, MultiDictProxy
+
+from proxy.facts import Fact
+
+if TYPE_CHECKING:
+    from proxy.platforms.routes import RouteTable
 
 
 class Kind(StrEnum):
@@ -33,6 +43,25 @@ class RequestView:
     path: str
     query: MultiDictProxy[str]
     headers: CIMultiDictProxy[str]
+
+
+@dataclass(frozen=True)
+class Classified:
+    """A request and what its adapter made of it: the `kind`, the adapter's name for the
+    `endpoint` (one of its route names; "" for passthrough) and the path `params` that
+    route captured. `classify` makes it; every later adapter call gets it."""
+
+    request: RequestView
+    kind: Kind
+    endpoint: str = ""
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    def dm_endpoint(self, what: str) -> str:
+        """The endpoint of a DM send, or `BadDMRequest` naming `what` it is not (`"an X DM
+        send"`)."""
+        if self.kind is not Kind.DM:
+            raise BadDMRequest(f"{self.request.method} {self.request.path} is not {what}", 400)
+        return self.endpoint
 
 
 def normalize_path(path: str) -> str:
@@ -110,104 +139,32 @@ class PlatformResponse:
         return json.dumps(self.body, separators=(",", ":")).encode()
 
 
-# --- facts an adapter can learn from traffic -------------------------------------------
-
-
-@dataclass(frozen=True)
-class Followed:
-    """`follower` follows `account`. `at` is None when the follow is known but its time is
-    not (an old follower seen in the first snapshot)."""
-
-    account: str
-    follower: str
-    at: datetime | None
-
-
-@dataclass(frozen=True)
-class Unfollowed:
-    account: str
-    follower: str
-
-
-@dataclass(frozen=True)
-class FollowerSnapshot:
-    """One page of `account`'s follower list. Ids new since earlier snapshots followed
-    "now" — but only on the first page (lists are newest first) and only once the account
-    has a baseline."""
-
-    account: str
-    followers: tuple[str, ...]
-    first_page: bool
-
-
-@dataclass(frozen=True)
-class Identity:
-    """The credential of this request belongs to `account` (learnt from a `me` answer)."""
-
-    account: str
-
-
-@dataclass(frozen=True)
-class InboundMessage:
-    """`sender` wrote a DM to `account`: a later DM from `account` to `sender` is a reply."""
-
-    account: str
-    sender: str
-    at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Profile:
-    """How `user` is addressed (display name, handle): a template's "Hi Anna" and
-    "Hi Ben" normalise to the same text when the recipient's names are known."""
-
-    user: str
-    names: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ConversationMembers:
-    """The participants of a conversation, for DM sends that name only the conversation
-    (a Bluesky `convoId`, an existing LinkedIn thread)."""
-
-    conversation_id: str
-    members: tuple[str, ...]
-
-
-Fact = (
-    Followed
-    | Unfollowed
-    | FollowerSnapshot
-    | Identity
-    | InboundMessage
-    | Profile
-    | ConversationMembers
-)
-
-
 class Platform(ABC):
     """One social network's request shapes and answer shapes."""
 
     name: ClassVar[str]
+    # The endpoints dmgate tells apart; `classify` reads the path against them.
+    routes: ClassVar[RouteTable]
 
-    @abstractmethod
-    def classify(self, req: RequestView) -> Kind:
-        """dm, signal or passthrough. Any spelling the platform's router would take as a
-        DM send (path case, percent-encoding, a `.json` suffix, a trailing slash) is a DM;
-        another method on a DM-send path raises `RefusedRequest`."""
+    def classify(self, req: RequestView) -> Classified:
+        """dm, signal or passthrough, with the endpoint and its path parameters. Any
+        spelling the platform's router would take as a DM send (path case,
+        percent-encoding, a `.json` suffix, a trailing slash) is a DM; another method on a
+        DM-send path raises `RefusedRequest`."""
+        return self.routes.classify(req)
 
     @abstractmethod
     def credential(self, req: RequestView) -> str | None:
         """The secret that identifies the calling user (bearer token, session cookie), or
         None. dmgate keeps only a keyed hash of it."""
 
-    def account_from_request(self, req: RequestView) -> str | None:
+    def account_from_request(self, call: Classified) -> str | None:
         """The sending account when the request itself proves it without a lookup: the
         platform acts as that account or refuses (an OAuth 1.0a token's user id, a JWT's
         `sub`, the page id in a Graph send path). Never a value the tool merely asserts."""
         return None
 
-    def whoami(self, req: RequestView) -> RequestView | None:
+    def whoami(self, call: Classified) -> RequestView | None:
         """The platform's own "who am I" request carrying this request's credential (and
         nothing else of it), for a sender dmgate has never identified: the gateway sends it
         upstream once per credential and reads the answer with `learn`, which must yield an
@@ -215,7 +172,7 @@ class Platform(ABC):
         return None
 
     @abstractmethod
-    def parse_dm(self, req: RequestView, body: bytes) -> ParsedDM:
+    def parse_dm(self, call: Classified, body: bytes) -> ParsedDM:
         """Extract recipients and text; raise `BadDMRequest` when that is impossible."""
 
     def recipients_for(self, dm: ParsedDM, account: str) -> tuple[str, ...]:
@@ -227,55 +184,58 @@ class Platform(ABC):
         return others or dm.recipients
 
     @abstractmethod
-    def replace_text(self, req: RequestView, body: bytes, text: str) -> bytes:
+    def replace_text(self, call: Classified, body: bytes, text: str) -> bytes:
         """The same request body with the message text replaced (a reviewer's edit)."""
 
-    def learn(self, req: RequestView, account: str | None, status: int, body: bytes) -> list[Fact]:
+    def learn(self, call: Classified, account: str | None, status: int, body: bytes) -> list[Fact]:
         """Facts from a signal request's upstream answer. `account` is the caller's account
-        if known. A failed answer teaches nothing, and an odd one (not JSON, unexpected
-        shapes) must not break the request it came with."""
-        if not 200 <= status < 300:
+        if known. Only signals teach; a failed answer teaches nothing, and an odd one (not
+        JSON, unexpected shapes) must not break the request it came with."""
+        if call.kind is not Kind.SIGNAL or not 200 <= status < 300:
             return []
         try:
-            return self.learn_from(req, account, json.loads(body))
+            return self.learn_from(call, account, json.loads(body))
         except Exception:
             return []
 
     @abstractmethod
-    def learn_from(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
+    def learn_from(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
         """Facts from a successful signal answer's decoded JSON `doc` (see `learn`)."""
 
     @abstractmethod
     def hold_response(
-        self, req: RequestView, dm: ParsedDM, account: str, hold_id: str
+        self, call: Classified, dm: ParsedDM, account: str, hold_id: str
     ) -> PlatformResponse:
         """The platform's own success answer for a send, so the tool moves on."""
 
     @abstractmethod
-    def block_response(self, req: RequestView, reason: str) -> PlatformResponse:
+    def block_response(self, call: Classified, reason: str) -> PlatformResponse:
         """A 403 in the platform's own error shape, naming `reason`."""
 
-    def rewrite_response(self, req: RequestView, body: bytes, public_base_url: str) -> bytes | None:
+    def rewrite_response(self, call: Classified, body: bytes, public_base_url: str) -> bytes | None:
         """A signal answer as the tool should see it, or None to relay it untouched: for
         answers that would lead the client around dmgate (a Bluesky session's DID
         document). `public_base_url` is where the client reaches this route
         (`http://dmgate:8080/bluesky`)."""
         return None
 
-    # --- webhooks (optional) -----------------------------------------------------------
+
+@runtime_checkable
+class WebhookPlatform(Protocol):
+    """What an adapter implements when its network pushes events to
+    `/webhooks/{platform}` (X's Account Activity API, Meta's subscriptions)."""
+
+    name: ClassVar[str]
 
     def webhook_challenge(
         self, query: MultiDictProxy[str], secret: str | None
     ) -> PlatformResponse | None:
         """Answer a webhook registration handshake (GET), or None if this is not one."""
-        return None
 
     def webhook_signature_valid(
         self, headers: CIMultiDictProxy[str], body: bytes, secret: str | None
     ) -> bool:
         """Whether a webhook POST is authentic."""
-        return False
 
     def webhook_facts(self, body: bytes, received_at: datetime) -> list[Fact]:
-        """Facts carried by a webhook POST."""
-        return []
+        """Facts carried by a webhook POST; an odd payload teaches nothing (never raises)."""

@@ -34,33 +34,48 @@ both `/xrpc/<nsid>` and a bare `/<nsid>` path.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from proxy.platforms.base import (
-    BadDMRequest,
+from proxy.facts import (
     ConversationMembers,
     Fact,
     Followed,
     FollowerSnapshot,
     Identity,
     InboundMessage,
+    Profile,
+)
+from proxy.platforms.base import (
+    BadDMRequest,
+    Classified,
     Kind,
     ParsedDM,
     Platform,
     PlatformResponse,
-    Profile,
     RequestView,
-    normalize_path,
 )
 from proxy.platforms.ids import canonical_did
 from proxy.platforms.jsonbody import dump_json, load_json_object
-from proxy.platforms.routes import copy_headers, identity_view, refuse_other_methods
+from proxy.platforms.routes import (
+    Route,
+    RouteTable,
+    authorization,
+    identity_view_with_authorization,
+    route_pattern,
+)
+from proxy.platforms.shapes import (
+    JSON_CONTENT_TYPE,
+    earliest_inbound,
+    hold_digest,
+    iso_now,
+    iso_time,
+    names_in,
+    require_json,
+    sendable,
+)
 
-JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 # sendMessageBatch `items` maxLength (lexicons/chat/bsky/convo/sendMessageBatch.json).
 MAX_BATCH = 100
 # Stands in for the sender of a held message when the caller is not known by a DID:
@@ -79,38 +94,34 @@ GET_MESSAGES = "chat.bsky.convo.getMessages"
 GET_FOLLOWERS = "app.bsky.graph.getFollowers"
 LIST_NOTIFICATIONS = "app.bsky.notification.listNotifications"
 
-_DM_METHODS = {SEND_MESSAGE.lower(): SEND_MESSAGE, SEND_MESSAGE_BATCH.lower(): SEND_MESSAGE_BATCH}
-# (HTTP method, NSID) of the answers dmgate learns from. XRPC procedures are POSTs.
-_SIGNALS: dict[str, str] = {
-    CREATE_SESSION: "POST",
-    REFRESH_SESSION: "POST",
-    GET_SESSION: "GET",
-    GET_CONVO_FOR_MEMBERS: "GET",
-    GET_CONVO: "GET",
-    LIST_CONVOS: "GET",
-    GET_MESSAGES: "GET",
-    GET_FOLLOWERS: "GET",
-    LIST_NOTIFICATIONS: "GET",
-}
-# By lower-cased NSID, so a learnt answer is read whatever case the client used.
-_SIGNAL_NSIDS = {nsid.lower(): nsid for nsid in _SIGNALS}
 SESSION_METHODS = (CREATE_SESSION, GET_SESSION, REFRESH_SESSION)
 
 
-def nsid_of(path: str) -> str | None:
-    """The method a path calls: `/xrpc/<nsid>` (or `/<nsid>` below an `/xrpc` upstream),
-    read from the normalised path (no empty or `.` segments, `..` applied, no `;params`,
-    no trailing slash)."""
-    segments = normalize_path(path).split("/")[1:]
-    if len(segments) == 2 and segments[0].lower() == "xrpc":
-        return segments[1]
-    if len(segments) == 1 and "." in segments[0]:
-        return segments[0]
-    return None
+def _xrpc(nsid: str, method: str, kind: Kind) -> Route:
+    """The method `nsid` at `/xrpc/<nsid>`, or at `/<nsid>` below an `/xrpc` upstream (the
+    `xrpc` parameter says which). NSIDs are case-sensitive and the server would not route
+    `SendMessage`; judging a send it would refuse is harmless, forwarding one it accepts
+    unjudged is not, so they match in any case (and without an extension: NSIDs have
+    dots of their own)."""
+    pattern = route_pattern(f"/{nsid}", prefix=r"(?P<xrpc>(?i:/xrpc))?", extension=False)
+    return Route(nsid, method, kind, pattern)
 
 
-def _signal_nsid(nsid: str | None) -> str | None:
-    return _SIGNAL_NSIDS.get(nsid.lower()) if nsid else None
+# XRPC procedures are POSTs, queries GETs. The send procedures have no read: any other
+# method on them is refused.
+_ROUTES = RouteTable(
+    _xrpc(SEND_MESSAGE, "POST", Kind.DM),
+    _xrpc(SEND_MESSAGE_BATCH, "POST", Kind.DM),
+    _xrpc(CREATE_SESSION, "POST", Kind.SIGNAL),
+    _xrpc(REFRESH_SESSION, "POST", Kind.SIGNAL),
+    _xrpc(GET_SESSION, "GET", Kind.SIGNAL),
+    _xrpc(GET_CONVO_FOR_MEMBERS, "GET", Kind.SIGNAL),
+    _xrpc(GET_CONVO, "GET", Kind.SIGNAL),
+    _xrpc(LIST_CONVOS, "GET", Kind.SIGNAL),
+    _xrpc(GET_MESSAGES, "GET", Kind.SIGNAL),
+    _xrpc(GET_FOLLOWERS, "GET", Kind.SIGNAL),
+    _xrpc(LIST_NOTIFICATIONS, "GET", Kind.SIGNAL),
+)
 
 
 def _did(value: Any) -> str | None:
@@ -135,11 +146,7 @@ def jwt_subject(token: str) -> str | None:
 
 
 def _load_json(req: RequestView, body: bytes) -> dict[str, Any]:
-    content_type = req.headers.get("Content-Type")
-    if content_type is not None:
-        media_type = content_type.split(";", 1)[0].strip().lower()
-        if media_type != "application/json":
-            raise BadDMRequest(f"chat messages must be application/json, got {content_type!r}", 415)
+    require_json(req, "chat messages")
     return load_json_object(body, "message body")
 
 
@@ -157,11 +164,7 @@ def _item(doc: Any, where: str) -> tuple[str, str]:
     text = message.get("text")
     if not isinstance(text, str):
         raise BadDMRequest(f"{where}message.text is required and must be a string", 400)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise BadDMRequest(f"{where}message.text is not valid Unicode", 400) from exc
-    return convo, text
+    return convo, sendable(text, f"{where}message.text")
 
 
 def _batch_items(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -181,24 +184,8 @@ _TID_CHARS = "234567abcdefghijklmnopqrstuvwxyz"
 def _tid_like(hold_id: str, purpose: str) -> str:
     """A stable 13-character base32-sortable id (the shape of atproto TIDs) for a held
     message, so a retry of the same hold hears the same ids."""
-    n = int.from_bytes(hashlib.sha256(f"dmgate:{purpose}:{hold_id}".encode()).digest()[:8])
-    n &= (1 << 63) - 1
+    n = int.from_bytes(hold_digest(hold_id, purpose)[:8]) & ((1 << 63) - 1)
     return "".join(_TID_CHARS[(n >> (5 * i)) & 31] for i in range(12, -1, -1))
-
-
-def _iso_now() -> str:
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-def _iso(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _profiles(users: Any) -> list[Fact]:
@@ -206,22 +193,10 @@ def _profiles(users: Any) -> list[Fact]:
     for user in users if isinstance(users, list) else []:
         if not isinstance(user, dict) or not (did := _did(user.get("did"))):
             continue
-        names = tuple(
-            n for k in ("displayName", "handle") if isinstance(n := user.get(k), str) and n.strip()
-        )
+        names = names_in(user, ("displayName", "handle"))
         if names:
             out.append(Profile(did, names))
     return out
-
-
-def _earliest(facts: list[InboundMessage]) -> list[Fact]:
-    best: dict[tuple[str, str], InboundMessage] = {}
-    for fact in facts:
-        key = (fact.account, fact.sender)
-        seen = best.get(key)
-        if seen is None or (fact.at is not None and (seen.at is None or fact.at < seen.at)):
-            best[key] = fact
-    return list(best.values())
 
 
 def _is_pds_service(service: Any, did: str | None) -> bool:
@@ -236,65 +211,41 @@ def _is_pds_service(service: Any, did: str | None) -> bool:
 
 # --- the adapter -----------------------------------------------------------------------
 
-Learner = Callable[["BlueskyPlatform", RequestView, str | None, Any], list[Fact]]
+Learner = Callable[["BlueskyPlatform", Classified, str | None, Any], list[Fact]]
 
 
 class BlueskyPlatform(Platform):
     """Bluesky's XRPC API as a PDS serves it (chat proxied to api.bsky.chat)."""
 
     name: ClassVar[str] = "bluesky"
-
-    def classify(self, req: RequestView) -> Kind:
-        nsid = nsid_of(req.path)
-        if nsid is None:
-            return Kind.PASSTHROUGH
-        method = req.method.upper()
-        # NSIDs are case-sensitive and the server would not route `SendMessage`; judging
-        # a send it would refuse is harmless, forwarding one it accepts unjudged is not.
-        if nsid.lower() in _DM_METHODS:
-            refuse_other_methods(req)  # procedures are POSTs; there is no read here
-            return Kind.DM if method == "POST" else Kind.PASSTHROUGH
-        signal = _signal_nsid(nsid)
-        if signal is not None and _SIGNALS[signal] == method:
-            return Kind.SIGNAL
-        return Kind.PASSTHROUGH
+    routes: ClassVar[RouteTable] = _ROUTES
 
     def credential(self, req: RequestView) -> str | None:
-        scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
+        scheme, rest = authorization(req)
         # App-password sessions use Bearer; OAuth sessions DPoP-bound tokens.
-        if scheme.lower() in ("bearer", "dpop"):
-            return rest.strip() or None
+        if scheme in ("bearer", "dpop"):
+            return rest or None
         return None
 
-    def account_from_request(self, req: RequestView) -> str | None:
+    def account_from_request(self, call: Classified) -> str | None:
         # The access JWT's `sub`: the PDS checks the token's signature and acts as exactly
         # that DID or refuses, so a forged `sub` only names a sender whose DM never goes.
-        token = self.credential(req)
+        token = self.credential(call.request)
         return jwt_subject(token) if token else None
 
-    def whoami(self, req: RequestView) -> RequestView | None:
+    def whoami(self, call: Classified) -> RequestView | None:
         """`GET com.atproto.server.getSession` with the request's bearer token (below the
         same prefix the request used). None for DPoP-bound tokens: the DPoP proof covers
         the method and URL, so it cannot be replayed on another call, and their `sub`
         names the account already."""
-        scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not rest.strip():
-            return None
-        xrpc = normalize_path(req.path).lower().startswith("/xrpc/")
-        path = ("/xrpc/" if xrpc else "/") + GET_SESSION
-        return identity_view(path, copy_headers(req, ["Authorization"]))
+        path = ("/xrpc/" if "xrpc" in call.params else "/") + GET_SESSION
+        return identity_view_with_authorization(call.request, path)
 
     # --- DM requests --------------------------------------------------------------------
 
-    def _dm_method(self, req: RequestView) -> str:
-        nsid = nsid_of(req.path)
-        if req.method.upper() != "POST" or nsid is None or nsid.lower() not in _DM_METHODS:
-            raise BadDMRequest(f"{req.method} {req.path} is not a Bluesky chat send", 400)
-        return _DM_METHODS[nsid.lower()]
-
-    def parse_dm(self, req: RequestView, body: bytes) -> ParsedDM:
-        method = self._dm_method(req)
-        doc = _load_json(req, body)
+    def parse_dm(self, call: Classified, body: bytes) -> ParsedDM:
+        method = call.dm_endpoint("a Bluesky chat send")
+        doc = _load_json(call.request, body)
         if method == SEND_MESSAGE:
             convo, text = _item(doc, "")
             return ParsedDM((), text, conversation_id=convo)
@@ -313,14 +264,14 @@ class BlueskyPlatform(Platform):
             400,
         )
 
-    def replace_text(self, req: RequestView, body: bytes, text: str) -> bytes:
+    def replace_text(self, call: Classified, body: bytes, text: str) -> bytes:
         """The edited text in every message; facets are dropped (their byte ranges point
         into the old text). A batch to one conversation becomes one message."""
-        dm = self.parse_dm(req, body)
+        dm = self.parse_dm(call, body)
         if not text:
             raise BadDMRequest("the edited text is empty", 422)
-        doc = _load_json(req, body)
-        if self._dm_method(req) == SEND_MESSAGE:
+        doc = _load_json(call.request, body)
+        if call.endpoint == SEND_MESSAGE:
             messages = [doc["message"]]
         else:
             if dm.conversation_id is not None:
@@ -339,24 +290,24 @@ class BlueskyPlatform(Platform):
             "rev": _tid_like(hold_id, f"rev:{n}"),
             "text": dm.text,
             "sender": {"did": _did(account) or UNKNOWN_SENDER_DID},
-            "sentAt": _iso_now(),
+            "sentAt": iso_now(),
         }
 
     def hold_response(
-        self, req: RequestView, dm: ParsedDM, account: str, hold_id: str
+        self, call: Classified, dm: ParsedDM, account: str, hold_id: str
     ) -> PlatformResponse:
         """`chat.bsky.convo.defs#messageView` (sendMessage), or `{"items": [...]}` of them
         (sendMessageBatch: one per conversation), with 200. Lexicon objects are open, so
         the extra `dmgate` object passes clients that validate answers."""
         marker = {"hold_id": hold_id, "status": "pending"}
-        if self._dm_method(req) == SEND_MESSAGE:
+        if call.endpoint == SEND_MESSAGE:
             view = self._message_view(dm, account, hold_id, 0)
             return PlatformResponse(200, {**view, "dmgate": marker}, JSON_CONTENT_TYPE)
         count = 1 if dm.conversation_id is not None else max(len(dm.recipients), 1)
         items = [self._message_view(dm, account, hold_id, i) for i in range(count)]
         return PlatformResponse(200, {"items": items, "dmgate": marker}, JSON_CONTENT_TYPE)
 
-    def block_response(self, req: RequestView, reason: str) -> PlatformResponse:
+    def block_response(self, call: Classified, reason: str) -> PlatformResponse:
         # XRPC errors are `{"error": Name, "message": text}`; 403 maps to the generic
         # `Forbidden` (@atproto/xrpc ResponseType.Forbidden), which clients raise as an
         # XRPCError with `error` and `message`.
@@ -369,7 +320,7 @@ class BlueskyPlatform(Platform):
 
     # --- keeping the client behind dmgate -------------------------------------------------
 
-    def rewrite_response(self, req: RequestView, body: bytes, public_base_url: str) -> bytes | None:
+    def rewrite_response(self, call: Classified, body: bytes, public_base_url: str) -> bytes | None:
         """Session answers carry the account's DID document, and clients (AtpAgent) switch
         to its `#atproto_pds` endpoint — straight past dmgate. Point it at dmgate instead.
 
@@ -377,9 +328,9 @@ class BlueskyPlatform(Platform):
         bluesky`). Below an `/xrpc` route (the path seen here has no `/xrpc`), clients add
         `/xrpc/...` themselves, so the endpoint is that URL without its `/xrpc`. Returns
         the new body, or None to leave the answer untouched."""
-        # Any case of the NSID: a session answer left unrewritten leads the client around
-        # dmgate.
-        if _signal_nsid(nsid_of(req.path)) not in SESSION_METHODS:
+        # Any case of the NSID (the route matches any): a session answer left unrewritten
+        # leads the client around dmgate.
+        if call.endpoint not in SESSION_METHODS:
             return None
         try:
             doc = json.loads(body)
@@ -391,7 +342,7 @@ class BlueskyPlatform(Platform):
         if not isinstance(services, list):
             return None
         endpoint = public_base_url.rstrip("/")
-        below_xrpc = not normalize_path(req.path).lower().startswith("/xrpc/")
+        below_xrpc = "xrpc" not in call.params
         if below_xrpc and endpoint.endswith("/xrpc"):
             endpoint = endpoint[: -len("/xrpc")]
         did = _did(doc.get("did")) or _did(doc["didDoc"].get("id"))
@@ -406,13 +357,12 @@ class BlueskyPlatform(Platform):
 
     # --- signals --------------------------------------------------------------------------
 
-    def learn_from(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
-        nsid = _signal_nsid(nsid_of(req.path))
-        if nsid is None or _SIGNALS[nsid] != req.method.upper() or not isinstance(doc, dict):
+    def learn_from(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
+        if not isinstance(doc, dict):
             return []
-        return _LEARNERS[nsid](self, req, account, doc)
+        return _LEARNERS[call.endpoint](self, call, account, doc)
 
-    def _learn_session(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
+    def _learn_session(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
         did = _did(doc.get("did"))
         if did is None:
             return []
@@ -437,19 +387,19 @@ class BlueskyPlatform(Platform):
         if account is not None and isinstance(last, dict):
             sender = _did((last.get("sender") or {}).get("did"))
             if sender and sender != account:
-                facts.append(InboundMessage(account, sender, _iso(last.get("sentAt"))))
+                facts.append(InboundMessage(account, sender, iso_time(last.get("sentAt"))))
         return facts
 
-    def _learn_convo(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
+    def _learn_convo(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
         return self._convo_facts(doc.get("convo"), account)
 
-    def _learn_convos(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
+    def _learn_convos(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
         facts: list[Fact] = []
         for convo in doc.get("convos") or []:
             facts.extend(self._convo_facts(convo, account))
         return facts
 
-    def _learn_messages(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
+    def _learn_messages(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
         """Messages someone else sent in a conversation of the caller's: they wrote."""
         if account is None:
             return []
@@ -461,19 +411,19 @@ class BlueskyPlatform(Platform):
             # have none.
             sender = _did((message.get("sender") or {}).get("did"))
             if sender and sender != account:
-                facts.append(InboundMessage(account, sender, _iso(message.get("sentAt"))))
-        return _earliest(facts)
+                facts.append(InboundMessage(account, sender, iso_time(message.get("sentAt"))))
+        return earliest_inbound(facts)
 
-    def _learn_followers(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
+    def _learn_followers(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
         subject = _did((doc.get("subject") or {}).get("did"))
         if subject is None:
             return []
         followers = doc.get("followers") or []
         dids = tuple(f for u in followers if isinstance(u, dict) and (f := _did(u.get("did"))))
-        first = not req.query.get("cursor")  # newest first; `cursor` pages further down
+        first = not call.request.query.get("cursor")  # newest first; `cursor` pages further down
         return [FollowerSnapshot(subject, dids, first_page=first), *_profiles(followers)]
 
-    def _learn_notifications(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
+    def _learn_notifications(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
         """`reason: follow` notifications: who followed the caller, and when it was
         indexed (the record's own `createdAt` is whatever the follower's client wrote)."""
         facts: list[Fact] = []
@@ -484,7 +434,7 @@ class BlueskyPlatform(Platform):
             facts.extend(_profiles([author]))
             follower = _did(author.get("did"))
             if account is not None and follower and n.get("reason") == "follow":
-                facts.append(Followed(account, follower, _iso(n.get("indexedAt"))))
+                facts.append(Followed(account, follower, iso_time(n.get("indexedAt"))))
         return facts
 
 

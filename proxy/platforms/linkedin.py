@@ -43,34 +43,40 @@ invitation, never the member, so there is no follow fact to record from it.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+from proxy.facts import ConversationMembers, Fact, Identity, InboundMessage, Profile
 from proxy.platforms.base import (
     BadDMRequest,
-    ConversationMembers,
-    Fact,
-    Identity,
-    InboundMessage,
+    Classified,
     Kind,
     ParsedDM,
     Platform,
     PlatformResponse,
-    Profile,
     RequestView,
-    normalize_path,
 )
 from proxy.platforms.ids import percent_decoded
 from proxy.platforms.jsonbody import dump_json, load_json_object
 from proxy.platforms.routes import (
+    SAFE_READS,
+    Route,
+    RouteTable,
+    authorization,
     copy_headers,
     identity_view,
-    refuse_other_methods,
+    identity_view_with_authorization,
     route_pattern,
+)
+from proxy.platforms.shapes import (
+    earliest_inbound,
+    epoch_ms,
+    json_object,
+    media_type,
+    sendable,
+    synthetic_number,
 )
 
 MESSAGE_CREATE = "com.linkedin.voyager.messaging.create.MessageCreate"
@@ -101,81 +107,78 @@ VOYAGER_CONVERSATION = "voyager_conversation"
 VOYAGER_EVENTS = "voyager_events"
 
 
-@dataclass(frozen=True)
-class _Route:
-    name: str
-    method: str
-    kind: Kind
-    pattern: re.Pattern[str]
-    # Voyager's Rest.li actions: the `action` query parameter names the verb. A POST with
-    # no action is a plain create, which is a send too.
-    actions: frozenset[str] | None = None
-
-
-_CONVERSATIONS = "/voyager/api/messaging/conversations"
-_ROUTES: tuple[_Route, ...] = (
-    _Route(OFFICIAL_SEND, "POST", Kind.DM, route_pattern("/v2/messages", "/rest/messages")),
-    _Route(VOYAGER_CREATE, "POST", Kind.DM, route_pattern(_CONVERSATIONS), frozenset({"create"})),
-    _Route(
-        VOYAGER_EVENT,
-        "POST",
-        Kind.DM,
-        route_pattern(_CONVERSATIONS + "/{id}/events"),
-        frozenset({"create"}),
-    ),
-    _Route(
-        VOYAGER_DASH_SEND,
-        "POST",
-        Kind.DM,
-        route_pattern("/voyager/api/voyagerMessagingDashMessengerMessages"),
-        frozenset({"createmessage"}),
-    ),
-    _Route(OFFICIAL_ME, "GET", Kind.SIGNAL, route_pattern("/v2/me", "/rest/me")),
-    _Route(OFFICIAL_USERINFO, "GET", Kind.SIGNAL, route_pattern("/v2/userinfo")),
-    _Route(VOYAGER_ME, "GET", Kind.SIGNAL, route_pattern("/voyager/api/me")),
-    _Route(VOYAGER_CONVERSATIONS, "GET", Kind.SIGNAL, route_pattern(_CONVERSATIONS)),
-    _Route(VOYAGER_CONVERSATION, "GET", Kind.SIGNAL, route_pattern(_CONVERSATIONS + "/{id}")),
-    _Route(VOYAGER_EVENTS, "GET", Kind.SIGNAL, route_pattern(_CONVERSATIONS + "/{id}/events")),
-)
-# Rest.li answers GET (and HEAD) with reads only, never a create: on Voyager's send paths
-# they pass as before (the conversation list and events are signals).
-_VOYAGER_READS = frozenset({"GET", "HEAD"})
-
-
 def _actions(req: RequestView) -> list[str]:
     """The Rest.li `action` parameters, lower-cased (a server that folds case must not
     turn `?action=CREATE` into an unjudged send)."""
     return [v.lower() for k, v in req.query.items() if k.lower() == "action"]
 
 
-def _match(
-    req: RequestView, method: str | None, kind: Kind | None = None
-) -> tuple[_Route, dict[str, str]] | None:
-    path = normalize_path(req.path)
-    for route in _ROUTES:
-        if method is not None and route.method != method:
-            continue
-        if kind is not None and route.kind is not kind:
-            continue
-        m = route.pattern.fullmatch(path)
-        if m is None:
-            continue
-        if route.actions is not None and method is not None:
-            actions = _actions(req)
-            # Any `create` among repeated actions is judged: which one LinkedIn reads is
-            # not documented, and erring towards "a send" is the safe side.
-            if actions and not any(a in route.actions for a in actions):
-                continue
-        return route, m.groupdict()
-    return None
+def _action(name: str) -> Callable[[RequestView], bool]:
+    """Voyager's Rest.li actions: the `action` query parameter names the verb, and a POST
+    with no action is a plain create, which is a send too. Any `create` among repeated
+    actions is judged: which one LinkedIn reads is not documented, and erring towards "a
+    send" is the safe side."""
+
+    def names_it(req: RequestView) -> bool:
+        actions = _actions(req)
+        return not actions or name in actions
+
+    return names_it
+
+
+_CONVERSATIONS = "/voyager/api/messaging/conversations"
+# Rest.li answers GET (and HEAD) with reads only, never a create: on Voyager's send paths
+# they pass as before (the conversation list and events are signals).
+_VOYAGER_READS = SAFE_READS
+# The other methods on the official send paths are refused.
+_ROUTES = RouteTable(
+    Route(OFFICIAL_SEND, "POST", Kind.DM, route_pattern("/v2/messages", "/rest/messages")),
+    Route(
+        VOYAGER_CREATE,
+        "POST",
+        Kind.DM,
+        route_pattern(_CONVERSATIONS),
+        reads=_VOYAGER_READS,
+        when=_action("create"),
+    ),
+    Route(
+        VOYAGER_EVENT,
+        "POST",
+        Kind.DM,
+        route_pattern(_CONVERSATIONS + "/{id}/events"),
+        reads=_VOYAGER_READS,
+        when=_action("create"),
+    ),
+    Route(
+        VOYAGER_DASH_SEND,
+        "POST",
+        Kind.DM,
+        route_pattern("/voyager/api/voyagerMessagingDashMessengerMessages"),
+        reads=_VOYAGER_READS,
+        when=_action("createmessage"),
+    ),
+    Route(OFFICIAL_ME, "GET", Kind.SIGNAL, route_pattern("/v2/me", "/rest/me")),
+    Route(OFFICIAL_USERINFO, "GET", Kind.SIGNAL, route_pattern("/v2/userinfo")),
+    Route(VOYAGER_ME, "GET", Kind.SIGNAL, route_pattern("/voyager/api/me")),
+    Route(VOYAGER_CONVERSATIONS, "GET", Kind.SIGNAL, route_pattern(_CONVERSATIONS)),
+    Route(VOYAGER_CONVERSATION, "GET", Kind.SIGNAL, route_pattern(_CONVERSATIONS + "/{id}")),
+    Route(VOYAGER_EVENTS, "GET", Kind.SIGNAL, route_pattern(_CONVERSATIONS + "/{id}/events")),
+)
+# The Voyager endpoints (a session cookie), as opposed to the official API's (OAuth).
+_VOYAGER = frozenset(
+    {
+        VOYAGER_CREATE,
+        VOYAGER_EVENT,
+        VOYAGER_DASH_SEND,
+        VOYAGER_ME,
+        VOYAGER_CONVERSATIONS,
+        VOYAGER_CONVERSATION,
+        VOYAGER_EVENTS,
+    }
+)
 
 
 # --- small helpers ---------------------------------------------------------------------
-
-
-def _media_type(req: RequestView) -> str | None:
-    value = req.headers.get("Content-Type")
-    return None if value is None else value.split(";", 1)[0].strip().lower()
 
 
 def member_id(value: Any) -> str | None:
@@ -204,33 +207,12 @@ def conversation_id(value: Any) -> str | None:
 def _text(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise BadDMRequest(f"{where} must be a string", 400)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise BadDMRequest(f"{where} is not valid Unicode (lone surrogate)", 400) from exc
-    return value
-
-
-def _object(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = parent.get(key)
-    if not isinstance(value, dict):
-        raise BadDMRequest(f"{where}{key} is missing or not a JSON object", 400)
-    return value
+    return sendable(value, where)
 
 
 def _synthetic(hold_id: str, purpose: str) -> str:
-    """A stable id for a held DM, so a retry of the same hold hears the same ids."""
-    digest = hashlib.sha256(f"dmgate:{purpose}:{hold_id}".encode()).digest()
-    return str(6_000_000_000_000_000_000 + int.from_bytes(digest[:7], "big"))
-
-
-def _epoch_ms(value: Any) -> datetime | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    except (ValueError, OverflowError, OSError):
-        return None
+    """A stable id for a held DM."""
+    return synthetic_number(hold_id, purpose, low=6 * 10**18, span=2**56, size=7)
 
 
 def _cookie(header: str, name: str) -> str | None:
@@ -249,21 +231,12 @@ class LinkedInPlatform(Platform):
     """LinkedIn's official Messages API and the Voyager messaging calls."""
 
     name: ClassVar[str] = "linkedin"
-
-    def classify(self, req: RequestView) -> Kind:
-        match = _match(req, req.method.upper())
-        if match:
-            return match[0].kind
-        send_path = _match(req, None, Kind.DM)
-        if send_path:
-            voyager = send_path[0].name != OFFICIAL_SEND
-            refuse_other_methods(req, reads=_VOYAGER_READS if voyager else ())
-        return Kind.PASSTHROUGH
+    routes: ClassVar[RouteTable] = _ROUTES
 
     def credential(self, req: RequestView) -> str | None:
-        scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
-        if scheme.lower() == "bearer" and rest.strip():
-            return rest.strip()
+        scheme, rest = authorization(req)
+        if scheme == "bearer" and rest:
+            return rest
         # Voyager: the `li_at` session cookie is the member's login (JSESSIONID is only
         # the CSRF pairing and changes independently).
         return self._li_at(req)
@@ -278,15 +251,13 @@ class LinkedInPlatform(Platform):
     # account_from_request stays None: neither an OAuth token nor the `li_at` cookie
     # names its member, and a body's `mailboxUrn` is only what the tool claims.
 
-    def whoami(self, req: RequestView) -> RequestView | None:
+    def whoami(self, call: Classified) -> RequestView | None:
         """`GET /v2/me` (official API: the OAuth token) or `GET /voyager/api/me` (Voyager:
         the session cookies with the CSRF token LinkedIn checks on every call), chosen by
-        the DM request's path."""
-        if not normalize_path(req.path).lower().startswith("/voyager/"):
-            scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
-            if scheme.lower() != "bearer" or not rest.strip():
-                return None
-            return identity_view("/v2/me", copy_headers(req, ["Authorization"]))
+        the DM request's endpoint."""
+        req = call.request
+        if call.endpoint not in _VOYAGER:
+            return identity_view_with_authorization(req, "/v2/me")
         li_at = self._li_at(req)
         if li_at is None or self.credential(req) != li_at:
             return None  # the answer must be about the credential dmgate keys it to
@@ -299,14 +270,8 @@ class LinkedInPlatform(Platform):
 
     # --- DM requests --------------------------------------------------------------------
 
-    def _dm_route(self, req: RequestView) -> tuple[_Route, dict[str, str]]:
-        match = _match(req, "POST")
-        if match is None or match[0].kind is not Kind.DM:
-            raise BadDMRequest(f"{req.method} {req.path} is not a LinkedIn message send", 400)
-        return match
-
     def _check_content_type(self, req: RequestView, voyager: bool) -> None:
-        media = _media_type(req)
+        media = media_type(req)
         if media is None or media == "application/json":
             return
         # Voyager clients send JSON as whatever their HTTP library picks: none, text/plain
@@ -315,23 +280,24 @@ class LinkedInPlatform(Platform):
             return
         raise BadDMRequest(f"LinkedIn message sends must be JSON, got {media!r}", 415)
 
-    def parse_dm(self, req: RequestView, body: bytes) -> ParsedDM:
-        route, params = self._dm_route(req)
-        self._check_content_type(req, voyager=route.name != OFFICIAL_SEND)
+    def parse_dm(self, call: Classified, body: bytes) -> ParsedDM:
+        endpoint = call.dm_endpoint("a LinkedIn message send")
+        self._check_content_type(call.request, voyager=endpoint != OFFICIAL_SEND)
         doc = load_json_object(body)
-        if route.name == OFFICIAL_SEND:
+        if endpoint == OFFICIAL_SEND:
             return self._parse_official(doc)
-        if route.name == VOYAGER_DASH_SEND:
+        if endpoint == VOYAGER_DASH_SEND:
             return _parse_dash(doc)
-        if route.name == VOYAGER_CREATE:
-            create = _object(doc, "conversationCreate", "")
+        if endpoint == VOYAGER_CREATE:
+            create = json_object(doc, "conversationCreate", "")
             recipients = _recipients(create.get("recipients"), "conversationCreate.recipients")
-            text = _voyager_text(_object(create, "eventCreate", "conversationCreate."))
+            text = _voyager_text(json_object(create, "eventCreate", "conversationCreate."))
             return ParsedDM(recipients, text)
-        conversation = conversation_id(params["id"])
+        path_id = call.params["id"]
+        conversation = conversation_id(path_id)
         if conversation is None:
-            raise BadDMRequest(f"conversation id {params['id']!r} is not valid", 400)
-        text = _voyager_text(_object(doc, "eventCreate", ""))
+            raise BadDMRequest(f"conversation id {path_id!r} is not valid", 400)
+        text = _voyager_text(json_object(doc, "eventCreate", ""))
         return ParsedDM((), text, conversation_id=conversation)
 
     def _parse_official(self, doc: dict[str, Any]) -> ParsedDM:
@@ -352,18 +318,18 @@ class LinkedInPlatform(Platform):
             raise BadDMRequest(f"thread must be a thread URN, got {thread!r}", 400)
         return ParsedDM((), text, conversation_id=conversation)
 
-    def replace_text(self, req: RequestView, body: bytes, text: str) -> bytes:
-        self.parse_dm(req, body)  # the same validation, so the edit lands in a sane body
-        route, _ = self._dm_route(req)
+    def replace_text(self, call: Classified, body: bytes, text: str) -> bytes:
+        self.parse_dm(call, body)  # the same validation, so the edit lands in a sane body
+        endpoint = call.endpoint
         doc = load_json_object(body)
-        if route.name == OFFICIAL_SEND:
+        if endpoint == OFFICIAL_SEND:
             if not text and not doc.get("attachments"):
                 raise BadDMRequest(
                     "the edited text is empty and the message has no attachment", 422
                 )
             doc["body"] = text
             return dump_json(doc)
-        if route.name == VOYAGER_DASH_SEND:
+        if endpoint == VOYAGER_DASH_SEND:
             body = doc["message"]["body"]
             if not text and not doc["message"].get("renderContentUnions"):
                 raise BadDMRequest(
@@ -372,7 +338,7 @@ class LinkedInPlatform(Platform):
             body["text"] = text
             body["attributes"] = []  # they index into the old text
             return dump_json(doc)
-        holder = doc["conversationCreate"] if route.name == VOYAGER_CREATE else doc
+        holder = doc["conversationCreate"] if endpoint == VOYAGER_CREATE else doc
         create = holder["eventCreate"]["value"][MESSAGE_CREATE]
         if not text and not create.get("attachments"):
             raise BadDMRequest("the edited text is empty and the message has no attachment", 422)
@@ -388,11 +354,10 @@ class LinkedInPlatform(Platform):
     # --- answers on LinkedIn's behalf ---------------------------------------------------
 
     def hold_response(
-        self, req: RequestView, dm: ParsedDM, account: str, hold_id: str
+        self, call: Classified, dm: ParsedDM, account: str, hold_id: str
     ) -> PlatformResponse:
-        match = _match(req, None)
         marker = {"hold_id": hold_id, "status": "pending"}
-        if match is None or match[0].name == OFFICIAL_SEND:
+        if call.endpoint not in _VOYAGER:
             # Rest.li create: 201, the new entity's id in `x-restli-id` (and the older
             # `x-linkedin-id`). The body is empty on LinkedIn; clients read the header, so
             # a JSON body carrying the id and the marker is tolerated.
@@ -402,7 +367,7 @@ class LinkedInPlatform(Platform):
                 {"id": message_id, "dmgate": marker},
                 headers={"x-restli-id": message_id, "x-linkedin-id": message_id},
             )
-        if match[0].name == VOYAGER_DASH_SEND:
+        if call.endpoint == VOYAGER_DASH_SEND:
             return self._dash_hold(dm, account, hold_id, marker)
         # Voyager's create answer (`{"value": {...}}`); tomquirk/linkedin-api checks the
         # status only (`res.status_code != 201`), bridges read `value`'s URNs.
@@ -432,7 +397,7 @@ class LinkedInPlatform(Platform):
         }
         return PlatformResponse(200, {"value": value, "dmgate": marker})
 
-    def block_response(self, req: RequestView, reason: str) -> PlatformResponse:
+    def block_response(self, call: Classified, reason: str) -> PlatformResponse:
         # Rest.li's error shape, as api.linkedin.com answers a missing permission
         # (`serviceErrorCode` 100, "Not enough permissions to access: …"). Voyager answers
         # errors in the same Rest.li shape; tomquirk/linkedin-api reads `status`/`message`.
@@ -447,21 +412,18 @@ class LinkedInPlatform(Platform):
 
     # --- signals ------------------------------------------------------------------------
 
-    def learn_from(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
-        if req.method.upper() != "GET" or not isinstance(doc, dict):
+    def learn_from(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
+        if not isinstance(doc, dict):
             return []
-        match = _match(req, "GET")
-        if match is None or match[0].kind is not Kind.SIGNAL:
-            return []
-        route, params = match
-        if route.name == OFFICIAL_ME:
+        endpoint = call.endpoint
+        if endpoint == OFFICIAL_ME:
             return _learn_official_me(doc, "id")
-        if route.name == OFFICIAL_USERINFO:
+        if endpoint == OFFICIAL_USERINFO:
             return _learn_official_me(doc, "sub")
-        if route.name == VOYAGER_ME:
+        if endpoint == VOYAGER_ME:
             return _learn_voyager_me(doc)
-        if route.name in (VOYAGER_CONVERSATIONS, VOYAGER_CONVERSATION):
-            return _learn_conversations(doc, account, conversation_id(params.get("id")))
+        if endpoint in (VOYAGER_CONVERSATIONS, VOYAGER_CONVERSATION):
+            return _learn_conversations(doc, account, conversation_id(call.params.get("id")))
         return _learn_events(doc, account)
 
 
@@ -485,8 +447,8 @@ def _parse_dash(doc: dict[str, Any]) -> ParsedDM:
     client sends: `{"message": {"body": {"text", "attributes"}, "renderContentUnions",
     "conversationUrn"?}, "mailboxUrn", "hostRecipientUrns"?}`. A new conversation names
     `hostRecipientUrns`; a reply names `message.conversationUrn`."""
-    message = _object(doc, "message", "")
-    body = _object(message, "body", "message.")
+    message = json_object(doc, "message", "")
+    body = json_object(message, "body", "message.")
     text = body.get("text")
     if text is None or text == "":
         if not message.get("renderContentUnions"):
@@ -502,8 +464,8 @@ def _parse_dash(doc: dict[str, Any]) -> ParsedDM:
 
 
 def _voyager_text(event_create: dict[str, Any]) -> str:
-    value = _object(event_create, "value", "eventCreate.")
-    create = _object(value, MESSAGE_CREATE, "eventCreate.value.")
+    value = json_object(event_create, "value", "eventCreate.")
+    create = json_object(value, MESSAGE_CREATE, "eventCreate.value.")
     where = f"eventCreate.value[{MESSAGE_CREATE!r}]."
     attributed = create.get("attributedBody")
     if attributed is not None:
@@ -603,7 +565,7 @@ def _event_facts(
     sender, profiles = _member_of(event.get("from") or event.get("*from"), included)
     if sender is None or account is None or sender == account:
         return sender, profiles
-    return sender, [*profiles, InboundMessage(account, sender, _epoch_ms(event.get("createdAt")))]
+    return sender, [*profiles, InboundMessage(account, sender, epoch_ms(event.get("createdAt")))]
 
 
 def _learn_conversations(
@@ -659,14 +621,6 @@ def _learn_events(doc: dict[str, Any], account: str | None) -> list[Fact]:
 
 def _dedupe(facts: list[Fact]) -> list[Fact]:
     """One inbound fact per sender (the earliest), one profile per user."""
-    inbound: dict[tuple[str, str], InboundMessage] = {}
-    rest: dict[Any, Fact] = {}
-    for fact in facts:
-        if isinstance(fact, InboundMessage):
-            key = (fact.account, fact.sender)
-            seen = inbound.get(key)
-            if seen is None or (fact.at and (seen.at is None or fact.at < seen.at)):
-                inbound[key] = fact
-        else:
-            rest[fact] = fact
-    return [*rest.values(), *inbound.values()]
+    inbound = [f for f in facts if isinstance(f, InboundMessage)]
+    rest = dict.fromkeys(f for f in facts if not isinstance(f, InboundMessage))
+    return [*rest, *earliest_inbound(inbound)]

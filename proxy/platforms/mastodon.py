@@ -28,42 +28,46 @@ The module is pure: it reads the clock for `created_at` in hold answers and noth
 
 from __future__ import annotations
 
-import hashlib
 import html
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote_plus, unquote_plus
 
+from proxy.facts import Fact, Followed, FollowerSnapshot, Identity, InboundMessage, Profile
 from proxy.platforms.base import (
     BadDMRequest,
-    Fact,
-    Followed,
-    FollowerSnapshot,
-    Identity,
-    InboundMessage,
+    Classified,
     Kind,
     NotADirectMessage,
     ParsedDM,
     Platform,
     PlatformResponse,
-    Profile,
     RequestView,
-    normalize_path,
 )
 from proxy.platforms.ids import canonical_domain, number_or_none
 from proxy.platforms.jsonbody import dump_json, load_json_object
 from proxy.platforms.routes import (
     SAFE_READS,
-    copy_headers,
+    Route,
+    RouteTable,
+    authorization,
     identity_view,
-    refuse_other_methods,
+    identity_view_with_authorization,
     route_pattern,
 )
+from proxy.platforms.shapes import (
+    JSON_CONTENT_TYPE,
+    earliest_inbound,
+    iso_now,
+    iso_time,
+    media_type,
+    names_in,
+    synthetic_number,
+)
 
-JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 STATUS_FIELDS = ("status", "visibility", "spoiler_text")
 
 # mastodon/mastodon app/models/account.rb:
@@ -104,45 +108,23 @@ FOLLOWERS = "followers"
 CONVERSATIONS = "conversations"
 
 
-@dataclass(frozen=True)
-class _Route:
-    name: str
-    method: str
-    kind: Kind
-    pattern: re.Pattern[str]
-
-
 VERIFY_CREDENTIALS_PATH = "/api/v1/accounts/verify_credentials"
 # Rails routes are case-sensitive, but judging a status Mastodon would 404 is harmless;
 # missing one it would accept is not. Every route takes a format suffix (`(.:format)`).
-_ROUTES: tuple[_Route, ...] = (
-    _Route(STATUSES, "POST", Kind.DM, route_pattern("/api/v1/statuses")),
-    _Route(VERIFY_CREDENTIALS, "GET", Kind.SIGNAL, route_pattern(VERIFY_CREDENTIALS_PATH)),
-    _Route(NOTIFICATIONS, "GET", Kind.SIGNAL, route_pattern("/api/v1/notifications")),
-    _Route(
+# `GET /api/v1/statuses?id[]=…` reads statuses; other methods there are refused.
+_ROUTES = RouteTable(
+    Route(STATUSES, "POST", Kind.DM, route_pattern("/api/v1/statuses"), reads=SAFE_READS),
+    Route(VERIFY_CREDENTIALS, "GET", Kind.SIGNAL, route_pattern(VERIFY_CREDENTIALS_PATH)),
+    Route(NOTIFICATIONS, "GET", Kind.SIGNAL, route_pattern("/api/v1/notifications")),
+    Route(
         NOTIFICATION,
         "GET",
         Kind.SIGNAL,
         route_pattern("/api/v1/notifications/{id}", params={"id": "[0-9]+"}),
     ),
-    _Route(FOLLOWERS, "GET", Kind.SIGNAL, route_pattern("/api/v1/accounts/{id}/followers")),
-    _Route(CONVERSATIONS, "GET", Kind.SIGNAL, route_pattern("/api/v1/conversations")),
+    Route(FOLLOWERS, "GET", Kind.SIGNAL, route_pattern("/api/v1/accounts/{id}/followers")),
+    Route(CONVERSATIONS, "GET", Kind.SIGNAL, route_pattern("/api/v1/conversations")),
 )
-
-
-def _match(
-    path: str, method: str | None, kind: Kind | None = None
-) -> tuple[_Route, dict[str, str]] | None:
-    normalized = normalize_path(path)
-    for route in _ROUTES:
-        if method is not None and route.method != method:
-            continue
-        if kind is not None and route.kind is not kind:
-            continue
-        m = route.pattern.fullmatch(normalized)
-        if m:
-            return route, m.groupdict()
-    return None
 
 
 # --- request bodies --------------------------------------------------------------------
@@ -176,13 +158,6 @@ class _Form:
         if self.doc is not None:
             return bool(self.doc.get("media_ids"))
         return any(self.fields.get(k) for k in ("media_ids[]", "media_ids"))
-
-
-def _media_type(req: RequestView) -> str | None:
-    content_type = req.headers.get("Content-Type")
-    if content_type is None:
-        return None
-    return content_type.split(";", 1)[0].strip().lower()
 
 
 def _param(content_type: str, name: str) -> str | None:
@@ -264,13 +239,13 @@ def _disposition(headers: str) -> tuple[str | None, str | None]:
 
 
 def _form(req: RequestView, body: bytes) -> _Form:
-    media_type = _media_type(req)
-    if media_type == "application/json":
+    media = media_type(req)
+    if media == "application/json":
         return _json_form(body)
     # Rack reads a POST without a Content-Type as form data, as Mastodon.py sends it.
-    if media_type in (None, "application/x-www-form-urlencoded"):
+    if media in (None, "application/x-www-form-urlencoded"):
         return _url_form(body)
-    if media_type == "multipart/form-data":
+    if media == "multipart/form-data":
         return _multipart_form(req, body)
     raise BadDMRequest(
         "status requests must be form data, multipart/form-data or application/json, "
@@ -289,24 +264,8 @@ def _is_direct(req: RequestView, form: _Form) -> bool:
 # --- answer helpers --------------------------------------------------------------------
 
 
-def _iso(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _iso_now() -> str:
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-def _id_of(value: Any) -> str | None:
-    """A Mastodon account id in its one spelling (no leading zeros), else None."""
-    return number_or_none(value, 20)
+# A Mastodon account id in its one spelling (no leading zeros), else None.
+_id_of = partial(number_or_none, max_digits=20)
 
 
 def _acct_of(account: Any, local_domains: Collection[str] = ()) -> str | None:
@@ -323,19 +282,13 @@ def _profile(account: Any, key: str | None = None, local: Collection[str] = ()) 
     if not isinstance(account, dict):
         return []
     user = key or _acct_of(account, local)
-    names = tuple(
-        n
-        for k in ("display_name", "username")
-        if isinstance(n := account.get(k), str) and n.strip()
-    )
+    names = names_in(account, ("display_name", "username"))
     return [Profile(user, names)] if user and names else []
 
 
 def _synthetic_id(hold_id: str) -> str:
-    """A stable 18-digit id (like Mastodon's snowflake ids) for a held status, so a retry
-    of the same hold hears the same id."""
-    digest = hashlib.sha256(f"dmgate:mastodon-status:{hold_id}".encode()).digest()
-    return str(10**17 + int.from_bytes(digest[:8], "big") % (9 * 10**17))
+    """A stable 18-digit id (like Mastodon's snowflake ids) for a held status."""
+    return synthetic_number(hold_id, "mastodon-status", low=10**17, span=9 * 10**17)
 
 
 def _content_html(text: str) -> str:
@@ -346,13 +299,14 @@ def _content_html(text: str) -> str:
 
 # --- the adapter -----------------------------------------------------------------------
 
-Learner = Callable[["MastodonPlatform", RequestView, dict[str, str], str | None, Any], list[Fact]]
+Learner = Callable[["MastodonPlatform", Classified, str | None, Any], list[Fact]]
 
 
 class MastodonPlatform(Platform):
     """Mastodon's REST API (and compatible servers' `/api/v1`)."""
 
     name: ClassVar[str] = "mastodon"
+    routes: ClassVar[RouteTable] = _ROUTES
 
     def __init__(self, local_domains: Collection[str] = ()) -> None:
         # The instance's own domain(s) (LOCAL_DOMAIN, and WEB_DOMAIN if it differs): a
@@ -360,42 +314,30 @@ class MastodonPlatform(Platform):
         # instance they are for, so this must be told.
         self.local_domains = frozenset(canonical_domain(d) for d in local_domains if d.strip())
 
-    def classify(self, req: RequestView) -> Kind:
-        match = _match(req.path, req.method.upper())
-        if match:
-            return match[0].kind
-        if _match(req.path, None, Kind.DM):
-            # `GET /api/v1/statuses?id[]=…` reads statuses; anything else is refused.
-            refuse_other_methods(req, reads=SAFE_READS)
-        return Kind.PASSTHROUGH
-
     def credential(self, req: RequestView) -> str | None:
-        scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
-        if scheme.lower() == "bearer":
-            return rest.strip() or None
+        scheme, rest = authorization(req)
+        if scheme == "bearer":
+            return rest or None
         # Rails' Doorkeeper also takes the token as a parameter.
         return req.query.get("access_token") or None
 
     # account_from_request stays None: Mastodon tokens are opaque, nothing in a request
     # proves whose they are; `whoami` asks the instance.
 
-    def whoami(self, req: RequestView) -> RequestView | None:
+    def whoami(self, call: Classified) -> RequestView | None:
         """`GET /api/v1/accounts/verify_credentials` with the request's token, where it
         was (the Authorization header or the `access_token` parameter)."""
-        scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
-        if scheme.lower() == "bearer" and rest.strip():
-            return identity_view(VERIFY_CREDENTIALS_PATH, copy_headers(req, ["Authorization"]))
-        token = req.query.get("access_token")
-        if token:
+        me = identity_view_with_authorization(call.request, VERIFY_CREDENTIALS_PATH)
+        token = call.request.query.get("access_token")
+        if me is None and token:
             return identity_view(VERIFY_CREDENTIALS_PATH, query=[("access_token", token)])
-        return None
+        return me
 
     # --- DM requests --------------------------------------------------------------------
 
-    def parse_dm(self, req: RequestView, body: bytes) -> ParsedDM:
-        match = _match(req.path, "POST")
-        if match is None or match[0].kind is not Kind.DM:
-            raise BadDMRequest(f"{req.method} {req.path} is not a Mastodon status post", 400)
+    def parse_dm(self, call: Classified, body: bytes) -> ParsedDM:
+        call.dm_endpoint("a Mastodon status post")
+        req = call.request
         form = _form(req, body)
         if not _is_direct(req, form):
             raise NotADirectMessage("not a direct status")
@@ -415,8 +357,8 @@ class MastodonPlatform(Platform):
         others = tuple(r for r in dm.recipients if r != account)
         return others or dm.recipients or (account,)
 
-    def replace_text(self, req: RequestView, body: bytes, text: str) -> bytes:
-        dm = self.parse_dm(req, body)
+    def replace_text(self, call: Classified, body: bytes, text: str) -> bytes:
+        dm = self.parse_dm(call, body)
         if set(mentions(text, self.local_domains)) != set(dm.recipients):
             # The mentions are the recipients: an edit must not redirect a held DM.
             raise BadDMRequest(
@@ -424,7 +366,7 @@ class MastodonPlatform(Platform):
                 f"({', '.join('@' + r for r in dm.recipients) or 'none'})",
                 422,
             )
-        form = _form(req, body)
+        form = _form(call.request, body)
         if not text.strip() and not form.has_media():
             raise BadDMRequest("the edited text is empty and the status has no media", 422)
         if form.encoding == "json":
@@ -458,7 +400,7 @@ class MastodonPlatform(Platform):
     # --- answers on Mastodon's behalf -----------------------------------------------------
 
     def hold_response(
-        self, req: RequestView, dm: ParsedDM, account: str, hold_id: str
+        self, call: Classified, dm: ParsedDM, account: str, hold_id: str
     ) -> PlatformResponse:
         """A Status entity (mastodon/documentation `content/en/entities/Status.md`), as
         `POST /api/v1/statuses` answers with 200. What dmgate cannot know (the sender's
@@ -477,7 +419,7 @@ class MastodonPlatform(Platform):
         ]
         status = {
             "id": status_id,
-            "created_at": _iso_now(),
+            "created_at": iso_now(),
             "in_reply_to_id": None,
             "in_reply_to_account_id": None,
             "sensitive": False,
@@ -512,7 +454,7 @@ class MastodonPlatform(Platform):
         }
         return PlatformResponse(200, status, content_type=JSON_CONTENT_TYPE)
 
-    def block_response(self, req: RequestView, reason: str) -> PlatformResponse:
+    def block_response(self, call: Classified, reason: str) -> PlatformResponse:
         # Mastodon's error entity: `{"error": "..."}` (content/en/entities/Error.md); 403 is
         # what it answers for a forbidden action. Mastodon.py raises MastodonAPIError.
         body = {"error": reason, "dmgate": {"decision": "block", "reason": reason}}
@@ -520,34 +462,22 @@ class MastodonPlatform(Platform):
 
     # --- signals --------------------------------------------------------------------------
 
-    def learn_from(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
-        match = _match(req.path, "GET")
-        if match is None or match[0].kind is not Kind.SIGNAL:
-            return []
-        route, params = match
-        return _LEARNERS[route.name](self, req, params, account, doc)
+    def learn_from(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
+        return _LEARNERS[call.endpoint](self, call, account, doc)
 
-    def _learn_me(
-        self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
-    ) -> list[Fact]:
+    def _learn_me(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
         me = _id_of(doc.get("id"))
         if me is None:
             return []
-        names = tuple(
-            n
-            for k in ("display_name", "username", "acct")
-            if isinstance(n := doc.get(k), str) and n.strip()
-        )
+        names = names_in(doc, ("display_name", "username", "acct"))
         return [Identity(me), *([Profile(me, names)] if names else [])]
 
-    def _learn_notifications(
-        self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
-    ) -> list[Fact]:
+    def _learn_notifications(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
         """Follows (exact time) and direct mentions (someone wrote first). Notifications
         belong to the caller, so without a known caller only names are learnt."""
         items = doc if isinstance(doc, list) else [doc]
         facts: list[Fact] = []
-        inbound: dict[str, InboundMessage] = {}
+        inbound: list[InboundMessage] = []
         for n in items:
             if not isinstance(n, dict):
                 continue
@@ -556,32 +486,27 @@ class MastodonPlatform(Platform):
             if account is None or who is None:
                 continue
             if n.get("type") == "follow":
-                facts.append(Followed(account, who, _iso(n.get("created_at"))))
+                facts.append(Followed(account, who, iso_time(n.get("created_at"))))
             elif n.get("type") == "mention":
                 status = n.get("status")
                 if isinstance(status, dict) and status.get("visibility") == "direct":
-                    at = _iso(status.get("created_at")) or _iso(n.get("created_at"))
-                    seen = inbound.get(who)
-                    if seen is None or (at and (seen.at is None or at < seen.at)):
-                        inbound[who] = InboundMessage(account, who, at)
-        return facts + list(inbound.values())
+                    at = iso_time(status.get("created_at")) or iso_time(n.get("created_at"))
+                    inbound.append(InboundMessage(account, who, at))
+        return [*facts, *earliest_inbound(inbound)]
 
-    def _learn_followers(
-        self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
-    ) -> list[Fact]:
-        owner = _id_of(params["id"])
+    def _learn_followers(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
+        owner = _id_of(call.params["id"])
         if owner is None or not isinstance(doc, list):
             return []
         followers = tuple(a for u in doc if (a := _acct_of(u, self.local_domains)))
         # Newest first; paging goes down with `max_id` (and up from `min_id`): only a page
         # without either is the top of the list. The Link header is not needed for that.
-        first = not (req.query.get("max_id") or req.query.get("min_id"))
+        query = call.request.query
+        first = not (query.get("max_id") or query.get("min_id"))
         profiles = [f for u in doc for f in _profile(u, local=self.local_domains)]
         return [FollowerSnapshot(owner, followers, first_page=first), *profiles]
 
-    def _learn_conversations(
-        self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
-    ) -> list[Fact]:
+    def _learn_conversations(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
         """Direct conversations: a last status by someone else means they wrote."""
         if account is None or not isinstance(doc, list):
             return []
@@ -596,7 +521,7 @@ class MastodonPlatform(Platform):
             who = _acct_of(author, self.local_domains)
             if who is None or _id_of((author or {}).get("id")) == account:
                 continue
-            facts.append(InboundMessage(account, who, _iso(last.get("created_at"))))
+            facts.append(InboundMessage(account, who, iso_time(last.get("created_at"))))
             facts.extend(_profile(author, local=self.local_domains))
         return facts
 

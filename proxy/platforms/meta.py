@@ -51,22 +51,21 @@ import hmac
 import json
 import re
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from multidict import CIMultiDictProxy, MultiDictProxy
 
+from proxy.facts import Fact, Identity, InboundMessage, Profile
 from proxy.platforms.base import (
     BadDMRequest,
-    Fact,
-    Identity,
-    InboundMessage,
+    Classified,
     Kind,
     NotADirectMessage,
     ParsedDM,
     Platform,
     PlatformResponse,
-    Profile,
     RefusedRequest,
     RequestView,
     normalize_path,
@@ -75,19 +74,23 @@ from proxy.platforms.ids import canonical_number, canonical_phone, number_or_non
 from proxy.platforms.jsonbody import dump_json, load_json_object
 from proxy.platforms.routes import (
     SAFE_READS,
-    copy_headers,
+    Route,
+    RouteTable,
+    authorization,
     identity_view,
-    refuse_other_methods,
+    identity_view_with_authorization,
     route_pattern,
 )
+from proxy.platforms.shapes import (
+    earliest_inbound,
+    hold_digest,
+    media_type,
+    sendable,
+)
 
-_VERSION = r"(?:/[vV][0-9]+(?:\.[0-9]+)?)?"
-_SEND = route_pattern("/{owner}/messages", prefix=_VERSION)
-_ME = route_pattern("/me", prefix=_VERSION)
-_CONVERSATIONS = route_pattern("/{owner}/conversations", prefix=_VERSION)
-_NODE = route_pattern("/{node}", prefix=_VERSION, params={"node": "[0-9]{1,25}"})
-_BATCH = re.compile(rf"{_VERSION}/?")
 _MAX_DIGITS = 25
+# A numeric Graph id in its one spelling, or None (learning never raises).
+_id_of = partial(number_or_none, max_digits=_MAX_DIGITS)
 
 # The send's own fields: each may come once, from one form.
 _FIELDS = ("recipient", "message", "messaging_type", "sender_action", "tag", "persona_id")
@@ -104,13 +107,42 @@ RECIPIENT_KINDS = {
 _NAME_FIELDS = ("name", "first_name", "last_name", "username")
 
 
-def _media_type(req: RequestView) -> str | None:
-    value = req.headers.get("Content-Type")
-    return None if value is None else value.split(";", 1)[0].strip().lower()
+def _asks_for_names(req: RequestView) -> bool:
+    fields = req.query.get("fields", "")
+    return any(f in fields for f in _NAME_FIELDS)
 
 
-def _synthetic(hold_id: str, purpose: str) -> str:
-    return hashlib.sha256(f"dmgate:{purpose}:{hold_id}".encode()).hexdigest()[:40]
+# --- routes ----------------------------------------------------------------------------
+
+SEND = "send"
+BATCH = "batch"
+ME = "me"
+CONVERSATIONS = "conversations"
+NODE = "node"
+
+_VERSION = r"(?P<version>/[vV][0-9]+(?:\.[0-9]+)?)?"
+_SEND = route_pattern("/{owner}/messages", prefix=_VERSION)
+_ROUTES = RouteTable(
+    # GET and HEAD read a conversation's messages (`/{conversation-id}/messages`);
+    # anything else there is refused.
+    Route(SEND, "POST", Kind.DM, _SEND, reads=SAFE_READS),
+    # Batch requests can carry sends: they are opened (and refused if so).
+    Route(BATCH, "POST", Kind.DM, re.compile(rf"{_VERSION}/?"), guarded=False),
+    Route(ME, "GET", Kind.SIGNAL, route_pattern("/me", prefix=_VERSION)),
+    Route(
+        CONVERSATIONS,
+        "GET",
+        Kind.SIGNAL,
+        route_pattern("/{owner}/conversations", prefix=_VERSION),
+    ),
+    Route(
+        NODE,
+        "GET",
+        Kind.SIGNAL,
+        route_pattern("/{node}", prefix=_VERSION, params={"node": "[0-9]{1,25}"}),
+        when=_asks_for_names,
+    ),
+)
 
 
 # --- reading the three (four) request forms --------------------------------------------
@@ -135,7 +167,7 @@ def _unique_pairs(pairs: list[tuple[str, str]], where: str) -> dict[str, str]:
 
 
 def _read_body(req: RequestView, body: bytes) -> _Form:
-    media = _media_type(req)
+    media = media_type(req)
     if not body.strip():
         return _Form("none", {}, [])
     if media == "application/json" or (media in (None, "text/plain") and body.lstrip()[:1] == b"{"):
@@ -230,11 +262,7 @@ def _text(message: dict[str, Any]) -> str:
         if not (message.get("attachment") or message.get("attachments")):
             raise BadDMRequest("message.text or message.attachment is required", 400)
         return ""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise BadDMRequest("message.text is not valid Unicode (lone surrogate)", 400) from exc
-    return text
+    return sendable(text, "message.text")
 
 
 def _overrides(query: MultiDictProxy[str] | list[tuple[str, str]]) -> set[str]:
@@ -274,60 +302,44 @@ class MetaPlatform(Platform):
     """Messenger and Instagram messaging through the Graph API."""
 
     name: ClassVar[str] = "meta"
+    routes: ClassVar[RouteTable] = _ROUTES
 
-    def classify(self, req: RequestView) -> Kind:
-        path = normalize_path(req.path)
+    def classify(self, req: RequestView) -> Classified:
+        # Graph's `method` parameter overrides a GET's (or HEAD's) method: `method=post`
+        # makes it a send, judged like one. A real POST is judged whatever `method` says:
+        # which one Graph obeys on a POST is not documented, and a judged read is harmless.
         method = req.method.upper()
         overrides = _overrides(req.query) if method in SAFE_READS else set()
-        if method == "POST" or "POST" in overrides:
-            # A real POST is judged whatever `method` says: which one Graph obeys on a
-            # POST is not documented, and a judged read is harmless.
-            if _SEND.fullmatch(path):
-                return Kind.DM
-            if _BATCH.fullmatch(path):
-                # Batch requests can carry sends: they are opened (and refused if so).
-                return Kind.DM
-            return Kind.PASSTHROUGH
-        if _SEND.fullmatch(path):
-            # GET/HEAD read a conversation's messages (`/{conversation-id}/messages`);
-            # anything else there, or a GET overridden to another method, is refused.
-            if overrides - SAFE_READS:
-                raise RefusedRequest(
-                    f"{method} {req.path} with method={','.join(sorted(overrides))} refused: "
-                    "DM-send paths accept only POST (the send, which dmgate judges)",
-                    405,
-                )
-            refuse_other_methods(req, reads=SAFE_READS)
-            return Kind.PASSTHROUGH
-        if method == "GET":
-            if _ME.fullmatch(path) or _CONVERSATIONS.fullmatch(path):
-                return Kind.SIGNAL
-            fields = req.query.get("fields", "")
-            if _NODE.fullmatch(path) and any(f in fields for f in _NAME_FIELDS):
-                return Kind.SIGNAL
-        return Kind.PASSTHROUGH
+        if "POST" in overrides:
+            method = "POST"
+        elif overrides - SAFE_READS and _SEND.fullmatch(normalize_path(req.path)):
+            raise RefusedRequest(
+                f"{method} {req.path} with method={','.join(sorted(overrides))} refused: "
+                "DM-send paths accept only POST (the send, which dmgate judges)",
+                405,
+            )
+        return _ROUTES.classify(req, method)
 
     def credential(self, req: RequestView) -> str | None:
         token = req.query.get("access_token")
         if token:
             return token
-        scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
-        if scheme.lower() in ("bearer", "oauth") and rest.strip():
-            return rest.strip()
+        scheme, rest = authorization(req)
+        if scheme in ("bearer", "oauth") and rest:
+            return rest
         return None
 
-    def account_from_request(self, req: RequestView) -> str | None:
+    def account_from_request(self, call: Classified) -> str | None:
         # The page (or Instagram account) in a `/{id}/messages` path: Graph sends as that
         # page only with a token that may act for it, or refuses, so the path is proof.
-        m = _SEND.fullmatch(normalize_path(req.path))
-        return number_or_none(m.group("owner"), _MAX_DIGITS) if m else None
+        return _id_of(call.params["owner"]) if call.endpoint == SEND else None
 
-    def whoami(self, req: RequestView) -> RequestView | None:
+    def whoami(self, call: Classified) -> RequestView | None:
         """`GET /me?fields=id,name` (same API version) with the request's token, where it
         was: the `access_token` query parameter (with `appsecret_proof`/`appsecret_time`,
         which apps that require them send with every call) or the Authorization header."""
-        version = re.match(r"/[vV][0-9]+(?:\.[0-9]+)?(?=/|$)", normalize_path(req.path))
-        path = (version.group(0) if version else "") + "/me"
+        req = call.request
+        path = call.params.get("version", "") + "/me"
         fields = ("fields", "id,name")
         token = req.query.get("access_token")
         if token:
@@ -337,19 +349,14 @@ class MetaPlatform(Platform):
                 if (value := req.query.get(name))
             ]
             return identity_view(path, query=[fields, ("access_token", token), *proof])
-        scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
-        if scheme.lower() in ("bearer", "oauth") and rest.strip():
-            return identity_view(path, copy_headers(req, ["Authorization"]), [fields])
-        return None
+        return identity_view_with_authorization(req, path, ("bearer", "oauth"), [fields])
 
     # --- DM requests --------------------------------------------------------------------
 
-    def parse_dm(self, req: RequestView, body: bytes) -> ParsedDM:
-        path = normalize_path(req.path)
+    def parse_dm(self, call: Classified, body: bytes) -> ParsedDM:
+        endpoint, req = call.dm_endpoint("a Graph API send"), call.request
         form = _read_body(req, body)
-        if not _SEND.fullmatch(path):
-            if not _BATCH.fullmatch(path):
-                raise BadDMRequest(f"{req.method} {req.path} is not a Graph API send", 400)
+        if endpoint == BATCH:
             batch = form.fields["batch"] if "batch" in form.fields else req.query.get("batch")
             if batch is not None and _batch_has_send(batch):
                 raise BadDMRequest(
@@ -367,12 +374,12 @@ class MetaPlatform(Platform):
             raise BadDMRequest("recipient is required", 400)
         recipient = _recipient(fields["recipient"])
         text = _text(_json_field(fields["message"], "message"))
-        return ParsedDM((recipient,), text, account_hint=self.account_from_request(req))
+        return ParsedDM((recipient,), text, account_hint=self.account_from_request(call))
 
-    def replace_text(self, req: RequestView, body: bytes, text: str) -> bytes:
-        self.parse_dm(req, body)
-        form = _read_body(req, body)
-        fields, source = _send_fields(req, form)
+    def replace_text(self, call: Classified, body: bytes, text: str) -> bytes:
+        self.parse_dm(call, body)
+        form = _read_body(call.request, body)
+        fields, source = _send_fields(call.request, form)
         if "message" not in fields:
             raise BadDMRequest("this request carries no message to edit", 422)
         where = source["message"]
@@ -403,7 +410,7 @@ class MetaPlatform(Platform):
     # --- answers on Meta's behalf -------------------------------------------------------
 
     def hold_response(
-        self, req: RequestView, dm: ParsedDM, account: str, hold_id: str
+        self, call: Classified, dm: ParsedDM, account: str, hold_id: str
     ) -> PlatformResponse:
         body: dict[str, Any] = {}
         recipient = dm.recipients[0] if dm.recipients else ""
@@ -411,11 +418,11 @@ class MetaPlatform(Platform):
             # The Send API answers `recipient_id` for PSID sends; for user_ref and private
             # replies the PSID is not known here, so the field is left out.
             body["recipient_id"] = recipient
-        body["message_id"] = "m_" + _synthetic(hold_id, "message")
+        body["message_id"] = "m_" + hold_digest(hold_id, "message").hex()[:40]
         body["dmgate"] = {"hold_id": hold_id, "status": "pending"}
         return PlatformResponse(200, body)
 
-    def block_response(self, req: RequestView, reason: str) -> PlatformResponse:
+    def block_response(self, call: Classified, reason: str) -> PlatformResponse:
         # Graph error code 10 is "Permission Denied" (OAuthException) in Graph's error
         # reference; messages follow Graph's "(#code) text" form.
         error = {
@@ -463,32 +470,23 @@ class MetaPlatform(Platform):
 
     # --- signals ------------------------------------------------------------------------
 
-    def learn_from(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
-        if req.method.upper() != "GET" or not isinstance(doc, dict):
+    def learn_from(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
+        if not isinstance(doc, dict):
             return []
-        path = normalize_path(req.path)
-        if _ME.fullmatch(path):
+        if call.endpoint == ME:
             # Instagram API with Instagram Login: `user_id` (when asked for) is the
             # professional account id that sends and webhooks use; `id` is app-scoped.
             uid = _id_of(doc.get("user_id")) or _id_of(doc.get("id"))
             return [Identity(uid), *_profile(doc)] if uid else []
-        m = _CONVERSATIONS.fullmatch(path)
-        if m:
-            owner = _id_of(m.group("owner")) or account
+        if call.endpoint == CONVERSATIONS:
+            owner = _id_of(call.params["owner"]) or account
             return _learn_conversations(doc, owner)
-        if _NODE.fullmatch(path):
-            return _profile(doc)
-        return []
+        return _profile(doc)  # NODE: a User Profile API read
 
 
 def _not_a_dm(why: str) -> ParsedDM:
     """Forward this request as it is, unjudged (the gateway passes it through)."""
     raise NotADirectMessage(why)
-
-
-def _id_of(value: Any) -> str | None:
-    """A numeric Graph id in its one spelling, or None (learning never raises)."""
-    return number_or_none(value, _MAX_DIGITS)
 
 
 def _profile(user: Any) -> list[Fact]:
@@ -515,7 +513,7 @@ def _learn_conversations(doc: dict[str, Any], owner: str | None) -> list[Fact]:
     """Conversations API (`GET /{page-id}/conversations?fields=participants,messages{…}`):
     participants' names, and who wrote to the page."""
     facts: list[Fact] = []
-    earliest: dict[str, datetime | None] = {}
+    inbound: list[InboundMessage] = []
     for conv in doc.get("data") or []:
         if not isinstance(conv, dict):
             continue
@@ -526,11 +524,8 @@ def _learn_conversations(doc: dict[str, Any], owner: str | None) -> list[Fact]:
             sender = _id_of(((message or {}).get("from") or {}).get("id"))
             if owner is None or sender is None or sender == owner:
                 continue
-            at = _time(message.get("created_time"))
-            seen = earliest.get(sender, at)
-            earliest[sender] = min(at, seen) if at and seen else (seen or at)
-    facts.extend(InboundMessage(owner, s, at) for s, at in earliest.items() if owner)
-    return facts
+            inbound.append(InboundMessage(owner, sender, _time(message.get("created_time"))))
+    return [*facts, *earliest_inbound(inbound)]
 
 
 def _webhook_inbound(doc: dict[str, Any], received_at: datetime) -> list[Fact]:

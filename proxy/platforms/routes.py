@@ -1,7 +1,8 @@
 """How a platform's router could read a path, for classification, shared by every adapter.
 
-`normalize_path` (base) has already removed empty and `.` segments, applied `..`, dropped
-`;params` and trailing slashes. On top of that a route here matches:
+Each adapter lists its endpoints in one `RouteTable` of `Route`s; `RouteTable.classify`
+is the one matcher. `normalize_path` (base) has already removed empty and `.` segments,
+applied `..`, dropped `;params` and trailing slashes. On top of that a route here matches:
 
 - literal segments case-insensitively: some servers route that way, and judging a send the
   platform would 404 is harmless while forwarding one it would route unjudged is not;
@@ -17,11 +18,12 @@ a `PUT` or a method-override as a send, and dmgate cannot judge what it does not
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
-from proxy.platforms.base import RefusedRequest, RequestView
+from proxy.platforms.base import Classified, Kind, RefusedRequest, RequestView, normalize_path
 
 PARAM = r"[^/]+"
 # Any suffix starting with a dot: Rails' `(.:format)` takes one, and more is harmless.
@@ -54,6 +56,53 @@ def route_pattern(
     return re.compile(prefix + body + (EXTENSION if extension else ""))
 
 
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: `method` on a path `pattern` fully matches is a `kind` of request,
+    known to the adapter as `endpoint`."""
+
+    endpoint: str
+    method: str
+    kind: Kind
+    pattern: re.Pattern[str]
+    # DM routes: the methods the platform genuinely serves on the send path besides the
+    # send (reads), which pass; any other method there is refused. `guarded=False`: other
+    # methods pass too (a path whose sends travel inside the body, like Graph batches).
+    reads: frozenset[str] = frozenset()
+    guarded: bool = True
+    # A condition on the rest of the request (a query parameter), checked for `method`
+    # only: the path alone still makes a send path.
+    when: Callable[[RequestView], bool] | None = None
+
+
+class RouteTable:
+    """An adapter's endpoints, first match wins."""
+
+    def __init__(self, *routes: Route) -> None:
+        self.routes = routes
+
+    def classify(self, req: RequestView, method: str | None = None) -> Classified:
+        """The request as `method` (default: its own) on its normalised path: the first
+        route that matches, or passthrough; another method on a DM-send path raises
+        `RefusedRequest`."""
+        path = normalize_path(req.path)
+        method = method or req.method.upper()
+        for route in self.routes:
+            if route.method != method:
+                continue
+            m = route.pattern.fullmatch(path)
+            if m is None or (route.when is not None and not route.when(req)):
+                continue
+            params = {k: v for k, v in m.groupdict().items() if v is not None}
+            return Classified(req, route.kind, route.endpoint, params)
+        send = next(
+            (r for r in self.routes if r.kind is Kind.DM and r.pattern.fullmatch(path)), None
+        )
+        if send is not None and send.guarded:
+            refuse_other_methods(req, send.method, send.reads)
+        return Classified(req, Kind.PASSTHROUGH)
+
+
 def is_cors_preflight(req: RequestView) -> bool:
     """A browser's CORS preflight: OPTIONS naming the method it wants, with no body (the
     Fetch standard sends none). Servers answer it without running the route's action, so
@@ -81,6 +130,16 @@ def refuse_other_methods(
     )
 
 
+# --- the credential and the "who am I" call --------------------------------------------
+
+
+def authorization(req: RequestView) -> tuple[str, str]:
+    """The `Authorization` header as (scheme in lower case, credentials); ("", "") when
+    there is none."""
+    scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
+    return scheme.lower(), rest.strip()
+
+
 def identity_view(
     path: str,
     headers: Iterable[tuple[str, str]] = (),
@@ -98,3 +157,17 @@ def identity_view(
 def copy_headers(req: RequestView, names: Iterable[str]) -> list[tuple[str, str]]:
     """Every value of each named header (repeated `Cookie` headers stay repeated)."""
     return [(name, value) for name in names for value in req.headers.getall(name, [])]
+
+
+def identity_view_with_authorization(
+    req: RequestView,
+    path: str,
+    schemes: Collection[str] = ("bearer",),
+    query: Iterable[tuple[str, str]] = (),
+) -> RequestView | None:
+    """The "who am I" call `path` carrying `req`'s `Authorization` header (and nothing
+    else of it), if that header is one of `schemes` with credentials; else None."""
+    scheme, rest = authorization(req)
+    if scheme not in schemes or not rest:
+        return None
+    return identity_view(path, copy_headers(req, ["Authorization"]), query)

@@ -22,44 +22,52 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from multidict import CIMultiDictProxy, MultiDictProxy
 
-from proxy.platforms.base import (
-    BadDMRequest,
+from proxy.facts import (
     ConversationMembers,
     Fact,
     Followed,
     FollowerSnapshot,
     Identity,
     InboundMessage,
+    Profile,
+    Unfollowed,
+)
+from proxy.platforms.base import (
+    BadDMRequest,
+    Classified,
     Kind,
     ParsedDM,
     Platform,
     PlatformResponse,
-    Profile,
     RequestView,
-    Unfollowed,
-    normalize_path,
 )
 from proxy.platforms.ids import canonical_number, canonical_pair, number_or_none
 from proxy.platforms.jsonbody import dump_json, load_json_object
 from proxy.platforms.routes import (
-    copy_headers,
-    identity_view,
-    refuse_other_methods,
+    Route,
+    RouteTable,
+    authorization,
+    identity_view_with_authorization,
     route_pattern,
 )
+from proxy.platforms.shapes import (
+    JSON_CONTENT_TYPE,
+    earliest_inbound,
+    epoch_ms,
+    iso_time,
+    json_object,
+    require_json,
+    sendable,
+    synthetic_number,
+)
 
-# X answers JSON with this exact type. Block answers use it too (not
-# `application/problem+json`): tweepy parses any body, but twitter-api-v2 (Node) only
-# parses bodies whose type contains `application/json`, and the OpenAPI document allows
-# both types for error responses.
-JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 WEBHOOK_SIGNATURE_HEADER = "x-twitter-webhooks-signature"
 
 # User ids: `UserId` in the OpenAPI document.
@@ -77,22 +85,13 @@ CHAT_GROUP_PREFIX = "g"
 # --- routes ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Route:
-    name: str
-    method: str
-    kind: Kind
-    pattern: re.Pattern[str]
-    v1: bool = False
-
-
-def _route(name: str, method: str, kind: Kind, template: str) -> _Route:
+def _route(endpoint: str, method: str, kind: Kind, template: str) -> Route:
     # Path parameters match any segment so that a DM to a malformed id is still a DM
     # (and refused by `parse_dm`), never forwarded unjudged. Literals match in any case
     # and with any extension (v1.1's `.json`, or `messages.json`): judging a DM X would
-    # 404 is harmless, missing one X would accept is not.
-    pattern = route_pattern(template.removesuffix(".json"))
-    return _Route(name, method, kind, pattern, v1=template.startswith("/1.1/"))
+    # 404 is harmless, missing one X would accept is not. X serves nothing but the send
+    # (POST) on its DM-send paths: other methods there are refused.
+    return Route(endpoint, method, kind, route_pattern(template.removesuffix(".json")))
 
 
 DM_WITH = "dm_with_participant"
@@ -110,7 +109,7 @@ DM_EVENTS_WITH = "dm_events_with_participant"
 DM_EVENTS_CONVERSATION = "dm_events_conversation"
 V1_DM_LIST = "v1_dm_list"
 
-_ROUTES: tuple[_Route, ...] = (
+_ROUTES = RouteTable(
     _route(DM_WITH, "POST", Kind.DM, "/2/dm_conversations/with/{participant_id}/messages"),
     _route(DM_CONVERSATION, "POST", Kind.DM, "/2/dm_conversations/{dm_conversation_id}/messages"),
     _route(DM_GROUP_CREATE, "POST", Kind.DM, "/2/dm_conversations"),
@@ -130,29 +129,7 @@ _ROUTES: tuple[_Route, ...] = (
 )
 
 
-def _match_path(
-    path: str, method: str | None, kind: Kind | None = None
-) -> tuple[_Route, dict[str, str]] | None:
-    normalized = normalize_path(path)
-    for route in _ROUTES:
-        if method is not None and route.method != method:
-            continue
-        if kind is not None and route.kind is not kind:
-            continue
-        m = route.pattern.fullmatch(normalized)
-        if m:
-            return route, m.groupdict()
-    return None
-
-
 # --- JSON helpers ----------------------------------------------------------------------
-
-
-def _object(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = parent.get(key)
-    if not isinstance(value, dict):
-        raise BadDMRequest(f"{where}{key} is missing or not a JSON object", 400)
-    return value
 
 
 def _user_id(value: Any, what: str) -> str:
@@ -202,11 +179,7 @@ def _message_text(message: dict[str, Any], where: str, attachment_key: str = "at
         if not attachments:
             raise BadDMRequest(f"{where}text or {where}{attachment_key} is required", 400)
         text = ""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise BadDMRequest(f"{where}text is not valid Unicode (lone surrogate)", 400) from exc
-    return text
+    return sendable(text, f"{where}text")
 
 
 def _chat_body(doc: dict[str, Any]) -> None:
@@ -220,16 +193,6 @@ def _chat_body(doc: dict[str, Any]) -> None:
             raise BadDMRequest(f"{key} must be a string", 400)
 
 
-def _check_content_type(req: RequestView) -> None:
-    # X's DM endpoints take JSON only; some tools send no Content-Type at all.
-    content_type = req.headers.get("Content-Type")
-    if content_type is None:
-        return
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type != "application/json":
-        raise BadDMRequest(f"DM requests must be application/json, got {content_type!r}", 415)
-
-
 def _oauth1_params(header_value: str) -> dict[str, str]:
     """`OAuth k="v", k2="v2"` parameters, percent-decoded (RFC 5849 section 3.5.1)."""
     params: dict[str, str] = {}
@@ -239,27 +202,8 @@ def _oauth1_params(header_value: str) -> dict[str, str]:
     return params
 
 
-def _epoch_ms(value: Any) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
-
-
-def _iso(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _id_of(value: Any) -> str | None:
-    """A numeric id from a JSON string/number, canonical, else None (learners never
-    raise)."""
-    return number_or_none(value, _MAX_DIGITS)
+# A numeric id from a JSON string/number, canonical, else None (learners never raise).
+_id_of = partial(number_or_none, max_digits=_MAX_DIGITS)
 
 
 def _pair_id(a: str, b: str) -> str:
@@ -272,10 +216,8 @@ def _pair_id(a: str, b: str) -> str:
 
 
 def _synthetic_id(hold_id: str, purpose: str) -> str:
-    """A stable 19-digit id (below 2**63, like X's snowflakes) for a held DM, so a retry of
-    the same hold gets the same ids."""
-    digest = hashlib.sha256(f"dmgate:{purpose}:{hold_id}".encode()).digest()
-    return str(10**18 + int.from_bytes(digest[:8], "big") % (8 * 10**18))
+    """A stable 19-digit id (below 2**63, like X's snowflakes) for a held DM."""
+    return synthetic_number(hold_id, purpose, low=10**18, span=8 * 10**18)
 
 
 def _hmac_b64(secret: str, payload: bytes) -> str:
@@ -283,118 +225,88 @@ def _hmac_b64(secret: str, payload: bytes) -> str:
     return "sha256=" + base64.b64encode(mac).decode()
 
 
-def _earliest_inbound(facts: list[InboundMessage]) -> list[Fact]:
-    """One fact per (account, sender), with the earliest known time: a page of a long
-    conversation should not become a hundred writes saying the same thing."""
-    best: dict[tuple[str, str], InboundMessage] = {}
-    for fact in facts:
-        key = (fact.account, fact.sender)
-        seen = best.get(key)
-        if seen is None or (fact.at is not None and (seen.at is None or fact.at < seen.at)):
-            best[key] = fact
-    return list(best.values())
-
-
 # --- the adapter -----------------------------------------------------------------------
 
 
-Learner = Callable[["XPlatform", RequestView, dict[str, str], str | None, Any], list[Fact]]
+Learner = Callable[["XPlatform", Classified, str | None, Any], list[Fact]]
 
 
 class XPlatform(Platform):
     """X API v2 (and the v1.1 endpoints automation tools still call)."""
 
     name: ClassVar[str] = "x"
+    routes: ClassVar[RouteTable] = _ROUTES
 
-    # --- classification and identity --------------------------------------------------
-
-    def classify(self, req: RequestView) -> Kind:
-        match = _match_path(req.path, req.method.upper())
-        if match:
-            return match[0].kind
-        if _match_path(req.path, None, Kind.DM):
-            # X serves nothing but the send (POST) on its DM-send paths.
-            refuse_other_methods(req)
-        return Kind.PASSTHROUGH
+    # --- identity -----------------------------------------------------------------------
 
     def credential(self, req: RequestView) -> str | None:
-        auth = req.headers.get("Authorization", "").strip()
-        scheme, _, rest = auth.partition(" ")
-        if scheme.lower() == "bearer":
-            return rest.strip() or None
+        scheme, rest = authorization(req)
+        if scheme == "bearer":
+            return rest or None
         return self._oauth1_token(req)
 
-    def account_from_request(self, req: RequestView) -> str | None:
+    def account_from_request(self, call: Classified) -> str | None:
         # OAuth 1.0a access tokens are `{user id}-{random}` (tweepy relies on this too).
         # Trustworthy: X issues the token and acts as exactly that user or refuses the
         # request (401), so a made-up prefix can only name a sender whose DM X rejects.
-        token = self._oauth1_token(req)
+        token = self._oauth1_token(call.request)
         if token is None or "-" not in token:
             return None
         return _id_of(token.split("-", 1)[0])
 
-    def whoami(self, req: RequestView) -> RequestView | None:
+    def whoami(self, call: Classified) -> RequestView | None:
         """`GET /2/users/me` with the request's OAuth 2.0 bearer token. None for OAuth
         1.0a: its signature covers the method and URL, so the header cannot be replayed on
         another call, and the token names its user already (`account_from_request`)."""
-        scheme, _, rest = req.headers.get("Authorization", "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not rest.strip():
-            return None
-        return identity_view("/2/users/me", copy_headers(req, ["Authorization"]))
+        return identity_view_with_authorization(call.request, "/2/users/me")
 
     def _oauth1_token(self, req: RequestView) -> str | None:
-        auth = req.headers.get("Authorization", "").strip()
-        scheme, _, rest = auth.partition(" ")
-        if scheme.lower() == "oauth":
+        scheme, rest = authorization(req)
+        if scheme == "oauth":
             token = _oauth1_params(rest).get("oauth_token")
             if token:
                 return token
-        if scheme.lower() == "bearer":
+        if scheme == "bearer":
             return None
         return req.query.get("oauth_token") or None
 
     # --- DM requests --------------------------------------------------------------------
 
-    def _dm_route(self, req: RequestView) -> tuple[_Route, dict[str, str]]:
-        match = _match_path(req.path, "POST")
-        if match is None or match[0].kind is not Kind.DM:
-            raise BadDMRequest(f"{req.method} {req.path} is not an X DM send", 400)
-        return match
-
-    def parse_dm(self, req: RequestView, body: bytes) -> ParsedDM:
-        route, params = self._dm_route(req)
-        _check_content_type(req)
+    def parse_dm(self, call: Classified, body: bytes) -> ParsedDM:
+        endpoint, params = call.dm_endpoint("an X DM send"), call.params
+        # X's DM endpoints take JSON only; some tools send no Content-Type at all.
+        require_json(call.request, "DM requests")
         doc = load_json_object(body)
-        hint = self.account_from_request(req)
-        if route.name == DM_WITH:
+        hint = self.account_from_request(call)
+        if endpoint == DM_WITH:
             recipient = _user_id(params["participant_id"], "participant_id")
             return ParsedDM((recipient,), _message_text(doc, ""), account_hint=hint)
-        if route.name == DM_CONVERSATION:
+        if endpoint == DM_CONVERSATION:
             text = _message_text(doc, "")
             # For `A-B` the sender is one of the two; `recipients_for` drops it once known.
             recipients, conversation = _conversation(params["dm_conversation_id"])
             return ParsedDM(recipients, text, account_hint=hint, conversation_id=conversation)
-        if route.name == CHAT_SEND:
+        if endpoint == CHAT_SEND:
             _chat_body(doc)
             recipients, conversation = _chat_conversation(params["id"])
             return ParsedDM(
                 recipients, "", account_hint=hint, conversation_id=conversation, opaque=True
             )
-        if route.name == DM_GROUP_CREATE:
+        if endpoint == DM_GROUP_CREATE:
             ids = doc.get("participant_ids")
             if not isinstance(ids, list) or not ids:
                 raise BadDMRequest("participant_ids must be a non-empty array", 400)
             recipients = tuple(dict.fromkeys(_user_id(i, "participant_ids[]") for i in ids))
-            message = _object(doc, "message", "")
+            message = json_object(doc, "message", "")
             return ParsedDM(recipients, _message_text(message, "message."), account_hint=hint)
         # v1.1 direct_messages/events/new
-        event = _object(doc, "event", "")
+        event = json_object(doc, "event", "")
         if event.get("type") != "message_create":
             raise BadDMRequest("event.type must be 'message_create'", 400)
-        create = _object(event, "message_create", "event.")
-        target = _object(create, "target", "event.message_create.")
+        create = json_object(event, "message_create", "event.")
+        target = json_object(create, "target", "event.message_create.")
         recipient = _user_id(target.get("recipient_id"), "event.message_create.target.recipient_id")
-        data = _object(create, "message_data", "event.message_create.")
+        data = json_object(create, "message_data", "event.message_create.")
         text = _message_text(data, "event.message_create.message_data.", "attachment")
         return ParsedDM((recipient,), text, account_hint=hint)
 
@@ -406,25 +318,25 @@ class XPlatform(Platform):
                 return (dm.conversation_id,)
         return super().recipients_for(dm, account)
 
-    def replace_text(self, req: RequestView, body: bytes, text: str) -> bytes:
-        self.parse_dm(req, body)  # the same validation, so the edit lands in a sane body
-        route, _ = self._dm_route(req)
-        if route.name == CHAT_SEND:
+    def replace_text(self, call: Classified, body: bytes, text: str) -> bytes:
+        self.parse_dm(call, body)  # the same validation, so the edit lands in a sane body
+        endpoint = call.endpoint
+        if endpoint == CHAT_SEND:
             raise BadDMRequest(
                 "XChat messages are end-to-end encrypted: dmgate cannot edit their text; "
                 "approve the message unedited or reject it",
                 422,
             )
         doc = load_json_object(body)
-        if route.name == DM_V1:
+        if endpoint == DM_V1:
             message = doc["event"]["message_create"]["message_data"]
             has_attachment = bool(message.get("attachment"))
         else:
-            message = doc["message"] if route.name == DM_GROUP_CREATE else doc
+            message = doc["message"] if endpoint == DM_GROUP_CREATE else doc
             has_attachment = bool(message.get("attachments"))
         if text:
             message["text"] = text
-        elif has_attachment and route.name != DM_V1:
+        elif has_attachment and endpoint != DM_V1:
             message.pop("text", None)  # v2 `text` has minLength 1
         elif has_attachment:
             message["text"] = ""
@@ -435,10 +347,9 @@ class XPlatform(Platform):
     # --- answers on X's behalf ------------------------------------------------------------
 
     def hold_response(
-        self, req: RequestView, dm: ParsedDM, account: str, hold_id: str
+        self, call: Classified, dm: ParsedDM, account: str, hold_id: str
     ) -> PlatformResponse:
-        match = _match_path(req.path, None)
-        name = match[0].name if match else DM_WITH
+        name = call.endpoint
         marker = {"hold_id": hold_id, "status": "pending"}
         event_id = _synthetic_id(hold_id, "dm_event")
         if name == CHAT_SEND:
@@ -476,10 +387,9 @@ class XPlatform(Platform):
             201, {"data": data, "dmgate": marker}, content_type=JSON_CONTENT_TYPE
         )
 
-    def block_response(self, req: RequestView, reason: str) -> PlatformResponse:
-        match = _match_path(req.path, None)
+    def block_response(self, call: Classified, reason: str) -> PlatformResponse:
         marker = {"decision": "block", "reason": reason}
-        if match and match[0].v1:
+        if call.endpoint == DM_V1:
             # 151 is X's documented v1.1 code for a refused DM ("There was an error sending
             # your message: reason", HTTP 403).
             message = f"There was an error sending your message: {reason}"
@@ -494,23 +404,22 @@ class XPlatform(Platform):
                 "errors": [{"message": reason}],
             }
         body["dmgate"] = marker
+        # X's own JSON type (not `application/problem+json`): tweepy parses any body, but
+        # twitter-api-v2 (Node) only parses bodies whose type contains `application/json`,
+        # and the OpenAPI document allows both types for error responses.
         return PlatformResponse(403, body, content_type=JSON_CONTENT_TYPE)
 
     # --- signals --------------------------------------------------------------------------
 
-    def learn_from(self, req: RequestView, account: str | None, doc: Any) -> list[Fact]:
-        match = _match_path(req.path, "GET")
-        if match is None or match[0].kind is not Kind.SIGNAL:
-            return []
-        route, params = match
-        return _LEARNERS[route.name](self, req, params, account, doc)
+    def learn_from(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
+        return _LEARNERS[call.endpoint](self, call, account, doc)
 
     def _learn_chat_conversation(
-        self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
+        self, call: Classified, account: str | None, doc: Any
     ) -> list[Fact]:
         """`GET /2/chat/conversations/{id}`: the members of an XChat group, so a send to
         `g{digits}` is judged against the people in it."""
-        path_id = params["id"].strip()
+        path_id = call.params["id"].strip()
         if path_id[:1] not in ("g", "G") or not isinstance(doc.get("data"), dict):
             return []
         group = _id_of(path_id[1:])
@@ -521,22 +430,18 @@ class XPlatform(Platform):
             return []
         return [ConversationMembers(CHAT_GROUP_PREFIX + group, members)]
 
-    def _learn_me(
-        self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
-    ) -> list[Fact]:
+    def _learn_me(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
         user = doc.get("data", {})
         user_id = _id_of(user.get("id"))
         return [Identity(user_id), *_profiles([user])] if user_id else []
 
-    def _learn_followers(
-        self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
-    ) -> list[Fact]:
-        owner = _id_of(params["id"])
+    def _learn_followers(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
+        owner = _id_of(call.params["id"])
         if owner is None or not isinstance(doc, dict):
             return []
         users = doc.get("data") or []  # X omits `data` when there are no followers
         followers = tuple(i for u in users if isinstance(u, dict) and (i := _id_of(u.get("id"))))
-        first = not req.query.get("pagination_token")
+        first = not call.request.query.get("pagination_token")
         return [FollowerSnapshot(owner, followers, first_page=first), *_profiles(users)]
 
     def _v1_follower_owner(self, req: RequestView, account: str | None) -> str | None:
@@ -546,27 +451,25 @@ class XPlatform(Platform):
             return None  # a handle, not an id: nothing to attach the list to
         return account  # no user named: the authenticating user's followers
 
-    def _learn_v1_follower_ids(
-        self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
-    ) -> list[Fact]:
-        owner = self._v1_follower_owner(req, account)
+    def _learn_v1_follower_ids(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
+        owner = self._v1_follower_owner(call.request, account)
         if owner is None:
             return []
         followers = tuple(i for x in doc.get("ids") or [] if (i := _id_of(x)))
-        first = req.query.get("cursor", "-1") == "-1"
+        first = call.request.query.get("cursor", "-1") == "-1"
         return [FollowerSnapshot(owner, followers, first_page=first)]
 
     def _learn_v1_follower_list(
-        self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
+        self, call: Classified, account: str | None, doc: Any
     ) -> list[Fact]:
-        owner = self._v1_follower_owner(req, account)
+        owner = self._v1_follower_owner(call.request, account)
         if owner is None:
             return []
         users = doc.get("users") or []
         followers = tuple(
             i for u in users if isinstance(u, dict) and (i := _id_of(u.get("id_str", u.get("id"))))
         )
-        first = req.query.get("cursor", "-1") == "-1"
+        first = call.request.query.get("cursor", "-1") == "-1"
         profiles = _profiles(
             [
                 {
@@ -580,13 +483,11 @@ class XPlatform(Platform):
         )
         return [FollowerSnapshot(owner, followers, first_page=first), *profiles]
 
-    def _learn_dm_events(
-        self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
-    ) -> list[Fact]:
+    def _learn_dm_events(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
         """v2 DM lookups. `sender_id`, `created_at` and `dm_conversation_id` are only in
         the answer when the tool asked for them (`dm_event.fields`)."""
-        path_peer = _id_of(params.get("participant_id"))
-        path_conversation = params.get("id")
+        path_peer = _id_of(call.params.get("participant_id"))
+        path_conversation = call.params.get("id")
         facts: list[InboundMessage] = []
         for event in doc.get("data") or []:
             if not isinstance(event, dict):
@@ -596,7 +497,7 @@ class XPlatform(Platform):
             sender = _id_of(event.get("sender_id"))
             if sender is None:
                 continue
-            at = _iso(event.get("created_at"))
+            at = iso_time(event.get("created_at"))
             if account is not None:
                 # With a participant in the path, only that participant writes inbound.
                 inbound = sender == path_peer if path_peer else sender != account
@@ -610,12 +511,10 @@ class XPlatform(Platform):
             if pair and sender in pair.groups():
                 a, b = pair.groups()
                 facts.append(InboundMessage(b if sender == a else a, sender, at))
-        return _earliest_inbound(facts)
+        return earliest_inbound(facts)
 
-    def _learn_v1_dm_list(
-        self, req: RequestView, params: dict[str, str], account: str | None, doc: Any
-    ) -> list[Fact]:
-        return _earliest_inbound(_v1_inbound(doc.get("events") or [], account))
+    def _learn_v1_dm_list(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
+        return earliest_inbound(_v1_inbound(doc.get("events") or [], account))
 
     # --- webhooks (Account Activity API and X Activity API) -------------------------------
 
@@ -693,7 +592,7 @@ def _v1_inbound(events: list[Any], account: str | None) -> list[InboundMessage]:
             recipient = account
         if recipient is None or recipient == sender:
             continue
-        facts.append(InboundMessage(recipient, sender, _epoch_ms(event.get("created_timestamp"))))
+        facts.append(InboundMessage(recipient, sender, epoch_ms(event.get("created_timestamp"))))
     return facts
 
 
@@ -712,11 +611,11 @@ def _account_activity_facts(doc: dict[str, Any], received_at: datetime) -> list[
         if target != account or source is None:
             continue  # the subscribed user following someone else
         if event.get("type") == "follow":
-            at = _epoch_ms(event.get("created_timestamp")) or received_at
+            at = epoch_ms(event.get("created_timestamp")) or received_at
             facts.append(Followed(account, source, at))
         elif event.get("type") == "unfollow":
             facts.append(Unfollowed(account, source))
-    facts.extend(_earliest_inbound(_v1_inbound(doc.get("direct_message_events") or [], account)))
+    facts.extend(earliest_inbound(_v1_inbound(doc.get("direct_message_events") or [], account)))
     return facts
 
 
@@ -752,13 +651,13 @@ def _activity_api_facts(data: Any, received_at: datetime) -> list[Fact]:
                 facts.append(Unfollowed(target, source))
         elif kind in ("dm.received", "dm.sent"):
             facts.extend(
-                _earliest_inbound(_v1_inbound(payload.get("direct_message_events") or [], watched))
+                earliest_inbound(_v1_inbound(payload.get("direct_message_events") or [], watched))
             )
         elif kind == "chat.received":
             # XChat (encrypted DMs): content is opaque but sender and time are not.
             sender = _id_of(payload.get("sender_id"))
             if watched and sender and sender != watched:
-                at = _epoch_ms(payload.get("created_at_msec")) or received_at
+                at = epoch_ms(payload.get("created_at_msec")) or received_at
                 facts.append(InboundMessage(watched, sender, at))
     return facts
 

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from policies.model import ContactHistory, TemplateFingerprint
 from policies.template_reuse import similarity
-from proxy.platforms.base import (
+from proxy.facts import (
     ConversationMembers,
     Fact,
     Followed,

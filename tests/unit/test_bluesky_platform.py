@@ -15,19 +15,16 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
-from proxy.platforms import PLATFORMS, get_platform
-from proxy.platforms.base import (
-    BadDMRequest,
+from proxy.facts import (
     ConversationMembers,
     Followed,
     FollowerSnapshot,
     Identity,
     InboundMessage,
-    Kind,
-    ParsedDM,
     Profile,
-    RequestView,
 )
+from proxy.platforms import PLATFORMS
+from proxy.platforms.base import BadDMRequest, Kind, ParsedDM, RequestView
 from proxy.platforms.bluesky import UNKNOWN_SENDER_DID, BlueskyPlatform, jwt_subject
 
 B = BlueskyPlatform()
@@ -76,7 +73,7 @@ def dumps(doc: Any) -> bytes:
 
 def test_registered_under_its_name():
     assert PLATFORMS["bluesky"] is BlueskyPlatform
-    assert isinstance(get_platform("bluesky"), BlueskyPlatform)
+    assert isinstance(PLATFORMS["bluesky"](), BlueskyPlatform)
 
 
 @pytest.mark.parametrize(
@@ -91,7 +88,7 @@ def test_registered_under_its_name():
     ],
 )
 def test_sends_are_dms(path):
-    assert B.classify(view("POST", path)) is Kind.DM
+    assert B.classify(view("POST", path)).kind is Kind.DM
 
 
 @pytest.mark.parametrize(
@@ -109,7 +106,7 @@ def test_sends_are_dms(path):
     ],
 )
 def test_near_misses_pass_through(method, path):
-    assert B.classify(view(method, path)) is Kind.PASSTHROUGH
+    assert B.classify(view(method, path)).kind is Kind.PASSTHROUGH
 
 
 @pytest.mark.parametrize(
@@ -127,7 +124,7 @@ def test_near_misses_pass_through(method, path):
     ],
 )
 def test_signals(method, nsid):
-    assert B.classify(view(method, f"/xrpc/{nsid}")) is Kind.SIGNAL
+    assert B.classify(view(method, f"/xrpc/{nsid}")).kind is Kind.SIGNAL
 
 
 # --- who is sending ----------------------------------------------------------------------
@@ -135,9 +132,9 @@ def test_signals(method, nsid):
 
 def test_the_sender_is_the_access_tokens_subject():
     assert B.credential(send()) == TOKEN
-    assert B.account_from_request(send()) == ME
+    assert B.account_from_request(B.classify(send())) == ME
     dpop = view("POST", "/", {"Authorization": f"DPoP {TOKEN}"})
-    assert B.credential(dpop) == TOKEN and B.account_from_request(dpop) == ME
+    assert B.credential(dpop) == TOKEN and B.account_from_request(B.classify(dpop)) == ME
 
 
 @pytest.mark.parametrize(
@@ -153,7 +150,10 @@ def test_the_sender_is_the_access_tokens_subject():
 )
 def test_tokens_without_a_did_subject_name_nobody(token):
     assert jwt_subject(token) is None
-    assert B.account_from_request(view("POST", "/", {"Authorization": f"Bearer {token}"})) is None
+    assert (
+        B.account_from_request(B.classify(view("POST", "/", {"Authorization": f"Bearer {token}"})))
+        is None
+    )
 
 
 # --- parsing -----------------------------------------------------------------------------
@@ -162,14 +162,14 @@ MESSAGE = {"convoId": "3ku7w6h4vog2d", "message": {"text": "Hi Ann, thanks for t
 
 
 def test_send_message_names_only_the_conversation():
-    assert B.parse_dm(send(), dumps(MESSAGE)) == ParsedDM(
+    assert B.parse_dm(B.classify(send()), dumps(MESSAGE)) == ParsedDM(
         (), "Hi Ann, thanks for the follow!", conversation_id="3ku7w6h4vog2d"
     )
 
 
 def test_missing_content_type_is_read_as_json():
     req = view("POST", "/xrpc/chat.bsky.convo.sendMessage")
-    assert B.parse_dm(req, dumps(MESSAGE)).conversation_id == "3ku7w6h4vog2d"
+    assert B.parse_dm(B.classify(req), dumps(MESSAGE)).conversation_id == "3ku7w6h4vog2d"
 
 
 def test_the_sender_is_dropped_from_the_learnt_members():
@@ -179,7 +179,7 @@ def test_the_sender_is_dropped_from_the_learnt_members():
 
 def test_batch_to_one_conversation_is_one_dm_with_all_texts():
     body = {"items": [MESSAGE, {**MESSAGE, "message": {"text": "Second line"}}]}
-    dm = B.parse_dm(send("chat.bsky.convo.sendMessageBatch"), dumps(body))
+    dm = B.parse_dm(B.classify(send("chat.bsky.convo.sendMessageBatch")), dumps(body))
     assert dm == ParsedDM(
         (), "Hi Ann, thanks for the follow!\n\nSecond line", conversation_id="3ku7w6h4vog2d"
     )
@@ -187,14 +187,14 @@ def test_batch_to_one_conversation_is_one_dm_with_all_texts():
 
 def test_batch_of_one_text_to_many_conversations():
     body = {"items": [{**MESSAGE, "convoId": c} for c in ("c1", "c2", "c1", "c3")]}
-    dm = B.parse_dm(send("chat.bsky.convo.sendMessageBatch"), dumps(body))
+    dm = B.parse_dm(B.classify(send("chat.bsky.convo.sendMessageBatch")), dumps(body))
     assert dm == ParsedDM(("c1", "c2", "c3"), "Hi Ann, thanks for the follow!")
 
 
 def test_batch_of_differing_texts_to_many_conversations_is_refused():
     body = {"items": [MESSAGE, {"convoId": "c2", "message": {"text": "other"}}]}
     with pytest.raises(BadDMRequest) as err:
-        B.parse_dm(send("chat.bsky.convo.sendMessageBatch"), dumps(body))
+        B.parse_dm(B.classify(send("chat.bsky.convo.sendMessageBatch")), dumps(body))
     assert err.value.status == 400
 
 
@@ -223,13 +223,13 @@ def test_batch_of_differing_texts_to_many_conversations_is_refused():
 )
 def test_malformed_bodies_are_refused(nsid, body):
     with pytest.raises(BadDMRequest) as err:
-        B.parse_dm(send(nsid), body)
+        B.parse_dm(B.classify(send(nsid)), body)
     assert err.value.status == 400
 
 
 def test_wrong_content_type_is_415():
     with pytest.raises(BadDMRequest) as err:
-        B.parse_dm(send(headers={"Content-Type": "text/plain"}), dumps(MESSAGE))
+        B.parse_dm(B.classify(send(headers={"Content-Type": "text/plain"})), dumps(MESSAGE))
     assert err.value.status == 415
 
 
@@ -245,7 +245,7 @@ def test_replace_text_keeps_the_conversation_and_embed_and_drops_facets():
             "embed": {"$type": "app.bsky.embed.record", "record": {"uri": "at://x", "cid": "y"}},
         },
     }
-    out = json.loads(B.replace_text(send(), dumps(body), "Hi Ann, no pitch ✓"))
+    out = json.loads(B.replace_text(B.classify(send()), dumps(body), "Hi Ann, no pitch ✓"))
     assert out == {
         "convoId": "c1",
         "message": {"text": "Hi Ann, no pitch ✓", "embed": body["message"]["embed"]},
@@ -255,17 +255,17 @@ def test_replace_text_keeps_the_conversation_and_embed_and_drops_facets():
 def test_replace_text_in_batches():
     nsid = "chat.bsky.convo.sendMessageBatch"
     one = {"items": [MESSAGE, {**MESSAGE, "message": {"text": "more"}}]}
-    out = json.loads(B.replace_text(send(nsid), dumps(one), "edited"))
+    out = json.loads(B.replace_text(B.classify(send(nsid)), dumps(one), "edited"))
     assert out == {"items": [{"convoId": MESSAGE["convoId"], "message": {"text": "edited"}}]}
     many = {"items": [{**MESSAGE, "convoId": c} for c in ("c1", "c2")]}
-    out = json.loads(B.replace_text(send(nsid), dumps(many), "edited"))
+    out = json.loads(B.replace_text(B.classify(send(nsid)), dumps(many), "edited"))
     assert [i["message"]["text"] for i in out["items"]] == ["edited", "edited"]
-    assert B.parse_dm(send(nsid), json.dumps(out).encode()).recipients == ("c1", "c2")
+    assert B.parse_dm(B.classify(send(nsid)), json.dumps(out).encode()).recipients == ("c1", "c2")
 
 
 def test_replace_text_refuses_an_empty_edit():
     with pytest.raises(BadDMRequest) as err:
-        B.replace_text(send(), dumps(MESSAGE), "")
+        B.replace_text(B.classify(send()), dumps(MESSAGE), "")
     assert err.value.status == 422
 
 
@@ -273,8 +273,8 @@ def test_replace_text_refuses_an_empty_edit():
 
 
 def test_hold_answer_is_a_message_view():
-    dm = B.parse_dm(send(), dumps(MESSAGE))
-    answer = B.hold_response(send(), dm, ME, "hold-1")
+    dm = B.parse_dm(B.classify(send()), dumps(MESSAGE))
+    answer = B.hold_response(B.classify(send()), dm, ME, "hold-1")
     assert answer.status == 200
     body = answer.body
     assert isinstance(body, dict)
@@ -284,14 +284,14 @@ def test_hold_answer_is_a_message_view():
     assert len(body["id"]) == 13 and len(body["rev"]) == 13
     datetime.fromisoformat(body["sentAt"].replace("Z", "+00:00"))
     assert body["dmgate"] == {"hold_id": "hold-1", "status": "pending"}
-    again = B.hold_response(send(), dm, ME, "hold-1").body
+    again = B.hold_response(B.classify(send()), dm, ME, "hold-1").body
     assert isinstance(again, dict) and again["id"] == body["id"]
 
 
 def test_hold_answer_for_a_batch_and_for_an_unknown_sender():
     nsid = "chat.bsky.convo.sendMessageBatch"
     dm = ParsedDM(("c1", "c2"), "hi")
-    body = B.hold_response(send(nsid), dm, "credential:abcd", "h").body
+    body = B.hold_response(B.classify(send(nsid)), dm, "credential:abcd", "h").body
     assert isinstance(body, dict)
     assert len(body["items"]) == 2
     assert body["items"][0]["sender"] == {"did": UNKNOWN_SENDER_DID}
@@ -299,7 +299,7 @@ def test_hold_answer_for_a_batch_and_for_an_unknown_sender():
 
 
 def test_block_answer_is_an_xrpc_error():
-    answer = B.block_response(send(), "follow_timing: followed 3 minutes ago")
+    answer = B.block_response(B.classify(send()), "follow_timing: followed 3 minutes ago")
     assert answer.status == 403
     body = json.loads(answer.body_bytes())
     assert body["error"] == "Forbidden"
@@ -342,7 +342,7 @@ def session(did: str = ME, endpoint: str = "https://morel.us-east.host.bsky.netw
 )
 def test_session_answers_point_the_client_at_dmgate(method, nsid):
     req = view(method, f"/xrpc/{nsid}")
-    out = B.rewrite_response(req, dumps(session()), "http://dmgate:8080/bluesky")
+    out = B.rewrite_response(B.classify(req), dumps(session()), "http://dmgate:8080/bluesky")
     assert out is not None
     doc = json.loads(out)
     assert doc["didDoc"]["service"][0]["serviceEndpoint"] == "http://dmgate:8080/bluesky"
@@ -352,7 +352,7 @@ def test_session_answers_point_the_client_at_dmgate(method, nsid):
 
 def test_rewrite_below_an_xrpc_route_gives_the_origin():
     req = view("POST", "/com.atproto.server.createSession")
-    out = B.rewrite_response(req, dumps(session()), "http://dmgate:8080/xrpc")
+    out = B.rewrite_response(B.classify(req), dumps(session()), "http://dmgate:8080/xrpc")
     assert out is not None
     assert json.loads(out)["didDoc"]["service"][0]["serviceEndpoint"] == "http://dmgate:8080"
 
@@ -361,7 +361,7 @@ def test_rewrite_accepts_a_full_did_fragment_id():
     doc = session()
     doc["didDoc"]["service"][0]["id"] = f"{ME}#atproto_pds"
     out = B.rewrite_response(
-        view("GET", "/xrpc/com.atproto.server.getSession"), dumps(doc), "http://d/b"
+        B.classify(view("GET", "/xrpc/com.atproto.server.getSession")), dumps(doc), "http://d/b"
     )
     assert (
         out is not None
@@ -383,14 +383,17 @@ def test_rewrite_accepts_a_full_did_fragment_id():
     ],
 )
 def test_rewrite_leaves_other_answers_alone(path, body):
-    assert B.rewrite_response(view("GET", path), body, "http://dmgate:8080/bluesky") is None
+    assert (
+        B.rewrite_response(B.classify(view("GET", path)), body, "http://dmgate:8080/bluesky")
+        is None
+    )
 
 
 # --- learning --------------------------------------------------------------------------
 
 
 def learn(nsid: str, doc: Any, account: str | None = ME, method: str = "GET", query=None):
-    return B.learn(view(method, f"/xrpc/{nsid}", query=query), account, 200, dumps(doc))
+    return B.learn(B.classify(view(method, f"/xrpc/{nsid}", query=query)), account, 200, dumps(doc))
 
 
 def member(did: str, handle: str, name: str | None = None) -> dict[str, Any]:
@@ -527,4 +530,4 @@ def test_follow_notifications_are_follows_at_their_index_time():
     ],
 )
 def test_odd_answers_teach_nothing(nsid, body, status):
-    assert B.learn(view("GET", f"/xrpc/{nsid}"), ME, status, body) == []
+    assert B.learn(B.classify(view("GET", f"/xrpc/{nsid}")), ME, status, body) == []

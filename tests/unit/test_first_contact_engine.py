@@ -14,7 +14,7 @@ import pytest
 from policies.config import PolicyFile
 from policies.engine import Engine
 from policies.model import Action, ContactHistory, OutboundMessage
-from proxy.platforms.base import InboundMessage
+from proxy.facts import InboundMessage
 from proxy.store import Store
 from tests import pg
 from tests.unit.memory_signals import MemorySignals

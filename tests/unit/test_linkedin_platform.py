@@ -11,17 +11,9 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
-from proxy.platforms import PLATFORMS, get_platform
-from proxy.platforms.base import (
-    BadDMRequest,
-    ConversationMembers,
-    Identity,
-    InboundMessage,
-    Kind,
-    ParsedDM,
-    Profile,
-    RequestView,
-)
+from proxy.facts import ConversationMembers, Identity, InboundMessage, Profile
+from proxy.platforms import PLATFORMS
+from proxy.platforms.base import BadDMRequest, Kind, ParsedDM, RequestView
 from proxy.platforms.linkedin import MESSAGE_CREATE, MESSAGING_MEMBER, LinkedInPlatform
 
 LI = LinkedInPlatform()
@@ -78,7 +70,7 @@ OFFICIAL_VIEW = view("POST", "/v2/messages", headers={"Content-Type": "applicati
 
 def test_registered_under_its_name() -> None:
     assert PLATFORMS["linkedin"] is LinkedInPlatform
-    assert isinstance(get_platform("linkedin"), LinkedInPlatform)
+    assert isinstance(PLATFORMS["linkedin"](), LinkedInPlatform)
 
 
 # --- classification ---------------------------------------------------------------------
@@ -102,7 +94,7 @@ def test_registered_under_its_name() -> None:
     ],
 )
 def test_sends_are_dms(method: str, path: str, query: list[tuple[str, str]]) -> None:
-    assert LI.classify(view(method, path, query)) is Kind.DM
+    assert LI.classify(view(method, path, query)).kind is Kind.DM
 
 
 @pytest.mark.parametrize(
@@ -123,7 +115,7 @@ def test_sends_are_dms(method: str, path: str, query: list[tuple[str, str]]) -> 
     ],
 )
 def test_near_misses_pass_through(method: str, path: str, query: list[tuple[str, str]]) -> None:
-    assert LI.classify(view(method, path, query)) is Kind.PASSTHROUGH
+    assert LI.classify(view(method, path, query)).kind is Kind.PASSTHROUGH
 
 
 @pytest.mark.parametrize(
@@ -139,7 +131,7 @@ def test_near_misses_pass_through(method: str, path: str, query: list[tuple[str,
     ],
 )
 def test_identity_and_conversation_reads_are_signals(path: str) -> None:
-    assert LI.classify(view("GET", path)) is Kind.SIGNAL
+    assert LI.classify(view("GET", path)).kind is Kind.SIGNAL
 
 
 def test_credential_is_the_bearer_token_or_the_li_at_cookie() -> None:
@@ -160,19 +152,21 @@ def test_official_send_to_person_urns() -> None:
         "body": "Hi both, quick question",
         "messageType": "MEMBER_TO_MEMBER",
     }
-    dm = LI.parse_dm(OFFICIAL_VIEW, dumps(doc))
+    dm = LI.parse_dm(LI.classify(OFFICIAL_VIEW), dumps(doc))
     assert dm == ParsedDM(("abc123", "def456"), "Hi both, quick question")
 
 
 def test_official_reply_names_only_the_thread() -> None:
     doc = {"thread": "urn:li:messagingThread:2-ZmE=", "body": "Thanks!"}
-    dm = LI.parse_dm(view("POST", "/rest/messages"), dumps(doc))  # no Content-Type is fine
+    dm = LI.parse_dm(
+        LI.classify(view("POST", "/rest/messages")), dumps(doc)
+    )  # no Content-Type is fine
     assert dm == ParsedDM((), "Thanks!", conversation_id="2-ZmE=")
 
 
 def test_official_attachment_only_message_has_empty_text() -> None:
     doc = {"recipients": ["urn:li:person:a"], "attachments": ["urn:li:digitalmediaAsset:X"]}
-    assert LI.parse_dm(OFFICIAL_VIEW, dumps(doc)).text == ""
+    assert LI.parse_dm(LI.classify(OFFICIAL_VIEW), dumps(doc)).text == ""
 
 
 @pytest.mark.parametrize(
@@ -193,14 +187,14 @@ def test_official_attachment_only_message_has_empty_text() -> None:
 )
 def test_official_malformed_sends_are_refused(doc: dict[str, Any], fragment: str) -> None:
     with pytest.raises(BadDMRequest, match=fragment) as info:
-        LI.parse_dm(OFFICIAL_VIEW, dumps(doc))
+        LI.parse_dm(LI.classify(OFFICIAL_VIEW), dumps(doc))
     assert info.value.status == 400
 
 
 def test_official_send_must_be_json() -> None:
     form = view("POST", "/v2/messages", headers={"Content-Type": "text/plain"})
     with pytest.raises(BadDMRequest) as info:
-        LI.parse_dm(form, b'{"recipients": ["urn:li:person:a"], "body": "hi"}')
+        LI.parse_dm(LI.classify(form), b'{"recipients": ["urn:li:person:a"], "body": "hi"}')
     assert info.value.status == 415
 
 
@@ -219,27 +213,29 @@ def test_official_send_must_be_json() -> None:
 def test_voyager_create_is_parsed_whatever_the_content_type(headers: dict[str, str]) -> None:
     req = view("POST", "/voyager/api/messaging/conversations", CREATE, headers)
     body = dumps(voyager_create("Hi Anna, loved your post", ["ACoAAAanna", "urn:li:fsd_profile:B"]))
-    assert LI.parse_dm(req, body) == ParsedDM(("ACoAAAanna", "B"), "Hi Anna, loved your post")
+    assert LI.parse_dm(LI.classify(req), body) == ParsedDM(
+        ("ACoAAAanna", "B"), "Hi Anna, loved your post"
+    )
 
 
 def test_voyager_create_accepts_the_older_body_field() -> None:
     doc = voyager_create("", ["A"])
     doc["conversationCreate"]["eventCreate"]["value"][MESSAGE_CREATE] = {"body": "old shape"}
-    assert LI.parse_dm(CREATE_VIEW, dumps(doc)).text == "old shape"
+    assert LI.parse_dm(LI.classify(CREATE_VIEW), dumps(doc)).text == "old shape"
 
 
 def test_voyager_event_in_existing_conversation_names_the_conversation() -> None:
-    dm = LI.parse_dm(EVENT_VIEW, dumps(message_event("Following up!")))
+    dm = LI.parse_dm(LI.classify(EVENT_VIEW), dumps(message_event("Following up!")))
     assert dm == ParsedDM((), "Following up!", conversation_id="2-abc")
     urn_path = view(
         "POST", "/voyager/api/messaging/conversations/urn:li:fs_conversation:2-abc/events"
     )
-    assert LI.parse_dm(urn_path, dumps(message_event("x"))).conversation_id == "2-abc"
+    assert LI.parse_dm(LI.classify(urn_path), dumps(message_event("x"))).conversation_id == "2-abc"
 
 
 def test_voyager_attachment_only_event_has_empty_text() -> None:
     body = dumps(message_event("", attachments=[{"id": "file"}]))
-    assert LI.parse_dm(EVENT_VIEW, body).text == ""
+    assert LI.parse_dm(LI.classify(EVENT_VIEW), body).text == ""
 
 
 @pytest.mark.parametrize(
@@ -259,7 +255,7 @@ def test_voyager_attachment_only_event_has_empty_text() -> None:
 )
 def test_voyager_malformed_creates_are_refused(body: bytes, fragment: str) -> None:
     with pytest.raises(BadDMRequest, match=fragment) as info:
-        LI.parse_dm(CREATE_VIEW, body)
+        LI.parse_dm(LI.classify(CREATE_VIEW), body)
     assert info.value.status == 400
 
 
@@ -271,7 +267,7 @@ def test_voyager_form_body_is_unsupported_media() -> None:
         {"Content-Type": "application/x-www-form-urlencoded"},
     )
     with pytest.raises(BadDMRequest) as info:
-        LI.parse_dm(req, b"text=hi")
+        LI.parse_dm(LI.classify(req), b"text=hi")
     assert info.value.status == 415
 
 
@@ -285,9 +281,9 @@ def test_sender_is_dropped_from_learnt_members() -> None:
 
 def test_replace_text_official_round_trip() -> None:
     doc = {"recipients": ["urn:li:person:a"], "subject": "S", "body": "old"}
-    edited = LI.replace_text(OFFICIAL_VIEW, dumps(doc), "new words")
+    edited = LI.replace_text(LI.classify(OFFICIAL_VIEW), dumps(doc), "new words")
     assert json.loads(edited) == {**doc, "body": "new words"}
-    assert LI.parse_dm(OFFICIAL_VIEW, edited).text == "new words"
+    assert LI.parse_dm(LI.classify(OFFICIAL_VIEW), edited).text == "new words"
 
 
 @pytest.mark.parametrize(
@@ -298,10 +294,10 @@ def test_replace_text_official_round_trip() -> None:
     ],
 )
 def test_replace_text_voyager_round_trip(req: RequestView, doc: dict[str, Any]) -> None:
-    edited = LI.replace_text(req, dumps(doc), "edited ✓")
-    assert LI.parse_dm(req, edited).text == "edited ✓"
-    original = LI.parse_dm(req, dumps(doc))
-    assert LI.parse_dm(req, edited).recipients == original.recipients
+    edited = LI.replace_text(LI.classify(req), dumps(doc), "edited ✓")
+    assert LI.parse_dm(LI.classify(req), edited).text == "edited ✓"
+    original = LI.parse_dm(LI.classify(req), dumps(doc))
+    assert LI.parse_dm(LI.classify(req), edited).recipients == original.recipients
     # Everything else is kept.
     assert json.loads(edited).keys() == doc.keys()
 
@@ -310,13 +306,13 @@ def test_replace_text_drops_attributes_that_index_into_the_old_text() -> None:
     doc = message_event("Hi @Anna")
     create = doc["eventCreate"]["value"][MESSAGE_CREATE]
     create["attributedBody"]["attributes"] = [{"start": 3, "length": 5}]
-    edited = json.loads(LI.replace_text(EVENT_VIEW, dumps(doc), "Hello"))
+    edited = json.loads(LI.replace_text(LI.classify(EVENT_VIEW), dumps(doc), "Hello"))
     assert edited["eventCreate"]["value"][MESSAGE_CREATE]["attributedBody"]["attributes"] == []
 
 
 def test_replace_text_refuses_an_empty_edit_without_attachment() -> None:
     with pytest.raises(BadDMRequest) as info:
-        LI.replace_text(EVENT_VIEW, dumps(message_event("hi")), "")
+        LI.replace_text(LI.classify(EVENT_VIEW), dumps(message_event("hi")), "")
     assert info.value.status == 422
 
 
@@ -324,20 +320,20 @@ def test_replace_text_refuses_an_empty_edit_without_attachment() -> None:
 
 
 def test_official_hold_answer_is_a_restli_create() -> None:
-    answer = LI.hold_response(OFFICIAL_VIEW, ParsedDM(("a",), "hi"), "me", "H1")
+    answer = LI.hold_response(LI.classify(OFFICIAL_VIEW), ParsedDM(("a",), "hi"), "me", "H1")
     assert answer.status == 201
     assert answer.headers["x-restli-id"] == answer.headers["x-linkedin-id"]
     assert answer.body == {
         "id": answer.headers["x-restli-id"],
         "dmgate": {"hold_id": "H1", "status": "pending"},
     }
-    again = LI.hold_response(OFFICIAL_VIEW, ParsedDM(("a",), "hi"), "me", "H1")
+    again = LI.hold_response(LI.classify(OFFICIAL_VIEW), ParsedDM(("a",), "hi"), "me", "H1")
     assert again.headers == answer.headers  # a retry hears the same ids
 
 
 def test_voyager_hold_answer_is_201_with_value() -> None:
     dm = ParsedDM((), "hi", conversation_id="2-abc")
-    answer = LI.hold_response(EVENT_VIEW, dm, ME, "H2")
+    answer = LI.hold_response(LI.classify(EVENT_VIEW), dm, ME, "H2")
     assert answer.status == 201
     assert isinstance(answer.body, dict)
     value = answer.body["value"]
@@ -345,7 +341,7 @@ def test_voyager_hold_answer_is_201_with_value() -> None:
     assert value["eventUrn"].startswith("urn:li:fs_event:(2-abc,5-")
     assert isinstance(value["createdAt"], int)
     assert answer.body["dmgate"] == {"hold_id": "H2", "status": "pending"}
-    created = LI.hold_response(CREATE_VIEW, ParsedDM(("A",), "hi"), ME, "H3")
+    created = LI.hold_response(LI.classify(CREATE_VIEW), ParsedDM(("A",), "hi"), ME, "H3")
     assert created.status == 201
     assert isinstance(created.body, dict)
     assert created.body["value"]["conversationUrn"].startswith("urn:li:fs_conversation:2-")
@@ -353,7 +349,9 @@ def test_voyager_hold_answer_is_201_with_value() -> None:
 
 @pytest.mark.parametrize("req", [OFFICIAL_VIEW, CREATE_VIEW, EVENT_VIEW])
 def test_block_answer_is_restli_403(req: RequestView) -> None:
-    answer = LI.block_response(req, "template_reuse: same text already sent to 4 recipients")
+    answer = LI.block_response(
+        LI.classify(req), "template_reuse: same text already sent to 4 recipients"
+    )
     assert answer.status == 403
     assert isinstance(answer.body, dict)
     assert answer.body["status"] == 403
@@ -378,24 +376,28 @@ def mini(profile_id: str, first: str = "Anna", last: str = "Lee") -> dict[str, A
 
 def test_learns_identity_from_official_me_and_userinfo() -> None:
     me = {"id": "yrZCpj2Z12", "localizedFirstName": "Sam", "localizedLastName": "Send"}
-    assert LI.learn(view("GET", "/v2/me"), None, 200, dumps(me)) == [
+    assert LI.learn(LI.classify(view("GET", "/v2/me")), None, 200, dumps(me)) == [
         Identity("yrZCpj2Z12"),
         Profile("yrZCpj2Z12", ("Sam Send",)),
     ]
     info = {"sub": "782bbtaQ", "given_name": "Sam", "family_name": "Send"}
-    assert LI.learn(view("GET", "/v2/userinfo"), None, 200, dumps(info))[0] == Identity("782bbtaQ")
+    assert LI.learn(LI.classify(view("GET", "/v2/userinfo")), None, 200, dumps(info))[
+        0
+    ] == Identity("782bbtaQ")
 
 
 def test_learns_identity_from_voyager_me() -> None:
     doc = {"plainId": 123, "miniProfile": mini(ME, "Sam", "Send"), "premiumSubscriber": False}
-    facts = LI.learn(view("GET", "/voyager/api/me"), None, 200, dumps(doc))
+    facts = LI.learn(LI.classify(view("GET", "/voyager/api/me")), None, 200, dumps(doc))
     assert facts == [Identity(ME), Profile(ME, ("Sam Send", "sam-send"))]
 
 
 def test_learns_identity_from_normalized_voyager_me() -> None:
     urn = f"urn:li:fs_miniProfile:{ME}"
     doc = {"data": {"plainId": 1, "*miniProfile": urn}, "included": [mini(ME)]}
-    assert LI.learn(view("GET", "/voyager/api/me"), None, 200, dumps(doc))[0] == Identity(ME)
+    assert LI.learn(LI.classify(view("GET", "/voyager/api/me")), None, 200, dumps(doc))[
+        0
+    ] == Identity(ME)
 
 
 def conversation(cid: str, others: list[str], last_from: str | None = None) -> dict[str, Any]:
@@ -416,7 +418,9 @@ def conversation(cid: str, others: list[str], last_from: str | None = None) -> d
 
 def test_learns_members_and_inbound_messages_from_conversation_lists() -> None:
     doc = {"elements": [conversation("2-a", ["X"], last_from="X"), conversation("2-b", ["Y", "Z"])]}
-    facts = LI.learn(view("GET", "/voyager/api/messaging/conversations"), ME, 200, dumps(doc))
+    facts = LI.learn(
+        LI.classify(view("GET", "/voyager/api/messaging/conversations")), ME, 200, dumps(doc)
+    )
     assert ConversationMembers("2-a", ("X", ME)) in facts
     assert ConversationMembers("2-b", ("Y", "Z", ME)) in facts
     inbound = [f for f in facts if isinstance(f, InboundMessage)]
@@ -427,9 +431,13 @@ def test_learns_members_and_inbound_messages_from_conversation_lists() -> None:
 
 def test_own_last_message_is_not_inbound_and_unknown_caller_still_learns_members() -> None:
     doc = {"elements": [conversation("2-a", ["X"], last_from=ME)]}
-    facts = LI.learn(view("GET", "/voyager/api/messaging/conversations"), ME, 200, dumps(doc))
+    facts = LI.learn(
+        LI.classify(view("GET", "/voyager/api/messaging/conversations")), ME, 200, dumps(doc)
+    )
     assert not [f for f in facts if isinstance(f, InboundMessage)]
-    facts = LI.learn(view("GET", "/voyager/api/messaging/conversations"), None, 200, dumps(doc))
+    facts = LI.learn(
+        LI.classify(view("GET", "/voyager/api/messaging/conversations")), None, 200, dumps(doc)
+    )
     assert ConversationMembers("2-a", ("X",)) in facts
 
 
@@ -437,7 +445,7 @@ def test_learns_members_of_one_conversation_from_the_path() -> None:
     doc = conversation("2-a", ["X"])
     del doc["entityUrn"]
     req = view("GET", "/voyager/api/messaging/conversations/2-a")
-    assert ConversationMembers("2-a", ("X", ME)) in LI.learn(req, ME, 200, dumps(doc))
+    assert ConversationMembers("2-a", ("X", ME)) in LI.learn(LI.classify(req), ME, 200, dumps(doc))
 
 
 def test_learns_from_normalized_conversation_lists() -> None:
@@ -454,14 +462,16 @@ def test_learns_from_normalized_conversation_lists() -> None:
             mini("X"),
         ],
     }
-    facts = LI.learn(view("GET", "/voyager/api/messaging/conversations"), ME, 200, dumps(doc))
+    facts = LI.learn(
+        LI.classify(view("GET", "/voyager/api/messaging/conversations")), ME, 200, dumps(doc)
+    )
     assert ConversationMembers("2-a", ("X", ME)) in facts
 
 
 def test_learns_inbound_messages_from_conversation_events() -> None:
     events = conversation("2-a", [], last_from="X")["events"] * 2
     req = view("GET", "/voyager/api/messaging/conversations/2-a/events")
-    facts = LI.learn(req, ME, 200, dumps({"elements": events}))
+    facts = LI.learn(LI.classify(req), ME, 200, dumps({"elements": events}))
     inbound = [f for f in facts if isinstance(f, InboundMessage)]
     assert [(f.account, f.sender) for f in inbound] == [(ME, "X")]  # one per sender
 
@@ -469,13 +479,13 @@ def test_learns_inbound_messages_from_conversation_events() -> None:
 @pytest.mark.parametrize("body", [b"not json", b"[]", b'{"elements": "x"}', b'{"miniProfile": 5}'])
 def test_weird_answers_teach_nothing(body: bytes) -> None:
     for path in ("/voyager/api/me", "/voyager/api/messaging/conversations", "/v2/me"):
-        assert LI.learn(view("GET", path), ME, 200, body) == []
+        assert LI.learn(LI.classify(view("GET", path)), ME, 200, body) == []
 
 
 def test_failed_answers_teach_nothing() -> None:
     doc = {"id": "abc"}
-    assert LI.learn(view("GET", "/v2/me"), None, 401, dumps(doc)) == []
-    assert LI.learn(view("POST", "/v2/me"), None, 200, dumps(doc)) == []
+    assert LI.learn(LI.classify(view("GET", "/v2/me")), None, 401, dumps(doc)) == []
+    assert LI.learn(LI.classify(view("POST", "/v2/me")), None, 200, dumps(doc)) == []
 
 
 # --- Voyager messenger ("dash") endpoint -------------------------------------------------
@@ -509,21 +519,23 @@ def dash_body(text: str, conversation: str | None = None, to: list[str] | None =
 
 
 def test_dash_create_message_is_a_dm_and_its_siblings_are_not() -> None:
-    assert LI.classify(DASH_VIEW) is Kind.DM
+    assert LI.classify(DASH_VIEW).kind is Kind.DM
     other = view(
         "POST", "/voyager/api/voyagerMessagingDashMessengerMessages", [("action", "recall")]
     )
-    assert LI.classify(other) is Kind.PASSTHROUGH
+    assert LI.classify(other).kind is Kind.PASSTHROUGH
 
 
 def test_dash_new_conversation_names_host_recipients() -> None:
-    dm = LI.parse_dm(DASH_VIEW, dash_body("Hi Anna", to=["urn:li:fsd_profile:ACoAAAanna"]))
+    dm = LI.parse_dm(
+        LI.classify(DASH_VIEW), dash_body("Hi Anna", to=["urn:li:fsd_profile:ACoAAAanna"])
+    )
     assert dm == ParsedDM(("ACoAAAanna",), "Hi Anna")
 
 
 def test_dash_reply_names_the_conversation() -> None:
     urn = f"urn:li:msg_conversation:(urn:li:fsd_profile:{ME},2-MTZmYzRj==)"
-    assert LI.parse_dm(DASH_VIEW, dash_body("Thanks", urn)) == ParsedDM(
+    assert LI.parse_dm(LI.classify(DASH_VIEW), dash_body("Thanks", urn)) == ParsedDM(
         (), "Thanks", conversation_id="2-MTZmYzRj=="
     )
 
@@ -538,14 +550,14 @@ def test_dash_reply_names_the_conversation() -> None:
 )
 def test_dash_malformed_sends_are_refused(body: bytes, fragment: str) -> None:
     with pytest.raises(BadDMRequest, match=fragment):
-        LI.parse_dm(DASH_VIEW, body)
+        LI.parse_dm(LI.classify(DASH_VIEW), body)
 
 
 def test_dash_replace_text_and_hold_answer() -> None:
     body = dash_body("old", to=["A"])
-    edited = LI.replace_text(DASH_VIEW, body, "new")
-    assert LI.parse_dm(DASH_VIEW, edited) == ParsedDM(("A",), "new")
-    answer = LI.hold_response(DASH_VIEW, ParsedDM(("A",), "hi"), ME, "H9")
+    edited = LI.replace_text(LI.classify(DASH_VIEW), body, "new")
+    assert LI.parse_dm(LI.classify(DASH_VIEW), edited) == ParsedDM(("A",), "new")
+    answer = LI.hold_response(LI.classify(DASH_VIEW), ParsedDM(("A",), "hi"), ME, "H9")
     assert answer.status == 200
     assert isinstance(answer.body, dict)
     assert answer.body["value"]["entityUrn"].startswith(

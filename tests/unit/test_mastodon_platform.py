@@ -14,18 +14,9 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
-from proxy.platforms import PLATFORMS, get_platform
-from proxy.platforms.base import (
-    BadDMRequest,
-    Followed,
-    FollowerSnapshot,
-    Identity,
-    InboundMessage,
-    Kind,
-    ParsedDM,
-    Profile,
-    RequestView,
-)
+from proxy.facts import Followed, FollowerSnapshot, Identity, InboundMessage, Profile
+from proxy.platforms import PLATFORMS
+from proxy.platforms.base import BadDMRequest, Kind, ParsedDM, RequestView
 from proxy.platforms.mastodon import MastodonPlatform, NotADirectMessage, mentions
 
 M = MastodonPlatform()
@@ -83,7 +74,7 @@ def multipart(fields: list[tuple[str, str]], file: bool = False) -> bytes:
 
 def test_registered_under_its_name():
     assert PLATFORMS["mastodon"] is MastodonPlatform
-    assert isinstance(get_platform("mastodon"), MastodonPlatform)
+    assert isinstance(PLATFORMS["mastodon"](), MastodonPlatform)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +91,7 @@ def test_registered_under_its_name():
     ],
 )
 def test_status_posts_are_dm_candidates(method, path):
-    assert M.classify(view(method, path)) is Kind.DM
+    assert M.classify(view(method, path)).kind is Kind.DM
 
 
 @pytest.mark.parametrize(
@@ -119,7 +110,7 @@ def test_status_posts_are_dm_candidates(method, path):
     ],
 )
 def test_near_misses_pass_through(method, path):
-    assert M.classify(view(method, path)) is Kind.PASSTHROUGH
+    assert M.classify(view(method, path)).kind is Kind.PASSTHROUGH
 
 
 @pytest.mark.parametrize(
@@ -133,14 +124,14 @@ def test_near_misses_pass_through(method, path):
     ],
 )
 def test_signals(path):
-    assert M.classify(view("GET", path)) is Kind.SIGNAL
+    assert M.classify(view("GET", path)).kind is Kind.SIGNAL
 
 
 def test_credential_is_the_bearer_token_or_access_token_parameter():
     assert M.credential(post()) == "t"
     assert M.credential(view("GET", "/", query=[("access_token", "q")])) == "q"
     assert M.credential(view("GET", "/")) is None
-    assert M.account_from_request(post()) is None
+    assert M.account_from_request(M.classify(post())) is None
 
 
 # --- mentions --------------------------------------------------------------------------
@@ -159,48 +150,52 @@ def test_mentions_follow_mastodons_mention_regex():
 
 
 def test_form_encoded_direct_status():
-    dm = M.parse_dm(post(FORM), form(status=PITCH, visibility="direct"))
+    dm = M.parse_dm(M.classify(post(FORM)), form(status=PITCH, visibility="direct"))
     assert dm == ParsedDM(("bob",), PITCH)
 
 
 def test_form_without_content_type_is_read_as_form_like_rack():
-    dm = M.parse_dm(post(), form(status="@ann@other.example hello there", visibility="direct"))
+    dm = M.parse_dm(
+        M.classify(post()), form(status="@ann@other.example hello there", visibility="direct")
+    )
     assert dm.recipients == ("ann@other.example",)
 
 
 def test_json_direct_status():
     body = json.dumps({"status": PITCH, "visibility": "direct", "language": "en"}).encode()
-    assert M.parse_dm(post(JSON), body) == ParsedDM(("bob",), PITCH)
+    assert M.parse_dm(M.classify(post(JSON)), body) == ParsedDM(("bob",), PITCH)
 
 
 def test_multipart_direct_status_ignores_file_parts():
     body = multipart([("status", PITCH), ("visibility", "direct")], file=True)
-    assert M.parse_dm(post(MULTIPART), body) == ParsedDM(("bob",), PITCH)
+    assert M.parse_dm(M.classify(post(MULTIPART)), body) == ParsedDM(("bob",), PITCH)
 
 
 def test_visibility_in_the_query_counts_like_rails_params():
-    dm = M.parse_dm(post(FORM, [("visibility", "direct")]), form(status=PITCH))
+    dm = M.parse_dm(M.classify(post(FORM, [("visibility", "direct")])), form(status=PITCH))
     assert dm.recipients == ("bob",)
     # Either source naming `direct` is enough: judging a public post is harmless.
-    dm = M.parse_dm(post(FORM, [("visibility", "public")]), form(status=PITCH, visibility="direct"))
+    dm = M.parse_dm(
+        M.classify(post(FORM, [("visibility", "public")])), form(status=PITCH, visibility="direct")
+    )
     assert dm.recipients == ("bob",)
 
 
 def test_visibility_is_compared_without_case():
-    assert M.parse_dm(post(FORM), form(status=PITCH, visibility="DIRECT")).text == PITCH
+    assert M.parse_dm(M.classify(post(FORM)), form(status=PITCH, visibility="DIRECT")).text == PITCH
 
 
 @pytest.mark.parametrize("visibility", [None, "public", "unlisted", "private", ""])
 def test_non_direct_statuses_are_not_dms(visibility):
     fields = {"status": PITCH} | ({"visibility": visibility} if visibility is not None else {})
     with pytest.raises(NotADirectMessage):
-        M.parse_dm(post(FORM), form(**fields))
+        M.parse_dm(M.classify(post(FORM)), form(**fields))
     with pytest.raises(NotADirectMessage):
-        M.parse_dm(post(JSON), json.dumps(fields).encode())
+        M.parse_dm(M.classify(post(JSON)), json.dumps(fields).encode())
 
 
 def test_media_only_direct_status_has_empty_text():
-    dm = M.parse_dm(post(FORM), form(visibility="direct", media_ids__=["1", "2"]))
+    dm = M.parse_dm(M.classify(post(FORM)), form(visibility="direct", media_ids__=["1", "2"]))
     assert dm.text == ""
     assert M.recipients_for(dm, "42") == ("42",)
 
@@ -229,19 +224,22 @@ def test_media_only_direct_status_has_empty_text():
 )
 def test_malformed_bodies_are_refused(headers, body, status):
     with pytest.raises(BadDMRequest) as err:
-        M.parse_dm(post(headers), body)
+        M.parse_dm(M.classify(post(headers)), body)
     assert err.value.status == status
 
 
 def test_status_text_in_the_query_is_refused():
     with pytest.raises(BadDMRequest) as err:
-        M.parse_dm(post(FORM, [("status", "@bob other")]), form(status=PITCH, visibility="direct"))
+        M.parse_dm(
+            M.classify(post(FORM, [("status", "@bob other")])),
+            form(status=PITCH, visibility="direct"),
+        )
     assert err.value.status == 400
 
 
 def test_a_wrong_path_is_not_parsed():
     with pytest.raises(BadDMRequest):
-        M.parse_dm(view("POST", "/api/v1/media"), b"")
+        M.parse_dm(M.classify(view("POST", "/api/v1/media")), b"")
 
 
 def test_recipients_drop_the_sender_when_keyed_alike_and_never_end_empty():
@@ -258,8 +256,8 @@ EDIT = "@bob Hi Bob, thanks for following - no pitch, promise."
 
 def test_replace_text_form_keeps_other_fields():
     body = form(status=PITCH, visibility="direct", spoiler_text="hey", media_ids__=["7"])
-    out = M.replace_text(post(FORM), body, EDIT)
-    assert M.parse_dm(post(FORM), out).text == EDIT
+    out = M.replace_text(M.classify(post(FORM)), body, EDIT)
+    assert M.parse_dm(M.classify(post(FORM)), out).text == EDIT
     pairs = parse_qsl(out.decode(), keep_blank_values=True)
     assert ("visibility", "direct") in pairs and ("spoiler_text", "hey") in pairs
     assert ("media_ids[]", "7") in pairs
@@ -267,14 +265,14 @@ def test_replace_text_form_keeps_other_fields():
 
 def test_replace_text_json():
     body = json.dumps({"status": PITCH, "visibility": "direct", "sensitive": True}).encode()
-    out = M.replace_text(post(JSON), body, EDIT + " ✓")
+    out = M.replace_text(M.classify(post(JSON)), body, EDIT + " ✓")
     assert json.loads(out) == {"status": EDIT + " ✓", "visibility": "direct", "sensitive": True}
 
 
 def test_replace_text_multipart_edits_in_place():
     body = multipart([("status", PITCH), ("visibility", "direct")], file=True)
-    out = M.replace_text(post(MULTIPART), body, EDIT + "\nünïcode")
-    assert M.parse_dm(post(MULTIPART), out) == ParsedDM(("bob",), EDIT + "\nünïcode")
+    out = M.replace_text(M.classify(post(MULTIPART)), body, EDIT + "\nünïcode")
+    assert M.parse_dm(M.classify(post(MULTIPART)), out) == ParsedDM(("bob",), EDIT + "\nünïcode")
     assert out.endswith(body[body.index(b"\r\n--" + BOUNDARY.encode()) :])
     assert b"\x00\xff binary" in out
 
@@ -282,27 +280,33 @@ def test_replace_text_multipart_edits_in_place():
 def test_replace_text_must_keep_the_mentions():
     body = form(status=PITCH, visibility="direct")
     with pytest.raises(BadDMRequest) as err:
-        M.replace_text(post(FORM), body, "@carol hi instead")
+        M.replace_text(M.classify(post(FORM)), body, "@carol hi instead")
     assert err.value.status == 422
     with pytest.raises(BadDMRequest):
-        M.replace_text(post(FORM), body, "no mention at all")
+        M.replace_text(M.classify(post(FORM)), body, "no mention at all")
 
 
 def test_replace_text_refuses_an_empty_edit_without_media():
     with pytest.raises(BadDMRequest) as err:
-        M.replace_text(post(FORM), form(status="note to self", visibility="direct"), " ")
+        M.replace_text(
+            M.classify(post(FORM)), form(status="note to self", visibility="direct"), " "
+        )
     assert err.value.status == 422
     # Media keep an empty edit sendable.
-    out = M.replace_text(post(FORM), form(status="x", visibility="direct", media_ids__=["1"]), "")
-    assert M.parse_dm(post(FORM), out).text == ""
+    out = M.replace_text(
+        M.classify(post(FORM)), form(status="x", visibility="direct", media_ids__=["1"]), ""
+    )
+    assert M.parse_dm(M.classify(post(FORM)), out).text == ""
 
 
 # --- answers ---------------------------------------------------------------------------
 
 
 def test_hold_answer_is_a_direct_status_entity():
-    dm = M.parse_dm(post(FORM), form(status=PITCH + " @carol@x.example", visibility="direct"))
-    answer = M.hold_response(post(FORM), dm, "42", "hold-1")
+    dm = M.parse_dm(
+        M.classify(post(FORM)), form(status=PITCH + " @carol@x.example", visibility="direct")
+    )
+    answer = M.hold_response(M.classify(post(FORM)), dm, "42", "hold-1")
     assert answer.status == 200
     assert answer.content_type.startswith("application/json")
     body = answer.body
@@ -315,19 +319,21 @@ def test_hold_answer_is_a_direct_status_entity():
     assert body["mentions"][1]["url"] == "https://x.example/@carol"
     assert body["dmgate"] == {"hold_id": "hold-1", "status": "pending"}
     datetime.fromisoformat(body["created_at"].replace("Z", "+00:00"))
-    again = M.hold_response(post(FORM), dm, "42", "hold-1").body
+    again = M.hold_response(M.classify(post(FORM)), dm, "42", "hold-1").body
     assert isinstance(again, dict) and again["id"] == body["id"]
 
 
 def test_hold_answer_escapes_html():
     dm = ParsedDM(("bob",), "@bob <b>hi</b>\nline two\n\npara")
-    body = M.hold_response(post(), dm, "42", "h").body
+    body = M.hold_response(M.classify(post()), dm, "42", "h").body
     assert isinstance(body, dict)
     assert body["content"] == "<p>@bob &lt;b&gt;hi&lt;/b&gt;<br />line two</p><p>para</p>"
 
 
 def test_block_answer_is_mastodons_error_entity():
-    answer = M.block_response(post(), "template_reuse: same text already sent to 4 recipients")
+    answer = M.block_response(
+        M.classify(post()), "template_reuse: same text already sent to 4 recipients"
+    )
     assert answer.status == 403
     body = json.loads(answer.body_bytes())
     assert body["error"] == "template_reuse: same text already sent to 4 recipients"
@@ -340,7 +346,9 @@ BOB = {"id": "7", "username": "Bob", "acct": "Bob@Remote.Example", "display_name
 
 
 def learn(path: str, doc: Any, account: str | None = "42", query=None, status: int = 200):
-    return M.learn(view("GET", path, query=query), account, status, json.dumps(doc).encode())
+    return M.learn(
+        M.classify(view("GET", path, query=query)), account, status, json.dumps(doc).encode()
+    )
 
 
 def test_verify_credentials_teaches_identity_and_names():
@@ -447,4 +455,4 @@ def test_conversations_with_a_last_status_by_the_peer():
     ],
 )
 def test_odd_answers_teach_nothing(path, body, status):
-    assert M.learn(view("GET", path), "42", status, body) == []
+    assert M.learn(M.classify(view("GET", path)), "42", status, body) == []

@@ -10,16 +10,9 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
-from proxy.platforms import PLATFORMS, get_platform
-from proxy.platforms.base import (
-    BadDMRequest,
-    Identity,
-    InboundMessage,
-    Kind,
-    ParsedDM,
-    Profile,
-    RequestView,
-)
+from proxy.facts import Identity, InboundMessage, Profile
+from proxy.platforms import PLATFORMS
+from proxy.platforms.base import BadDMRequest, Kind, ParsedDM, RequestView
 from proxy.platforms.meta import MetaPlatform, NotADirectMessage
 
 META = MetaPlatform()
@@ -80,7 +73,7 @@ def multipart(fields: list[tuple[str, str]], boundary: str = "XyZ") -> tuple[byt
 
 def test_registered_under_its_name() -> None:
     assert PLATFORMS["meta"] is MetaPlatform
-    assert isinstance(get_platform("meta"), MetaPlatform)
+    assert isinstance(PLATFORMS["meta"](), MetaPlatform)
 
 
 # --- classification ---------------------------------------------------------------------
@@ -101,7 +94,7 @@ def test_registered_under_its_name() -> None:
     ],
 )
 def test_sends_are_dms(path: str) -> None:
-    assert META.classify(view("POST", path)) is Kind.DM
+    assert META.classify(view("POST", path)).kind is Kind.DM
 
 
 @pytest.mark.parametrize(
@@ -119,7 +112,7 @@ def test_sends_are_dms(path: str) -> None:
     ],
 )
 def test_near_misses_pass_through(method: str, path: str, query: list[tuple[str, str]]) -> None:
-    assert META.classify(view(method, path, query)) is Kind.PASSTHROUGH
+    assert META.classify(view(method, path, query)).kind is Kind.PASSTHROUGH
 
 
 @pytest.mark.parametrize(
@@ -134,7 +127,7 @@ def test_near_misses_pass_through(method: str, path: str, query: list[tuple[str,
 def test_identity_conversation_and_profile_reads_are_signals(
     path: str, query: list[tuple[str, str]]
 ) -> None:
-    assert META.classify(view("GET", path, query)) is Kind.SIGNAL
+    assert META.classify(view("GET", path, query)).kind is Kind.SIGNAL
 
 
 def test_credential_from_query_or_authorization_header() -> None:
@@ -145,8 +138,8 @@ def test_credential_from_query_or_authorization_header() -> None:
 
 
 def test_sender_is_the_page_in_the_path_or_unknown_for_me() -> None:
-    assert META.account_from_request(send_view()) == PAGE
-    assert META.account_from_request(send_view(path="/me/messages")) is None
+    assert META.account_from_request(META.classify(send_view())) == PAGE
+    assert META.account_from_request(META.classify(send_view(path="/me/messages"))) is None
 
 
 # --- the request forms ------------------------------------------------------------------
@@ -156,37 +149,43 @@ EXPECTED = ParsedDM(("9001",), "Hi Anna, thanks for reaching out", account_hint=
 
 
 def test_json_body() -> None:
-    assert META.parse_dm(send_view(headers=JSON), dumps(SEND)) == EXPECTED
+    assert META.parse_dm(META.classify(send_view(headers=JSON)), dumps(SEND)) == EXPECTED
 
 
 def test_json_body_without_content_type() -> None:
-    assert META.parse_dm(send_view(), dumps(SEND)) == EXPECTED
+    assert META.parse_dm(META.classify(send_view()), dumps(SEND)) == EXPECTED
 
 
 def test_form_body_with_json_strings() -> None:
     body = urlencode([*as_strings(SEND), ("access_token", "EAAB")]).encode()
-    assert META.parse_dm(send_view(headers=FORM), body) == EXPECTED
+    assert META.parse_dm(META.classify(send_view(headers=FORM)), body) == EXPECTED
 
 
 def test_query_parameters_with_json_strings() -> None:
-    assert META.parse_dm(send_view(as_strings(SEND)), b"") == EXPECTED
+    assert META.parse_dm(META.classify(send_view(as_strings(SEND))), b"") == EXPECTED
 
 
 def test_fields_split_between_query_and_body() -> None:
     body = urlencode(as_strings({"message": SEND["message"]})).encode()
     query = as_strings({"recipient": SEND["recipient"], "messaging_type": "RESPONSE"})
-    assert META.parse_dm(send_view(query, FORM), body) == EXPECTED
+    assert META.parse_dm(META.classify(send_view(query, FORM)), body) == EXPECTED
 
 
 def test_multipart_body() -> None:
     body, content_type = multipart(as_strings(SEND))
-    assert META.parse_dm(send_view(headers={"Content-Type": content_type}), body) == EXPECTED
+    assert (
+        META.parse_dm(META.classify(send_view(headers={"Content-Type": content_type})), body)
+        == EXPECTED
+    )
 
 
 def test_attachment_upload_without_text() -> None:
     doc = {**SEND, "message": {"attachment": {"type": "image", "payload": {"is_reusable": True}}}}
     body, content_type = multipart(as_strings(doc))
-    assert META.parse_dm(send_view(headers={"Content-Type": content_type}), body).text == ""
+    assert (
+        META.parse_dm(META.classify(send_view(headers={"Content-Type": content_type})), body).text
+        == ""
+    )
 
 
 @pytest.mark.parametrize(
@@ -201,14 +200,16 @@ def test_attachment_upload_without_text() -> None:
     ],
 )
 def test_recipient_kinds(recipient: dict[str, Any], expected: str) -> None:
-    dm = META.parse_dm(send_view(headers=JSON), dumps({**SEND, "recipient": recipient}))
+    dm = META.parse_dm(
+        META.classify(send_view(headers=JSON)), dumps({**SEND, "recipient": recipient})
+    )
     assert dm.recipients == (expected,)
 
 
 def assert_not_a_dm(req: RequestView, body: bytes) -> None:
     """Passed through unjudged: the gateway forwards what `parse_dm` says is no DM."""
     with pytest.raises(NotADirectMessage):
-        META.parse_dm(req, body)
+        META.parse_dm(META.classify(req), body)
 
 
 def test_sender_action_is_not_a_message() -> None:
@@ -241,13 +242,15 @@ def test_malformed_sends_are_refused(
     query: list[tuple[str, str]], headers: dict[str, str], body: bytes, fragment: str
 ) -> None:
     with pytest.raises(BadDMRequest, match=fragment) as info:
-        META.parse_dm(send_view(query, headers), body)
+        META.parse_dm(META.classify(send_view(query, headers)), body)
     assert info.value.status == 400
 
 
 def test_unsupported_content_type() -> None:
     with pytest.raises(BadDMRequest) as info:
-        META.parse_dm(send_view(headers={"Content-Type": "application/xml"}), b"<x/>")
+        META.parse_dm(
+            META.classify(send_view(headers={"Content-Type": "application/xml"})), b"<x/>"
+        )
     assert info.value.status == 415
 
 
@@ -256,10 +259,11 @@ def test_batch_with_a_send_is_refused_and_other_batches_pass() -> None:
     reads = [{"method": "GET", "relative_url": "me/feed"}]
     with pytest.raises(BadDMRequest, match="batch"):
         META.parse_dm(
-            view("POST", "/", headers=FORM), urlencode({"batch": json.dumps(send)}).encode()
+            META.classify(view("POST", "/", headers=FORM)),
+            urlencode({"batch": json.dumps(send)}).encode(),
         )
     with pytest.raises(BadDMRequest, match="batch"):
-        META.parse_dm(view("POST", "/v21.0", headers=JSON), dumps({"batch": send}))
+        META.parse_dm(META.classify(view("POST", "/v21.0", headers=JSON)), dumps({"batch": send}))
     assert_not_a_dm(
         view("POST", "/", headers=FORM), urlencode({"batch": json.dumps(reads)}).encode()
     )
@@ -269,25 +273,29 @@ def test_batch_with_a_send_is_refused_and_other_batches_pass() -> None:
 
 
 def test_replace_text_json() -> None:
-    edited = META.replace_text(send_view(headers=JSON), dumps(SEND), "Edited ✓")
+    edited = META.replace_text(META.classify(send_view(headers=JSON)), dumps(SEND), "Edited ✓")
     assert json.loads(edited) == {**SEND, "message": {"text": "Edited ✓"}}
 
 
 def test_replace_text_json_with_message_as_string_stays_a_string() -> None:
     doc = {**SEND, "message": json.dumps(SEND["message"])}
-    edited = json.loads(META.replace_text(send_view(headers=JSON), dumps(doc), "New"))
+    edited = json.loads(
+        META.replace_text(META.classify(send_view(headers=JSON)), dumps(doc), "New")
+    )
     assert isinstance(edited["message"], str)
     assert json.loads(edited["message"]) == {"text": "New"}
 
 
 def test_replace_text_form_keeps_every_other_field_in_order() -> None:
     pairs = [*as_strings(SEND), ("access_token", "EAAB")]
-    edited = META.replace_text(send_view(headers=FORM), urlencode(pairs).encode(), "New words")
+    edited = META.replace_text(
+        META.classify(send_view(headers=FORM)), urlencode(pairs).encode(), "New words"
+    )
     out = parse_qsl(edited.decode())
     assert [k for k, _ in out] == [k for k, _ in pairs]
     assert json.loads(dict(out)["message"]) == {"text": "New words"}
     assert dict(out)["access_token"] == "EAAB"
-    assert META.parse_dm(send_view(headers=FORM), edited).text == "New words"
+    assert META.parse_dm(META.classify(send_view(headers=FORM)), edited).text == "New words"
 
 
 @pytest.mark.parametrize("where", ["query", "multipart"])
@@ -298,13 +306,13 @@ def test_replace_text_refuses_forms_it_cannot_rewrite(where: str) -> None:
         body, content_type = multipart(as_strings(SEND))
         req = send_view(headers={"Content-Type": content_type})
     with pytest.raises(BadDMRequest) as info:
-        META.replace_text(req, body, "edit")
+        META.replace_text(META.classify(req), body, "edit")
     assert info.value.status == 422
 
 
 def test_replace_text_refuses_an_empty_edit_without_attachment() -> None:
     with pytest.raises(BadDMRequest) as info:
-        META.replace_text(send_view(headers=JSON), dumps(SEND), "")
+        META.replace_text(META.classify(send_view(headers=JSON)), dumps(SEND), "")
     assert info.value.status == 422
 
 
@@ -312,23 +320,27 @@ def test_replace_text_refuses_an_empty_edit_without_attachment() -> None:
 
 
 def test_hold_answer_is_the_send_api_success() -> None:
-    answer = META.hold_response(send_view(), EXPECTED, PAGE, "H1")
+    answer = META.hold_response(META.classify(send_view()), EXPECTED, PAGE, "H1")
     assert answer.status == 200
     assert isinstance(answer.body, dict)
     assert answer.body["recipient_id"] == "9001"
     assert answer.body["message_id"].startswith("m_")
     assert answer.body["dmgate"] == {"hold_id": "H1", "status": "pending"}
-    assert META.hold_response(send_view(), EXPECTED, PAGE, "H1").body == answer.body
+    assert META.hold_response(META.classify(send_view()), EXPECTED, PAGE, "H1").body == answer.body
 
 
 def test_hold_answer_leaves_out_recipient_id_it_cannot_know() -> None:
-    answer = META.hold_response(send_view(), ParsedDM(("comment:1_2",), "hi"), PAGE, "H1")
+    answer = META.hold_response(
+        META.classify(send_view()), ParsedDM(("comment:1_2",), "hi"), PAGE, "H1"
+    )
     assert isinstance(answer.body, dict)
     assert "recipient_id" not in answer.body
 
 
 def test_block_answer_is_a_graph_permission_error() -> None:
-    answer = META.block_response(send_view(), "follow_timing: recipient 9001 followed 2m ago")
+    answer = META.block_response(
+        META.classify(send_view()), "follow_timing: recipient 9001 followed 2m ago"
+    )
     assert answer.status == 403
     assert isinstance(answer.body, dict)
     error = answer.body["error"]
@@ -343,20 +355,26 @@ def test_block_answer_is_a_graph_permission_error() -> None:
 
 
 def test_learns_identity_from_me() -> None:
-    facts = META.learn(view("GET", "/v21.0/me"), None, 200, dumps({"name": "Rocketly", "id": PAGE}))
+    facts = META.learn(
+        META.classify(view("GET", "/v21.0/me")), None, 200, dumps({"name": "Rocketly", "id": PAGE})
+    )
     assert facts == [Identity(PAGE), Profile(PAGE, ("Rocketly",))]
 
 
 def test_learns_the_instagram_professional_account_id_when_answered() -> None:
     doc = {"id": "777", "user_id": "17841400000000000", "username": "rocketly"}
-    facts = META.learn(view("GET", "/me", [("fields", "user_id,username")]), None, 200, dumps(doc))
+    facts = META.learn(
+        META.classify(view("GET", "/me", [("fields", "user_id,username")])), None, 200, dumps(doc)
+    )
     assert facts[0] == Identity("17841400000000000")
 
 
 def test_learns_profiles_from_user_profile_reads() -> None:
     req = view("GET", "/v21.0/9001", [("fields", "first_name,last_name")])
     doc = {"first_name": "Anna", "last_name": "Lee", "id": "9001"}
-    assert META.learn(req, PAGE, 200, dumps(doc)) == [Profile("9001", ("Anna Lee", "Anna"))]
+    assert META.learn(META.classify(req), PAGE, 200, dumps(doc)) == [
+        Profile("9001", ("Anna Lee", "Anna"))
+    ]
 
 
 def test_learns_inbound_messages_from_conversations() -> None:
@@ -382,7 +400,9 @@ def test_learns_inbound_messages_from_conversations() -> None:
             }
         ]
     }
-    facts = META.learn(view("GET", f"/v21.0/{PAGE}/conversations"), None, 200, dumps(doc))
+    facts = META.learn(
+        META.classify(view("GET", f"/v21.0/{PAGE}/conversations")), None, 200, dumps(doc)
+    )
     assert Profile("9001", ("Anna Lee",)) in facts
     inbound = [f for f in facts if isinstance(f, InboundMessage)]
     assert len(inbound) == 1
@@ -392,16 +412,16 @@ def test_learns_inbound_messages_from_conversations() -> None:
 
 def test_me_conversations_use_the_known_account() -> None:
     doc = {"data": [{"messages": {"data": [{"from": {"id": "9001"}}]}}]}
-    facts = META.learn(view("GET", "/me/conversations"), PAGE, 200, dumps(doc))
+    facts = META.learn(META.classify(view("GET", "/me/conversations")), PAGE, 200, dumps(doc))
     assert facts == [InboundMessage(PAGE, "9001", None)]
-    assert META.learn(view("GET", "/me/conversations"), None, 200, dumps(doc)) == []
+    assert META.learn(META.classify(view("GET", "/me/conversations")), None, 200, dumps(doc)) == []
 
 
 @pytest.mark.parametrize("body", [b"nope", b"[]", b'{"data": 5}', b'{"id": {"x": 1}}'])
 def test_weird_answers_teach_nothing(body: bytes) -> None:
     for path in ("/me", f"/{PAGE}/conversations"):
-        assert META.learn(view("GET", path), PAGE, 200, body) == []
-    assert META.learn(view("GET", "/me"), None, 400, dumps({"id": PAGE})) == []
+        assert META.learn(META.classify(view("GET", path)), PAGE, 200, body) == []
+    assert META.learn(META.classify(view("GET", "/me")), None, 400, dumps({"id": PAGE})) == []
 
 
 # --- webhooks ---------------------------------------------------------------------------

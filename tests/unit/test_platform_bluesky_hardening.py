@@ -12,14 +12,8 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
-from proxy.platforms.base import (
-    ConversationMembers,
-    Identity,
-    InboundMessage,
-    Kind,
-    RefusedRequest,
-    RequestView,
-)
+from proxy.facts import ConversationMembers, Identity, InboundMessage
+from proxy.platforms.base import Kind, RefusedRequest, RequestView
 from proxy.platforms.bluesky import BlueskyPlatform, jwt_subject
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -72,12 +66,12 @@ def view(
 )
 def test_every_spelling_of_a_send_is_a_dm(path: str) -> None:
     req = view("POST", path, JSON)
-    assert B.classify(req) is Kind.DM
+    assert B.classify(req).kind is Kind.DM
 
 
 def test_a_tricky_spelling_is_parsed_like_the_plain_one() -> None:
     req = view("POST", "/xrpc/x/../CHAT.bsky.convo.sendMessage;v=1", JSON)
-    assert B.parse_dm(req, SEND_BODY).conversation_id == "3abc"
+    assert B.parse_dm(B.classify(req), SEND_BODY).conversation_id == "3abc"
 
 
 @pytest.mark.parametrize(
@@ -86,8 +80,10 @@ def test_a_tricky_spelling_is_parsed_like_the_plain_one() -> None:
 )
 def test_signals_are_read_in_any_case(path: str) -> None:
     req = view("GET", path)
-    assert B.classify(req) is Kind.SIGNAL
-    facts = B.learn(req, None, 200, json.dumps({"did": ME, "handle": "me.test"}).encode())
+    assert B.classify(req).kind is Kind.SIGNAL
+    facts = B.learn(
+        B.classify(req), None, 200, json.dumps({"did": ME, "handle": "me.test"}).encode()
+    )
     assert Identity(ME) in facts
 
 
@@ -106,7 +102,9 @@ def test_session_answers_are_rewritten_whatever_the_case_of_the_nsid() -> None:
         },
     }
     req = view("POST", "/xrpc/com.atproto.server.CreateSession")
-    out = B.rewrite_response(req, json.dumps(doc).encode(), "http://dmgate:8080/bluesky")
+    out = B.rewrite_response(
+        B.classify(req), json.dumps(doc).encode(), "http://dmgate:8080/bluesky"
+    )
     assert out is not None
     assert json.loads(out)["didDoc"]["service"][0]["serviceEndpoint"] == (
         "http://dmgate:8080/bluesky"
@@ -131,7 +129,7 @@ def test_a_browser_preflight_passes() -> None:
     req = view(
         "OPTIONS", "/xrpc/chat.bsky.convo.sendMessage", {"Access-Control-Request-Method": "POST"}
     )
-    assert B.classify(req) is Kind.PASSTHROUGH
+    assert B.classify(req).kind is Kind.PASSTHROUGH
 
 
 # --- ids ---------------------------------------------------------------------------------
@@ -142,7 +140,7 @@ def test_the_jwt_subject_is_one_did(sub: str) -> None:
     token = jwt({"sub": sub, "scope": "com.atproto.access"})
     assert jwt_subject(token) == ME
     req = view("POST", "/xrpc/chat.bsky.convo.sendMessage", {"Authorization": f"Bearer {token}"})
-    assert B.account_from_request(req) == ME
+    assert B.account_from_request(B.classify(req)) == ME
 
 
 def test_learnt_dids_and_conversation_ids_have_one_spelling() -> None:
@@ -152,7 +150,7 @@ def test_learnt_dids_and_conversation_ids_have_one_spelling() -> None:
         "lastMessage": {"sender": {"did": "DID:plc:ann4y2a5ejsfuf5yxgxwbbdq"}},
     }
     req = view("GET", "/xrpc/chat.bsky.convo.getConvo")
-    facts = B.learn(req, ME, 200, json.dumps({"convo": convo}).encode())
+    facts = B.learn(B.classify(req), ME, 200, json.dumps({"convo": convo}).encode())
     assert ConversationMembers("3abc", (ANN, ME)) in facts
     assert any(isinstance(f, InboundMessage) and f.sender == ANN for f in facts)
 
@@ -160,7 +158,7 @@ def test_learnt_dids_and_conversation_ids_have_one_spelling() -> None:
 def test_conversation_ids_lose_surrounding_whitespace() -> None:
     body = json.dumps({"convoId": "  3abc\n", "message": {"text": "hi"}}).encode()
     req = view("POST", "/xrpc/chat.bsky.convo.sendMessage", JSON)
-    assert B.parse_dm(req, body).conversation_id == "3abc"
+    assert B.parse_dm(B.classify(req), body).conversation_id == "3abc"
 
 
 # --- whoami --------------------------------------------------------------------------------
@@ -174,7 +172,7 @@ def test_conversation_ids_lose_surrounding_whitespace() -> None:
     ],
 )
 def test_whoami_keeps_the_requests_prefix(path: str, expected: str) -> None:
-    me = B.whoami(view("POST", path, {"Authorization": "Bearer t", **JSON}))
+    me = B.whoami(B.classify(view("POST", path, {"Authorization": "Bearer t", **JSON})))
     assert me is not None and me.path == expected
 
 
@@ -187,14 +185,14 @@ async def test_whoami_is_get_session_with_the_bearer_token_only() -> None:
         "atproto-proxy": "did:web:api.bsky.chat#bsky_chat",
         **JSON,
     }
-    me = B.whoami(view("POST", "/xrpc/chat.bsky.convo.sendMessage", headers))
+    me = B.whoami(B.classify(view("POST", "/xrpc/chat.bsky.convo.sendMessage", headers)))
     assert me is not None
     assert me.method == "GET"
     assert list(me.headers.items()) == [("Authorization", f"Bearer {token}")]
     assert list(me.query.items()) == []
     status, body = await ask(fake.app(), me)
     assert status == 200
-    assert Identity(ME) in B.learn(me, None, status, body)
+    assert Identity(ME) in B.learn(B.classify(me), None, status, body)
 
 
 @pytest.mark.parametrize(
@@ -202,4 +200,4 @@ async def test_whoami_is_get_session_with_the_bearer_token_only() -> None:
     [{}, {"Authorization": "DPoP tok", "DPoP": "proof"}, {"Authorization": "Basic x"}],
 )
 def test_whoami_is_none_without_a_replayable_token(headers: dict[str, str]) -> None:
-    assert B.whoami(view("POST", "/xrpc/chat.bsky.convo.sendMessage", headers)) is None
+    assert B.whoami(B.classify(view("POST", "/xrpc/chat.bsky.convo.sendMessage", headers))) is None

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
-from proxy.platforms.base import Identity, Kind, RefusedRequest, RequestView
+from proxy.facts import Identity
+from proxy.platforms.base import Kind, RefusedRequest, RequestView
 from proxy.platforms.linkedin import MESSAGE_CREATE, LinkedInPlatform
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -81,14 +82,14 @@ def voyager_create(recipients: list[Any]) -> bytes:
     ],
 )
 def test_every_spelling_of_a_send_is_a_dm(path: str, query: list[tuple[str, str]]) -> None:
-    assert LI.classify(view("POST", path, query)) is Kind.DM
+    assert LI.classify(view("POST", path, query)).kind is Kind.DM
 
 
 def test_conversation_ids_in_the_path_keep_their_case_and_lose_their_encoding() -> None:
     body = dumps(json.loads(voyager_create(["x"]))["conversationCreate"])
     for spelled in ("2-AbC", "urn:li:fs_conversation:2-AbC", "urn%3Ali%3Afs_conversation%3A2-AbC"):
         req = view("POST", f"/voyager/api/messaging/conversations/{spelled}/events", CREATE)
-        assert LI.parse_dm(req, body).conversation_id == "2-AbC"
+        assert LI.parse_dm(LI.classify(req), body).conversation_id == "2-AbC"
 
 
 # --- methods ---------------------------------------------------------------------------
@@ -129,7 +130,7 @@ def test_voyager_send_paths_refuse_writes_other_than_post(method: str, path: str
 )
 def test_voyager_reads_and_other_actions_keep_working(method: str, path: str, kind: Kind) -> None:
     query = [("action", "markAllAsRead")] if method == "POST" else []
-    assert LI.classify(view(method, path, query)) is kind
+    assert LI.classify(view(method, path, query)).kind is kind
 
 
 # --- member ids ----------------------------------------------------------------------------
@@ -149,12 +150,14 @@ def test_voyager_reads_and_other_actions_keep_working(method: str, path: str, ki
 )
 def test_official_recipients_reduce_to_one_member_id(recipient: str) -> None:
     req = view("POST", "/v2/messages", headers=JSON)
-    assert LI.parse_dm(req, official([recipient])).recipients == ("abc",)
+    assert LI.parse_dm(LI.classify(req), official([recipient])).recipients == ("abc",)
 
 
 def test_member_ids_keep_their_case_and_repeats_collapse() -> None:
     req = view("POST", "/v2/messages", headers=JSON)
-    dm = LI.parse_dm(req, official(["urn:li:person:ABC", "abc", "urn%3Ali%3Aperson%3Aabc"]))
+    dm = LI.parse_dm(
+        LI.classify(req), official(["urn:li:person:ABC", "abc", "urn%3Ali%3Aperson%3Aabc"])
+    )
     assert dm.recipients == ("ABC", "abc")
 
 
@@ -169,12 +172,12 @@ def test_member_ids_keep_their_case_and_repeats_collapse() -> None:
 )
 def test_voyager_recipients_reduce_to_one_profile_id(recipient: str) -> None:
     req = view("POST", "/voyager/api/messaging/conversations", CREATE)
-    assert LI.parse_dm(req, voyager_create([recipient])).recipients == ("ACoAAAanna",)
+    assert LI.parse_dm(LI.classify(req), voyager_create([recipient])).recipients == ("ACoAAAanna",)
 
 
 def test_other_urns_stay_whole_with_one_prefix_spelling() -> None:
     req = view("POST", "/v2/messages", headers=JSON)
-    dm = LI.parse_dm(req, official(["URN:li:member:123", "urn%3Ali%3Amember%3A123"]))
+    dm = LI.parse_dm(LI.classify(req), official(["URN:li:member:123", "urn%3Ali%3Amember%3A123"]))
     assert dm.recipients == ("urn:li:member:123",)
 
 
@@ -188,7 +191,7 @@ async def test_official_whoami_is_v2_me_with_the_token_only() -> None:
         [("oauth2_access_token", "x")],
         {"Authorization": "Bearer tok", "LinkedIn-Version": "202401", **JSON},
     )
-    me = LI.whoami(req)
+    me = LI.whoami(LI.classify(req))
     assert me is not None
     assert (me.method, me.path) == ("GET", "/v2/me")
     assert list(me.headers.items()) == [("Authorization", "Bearer tok")]
@@ -197,12 +200,12 @@ async def test_official_whoami_is_v2_me_with_the_token_only() -> None:
     fake.add_member("ACoAA1", person_id="p1", token="tok")
     status, body = await ask(fake.app(), me)
     assert status == 200
-    assert Identity("p1") in LI.learn(me, None, status, body)
+    assert Identity("p1") in LI.learn(LI.classify(me), None, status, body)
 
 
 async def test_voyager_whoami_is_voyager_me_with_the_session_headers() -> None:
     req = view("POST", "/voyager/api/messaging/conversations", CREATE, VOYAGER_HEADERS)
-    me = LI.whoami(req)
+    me = LI.whoami(LI.classify(req))
     assert me is not None
     assert (me.method, me.path) == ("GET", "/voyager/api/me")
     sent = {k.lower() for k in me.headers}
@@ -220,7 +223,7 @@ async def test_voyager_whoami_is_voyager_me_with_the_session_headers() -> None:
     fake.add_member("ACoAA1", li_at="cookie-1")
     status, body = await ask(fake.app(), me)
     assert status == 200
-    assert Identity("ACoAA1") in LI.learn(me, None, status, body)
+    assert Identity("ACoAA1") in LI.learn(LI.classify(me), None, status, body)
 
 
 @pytest.mark.parametrize(
@@ -238,11 +241,11 @@ async def test_voyager_whoami_is_voyager_me_with_the_session_headers() -> None:
     ],
 )
 def test_whoami_is_none_without_the_credential_it_needs(path: str, headers: dict[str, str]) -> None:
-    assert LI.whoami(view("POST", path, CREATE, headers)) is None
+    assert LI.whoami(LI.classify(view("POST", path, CREATE, headers))) is None
 
 
 def test_no_account_is_taken_from_the_request() -> None:
     req = view(
         "POST", "/voyager/api/voyagerMessagingDashMessengerMessages", headers=VOYAGER_HEADERS
     )
-    assert LI.account_from_request(req) is None
+    assert LI.account_from_request(LI.classify(req)) is None

@@ -14,14 +14,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
-from proxy.platforms.base import (
-    BadDMRequest,
-    ConversationMembers,
-    Identity,
-    Kind,
-    RefusedRequest,
-    RequestView,
-)
+from proxy.facts import ConversationMembers, Identity
+from proxy.platforms.base import BadDMRequest, Kind, RefusedRequest, RequestView
 from proxy.platforms.x import XPlatform
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -80,27 +74,27 @@ def dumps(doc: Any) -> bytes:
     ],
 )
 def test_every_spelling_of_a_send_is_a_dm(path: str) -> None:
-    assert X.classify(view("POST", path)) is Kind.DM
+    assert X.classify(view("POST", path)).kind is Kind.DM
 
 
 def test_a_tricky_spelling_is_judged_as_the_same_recipient() -> None:
     req = view("POST", "/2/DM_Conversations/with/0042/messages.json/", JSON)
-    assert X.parse_dm(req, b'{"text": "hi"}').recipients == ("42",)
+    assert X.parse_dm(X.classify(req), b'{"text": "hi"}').recipients == ("42",)
 
 
 def test_percent_encoded_letters_arrive_decoded_once() -> None:
     # The gateway hands adapters the path decoded once, as X's router reads it.
     path = unquote("/2/dm_conversations/with/%34%32/m%65ssages")
-    assert X.classify(view("POST", path)) is Kind.DM
-    assert X.parse_dm(view("POST", path, JSON), b'{"text": "hi"}').recipients == ("42",)
+    assert X.classify(view("POST", path)).kind is Kind.DM
+    assert X.parse_dm(X.classify(view("POST", path, JSON)), b'{"text": "hi"}').recipients == ("42",)
     # Encoded twice, X decodes once too and sees `m%65ssages`: no send, and no DM here.
     twice = unquote("/2/dm_conversations/with/42/m%2565ssages")
-    assert X.classify(view("POST", twice)) is Kind.PASSTHROUGH
+    assert X.classify(view("POST", twice)).kind is Kind.PASSTHROUGH
 
 
 def test_signals_match_in_any_case_too() -> None:
-    assert X.classify(view("GET", "/2/Users/ME")) is Kind.SIGNAL
-    assert X.classify(view("GET", "/1.1/followers/ids.JSON")) is Kind.SIGNAL
+    assert X.classify(view("GET", "/2/Users/ME")).kind is Kind.SIGNAL
+    assert X.classify(view("GET", "/1.1/followers/ids.JSON")).kind is Kind.SIGNAL
 
 
 # --- other methods ---------------------------------------------------------------------
@@ -126,7 +120,7 @@ def test_other_methods_on_send_paths_are_refused(method: str, path: str) -> None
 
 def test_a_cors_preflight_is_not_refused() -> None:
     req = view("OPTIONS", SEND_PATHS[0], {"Access-Control-Request-Method": "POST"})
-    assert X.classify(req) is Kind.PASSTHROUGH
+    assert X.classify(req).kind is Kind.PASSTHROUGH
 
 
 @pytest.mark.parametrize(
@@ -140,7 +134,7 @@ def test_a_cors_preflight_is_not_refused() -> None:
     ],
 )
 def test_neighbouring_paths_keep_their_methods(method: str, path: str) -> None:
-    assert X.classify(view(method, path)) in (Kind.SIGNAL, Kind.PASSTHROUGH)
+    assert X.classify(view(method, path)).kind in (Kind.SIGNAL, Kind.PASSTHROUGH)
 
 
 # --- recipient ids -----------------------------------------------------------------------
@@ -149,14 +143,14 @@ def test_neighbouring_paths_keep_their_methods(method: str, path: str) -> None:
 @pytest.mark.parametrize("participant", ["42", "0042", " 42", "000042"])
 def test_participant_ids_have_one_spelling(participant: str) -> None:
     req = view("POST", f"/2/dm_conversations/with/{participant}/messages", JSON)
-    assert X.parse_dm(req, b'{"text": "hi"}').recipients == ("42",)
+    assert X.parse_dm(X.classify(req), b'{"text": "hi"}').recipients == ("42",)
 
 
 @pytest.mark.parametrize("participant", [FULLWIDTH_42, ARABIC_42, "4\uff12", "-42", "+42", "42.0"])
 def test_participant_ids_in_other_digits_are_refused(participant: str) -> None:
     req = view("POST", f"/2/dm_conversations/with/{participant}/messages", JSON)
     with pytest.raises(BadDMRequest) as info:
-        X.parse_dm(req, b'{"text": "hi"}')
+        X.parse_dm(X.classify(req), b'{"text": "hi"}')
     assert info.value.status == 400
 
 
@@ -171,7 +165,7 @@ def test_v1_recipient_as_number_or_string_is_one_person(recipient: Any) -> None:
             },
         }
     }
-    dm = X.parse_dm(view("POST", "/1.1/direct_messages/events/new.json"), dumps(body))
+    dm = X.parse_dm(X.classify(view("POST", "/1.1/direct_messages/events/new.json")), dumps(body))
     assert dm.recipients == ("42",)
 
 
@@ -187,7 +181,7 @@ def test_v1_odd_recipients_are_refused(recipient: Any) -> None:
         }
     }
     with pytest.raises(BadDMRequest) as info:
-        X.parse_dm(view("POST", "/1.1/direct_messages/events/new.json"), dumps(body))
+        X.parse_dm(X.classify(view("POST", "/1.1/direct_messages/events/new.json")), dumps(body))
     assert info.value.status == 400
 
 
@@ -197,32 +191,39 @@ def test_group_create_participants_are_canonical_and_deduplicated() -> None:
         "participant_ids": ["42", "0042", 42, " 7 "],
         "message": {"text": "x"},
     }
-    assert X.parse_dm(view("POST", "/2/dm_conversations"), dumps(body)).recipients == ("42", "7")
+    assert X.parse_dm(X.classify(view("POST", "/2/dm_conversations")), dumps(body)).recipients == (
+        "42",
+        "7",
+    )
     body["participant_ids"] = ["42", "\uff17"]
     with pytest.raises(BadDMRequest):
-        X.parse_dm(view("POST", "/2/dm_conversations"), dumps(body))
+        X.parse_dm(X.classify(view("POST", "/2/dm_conversations")), dumps(body))
 
 
 @pytest.mark.parametrize("conversation", ["7-42", "42-7", "0007-0042", "7-00042"])
 def test_one_to_one_conversation_ids_are_canonical_per_side(conversation: str) -> None:
-    dm = X.parse_dm(view("POST", f"/2/dm_conversations/{conversation}/messages"), b'{"text": "x"}')
+    dm = X.parse_dm(
+        X.classify(view("POST", f"/2/dm_conversations/{conversation}/messages")), b'{"text": "x"}'
+    )
     assert dm.recipients == ("7", "42")
     assert dm.conversation_id == "7-42"
     assert X.recipients_for(dm, "7") == ("42",)
 
 
 def test_group_conversation_ids_lose_leading_zeros() -> None:
-    dm = X.parse_dm(view("POST", "/2/dm_conversations/00123/messages"), b'{"text": "x"}')
+    dm = X.parse_dm(
+        X.classify(view("POST", "/2/dm_conversations/00123/messages")), b'{"text": "x"}'
+    )
     assert dm.recipients == ("group:123",)
     assert dm.conversation_id == "123"
 
 
 def test_oauth1_token_prefix_is_canonical() -> None:
     req = view("POST", SEND_PATHS[0], {"Authorization": 'OAuth oauth_token="0042-secret"'})
-    assert X.account_from_request(req) == "42"
+    assert X.account_from_request(X.classify(req)) == "42"
     token = f'OAuth oauth_token="{FULLWIDTH_42}-secret"'
     fullwidth = view("POST", SEND_PATHS[0], {"Authorization": token})
-    assert X.account_from_request(fullwidth) is None
+    assert X.account_from_request(X.classify(fullwidth)) is None
 
 
 # --- XChat -------------------------------------------------------------------------------
@@ -259,8 +260,8 @@ def test_chat_sends_are_opaque_dms(
     target: str, recipients: tuple[str, ...], conversation: str | None
 ) -> None:
     req = chat_view(target, {"Authorization": 'OAuth oauth_token="7-secret"'})
-    assert X.classify(req) is Kind.DM
-    dm = X.parse_dm(req, dumps(CHAT_BODY))
+    assert X.classify(req).kind is Kind.DM
+    dm = X.parse_dm(X.classify(req), dumps(CHAT_BODY))
     assert dm.opaque is True
     assert dm.text == ""
     assert dm.recipients == recipients
@@ -269,7 +270,7 @@ def test_chat_sends_are_opaque_dms(
 
 
 def test_chat_pair_resolves_to_the_other_participant() -> None:
-    dm = X.parse_dm(chat_view("42-7"), dumps(CHAT_BODY))
+    dm = X.parse_dm(X.classify(chat_view("42-7")), dumps(CHAT_BODY))
     assert X.recipients_for(dm, "7") == ("42",)
     assert X.recipients_for(dm, "99") == ("7-42",)
 
@@ -289,21 +290,21 @@ def test_chat_pair_resolves_to_the_other_participant() -> None:
 )
 def test_unjudgeable_chat_sends_are_refused(target: str, body: dict[str, Any], status: int) -> None:
     with pytest.raises(BadDMRequest) as info:
-        X.parse_dm(chat_view(target), dumps(body))
+        X.parse_dm(X.classify(chat_view(target)), dumps(body))
     assert info.value.status == status
 
 
 def test_chat_send_must_be_json() -> None:
     req = view("POST", "/2/chat/conversations/42/messages", {"Content-Type": "text/plain"})
     with pytest.raises(BadDMRequest) as info:
-        X.parse_dm(req, dumps(CHAT_BODY))
+        X.parse_dm(X.classify(req), dumps(CHAT_BODY))
     assert info.value.status == 415
 
 
 def test_chat_hold_answers_the_specs_201_shape(spec: dict[str, Any]) -> None:
     req = chat_view("42")
-    dm = X.parse_dm(req, dumps(CHAT_BODY))
-    answer = X.hold_response(req, dm, "7", "hold-1")
+    dm = X.parse_dm(X.classify(req), dumps(CHAT_BODY))
+    answer = X.hold_response(X.classify(req), dm, "7", "hold-1")
     assert answer.status == 201
     assert answer.content_type.startswith("application/json")
     body = answer.body
@@ -312,11 +313,11 @@ def test_chat_hold_answers_the_specs_201_shape(spec: dict[str, Any]) -> None:
     assert set(schema["required"]) <= set(body["data"])
     base64.b64decode(body["data"]["encoded_message_event"], validate=True)
     assert body["dmgate"] == {"hold_id": "hold-1", "status": "pending"}
-    assert X.hold_response(req, dm, "7", "hold-1").body == body  # stable per hold
+    assert X.hold_response(X.classify(req), dm, "7", "hold-1").body == body  # stable per hold
 
 
 def test_chat_block_is_the_v2_problem_shape() -> None:
-    answer = X.block_response(chat_view("42"), "follow_timing: followed 2 minutes ago")
+    answer = X.block_response(X.classify(chat_view("42")), "follow_timing: followed 2 minutes ago")
     assert answer.status == 403
     body = answer.body
     assert isinstance(body, dict)
@@ -326,15 +327,15 @@ def test_chat_block_is_the_v2_problem_shape() -> None:
 
 def test_a_reviewer_cannot_edit_an_encrypted_message() -> None:
     with pytest.raises(BadDMRequest, match="encrypted") as info:
-        X.replace_text(chat_view("42"), dumps(CHAT_BODY), "nicer text")
+        X.replace_text(X.classify(chat_view("42")), dumps(CHAT_BODY), "nicer text")
     assert info.value.status == 422
 
 
 def test_chat_group_members_are_learnt() -> None:
     doc = {"data": {"id": "g123", "member_ids": ["7", "42", "0042"]}}
-    facts = X.learn(view("GET", "/2/chat/conversations/G0123"), None, 200, dumps(doc))
+    facts = X.learn(X.classify(view("GET", "/2/chat/conversations/G0123")), None, 200, dumps(doc))
     assert facts == [ConversationMembers("g123", ("7", "42"))]
-    assert X.learn(view("GET", "/2/chat/conversations/42"), None, 200, dumps(doc)) == []
+    assert X.learn(X.classify(view("GET", "/2/chat/conversations/42")), None, 200, dumps(doc)) == []
 
 
 async def test_the_fake_takes_chat_sends_in_the_specs_shapes_and_records_them() -> None:
@@ -367,7 +368,7 @@ async def test_whoami_asks_users_me_with_the_bearer_token_only() -> None:
         {"Authorization": "Bearer tok-7", "Content-Type": "application/json", "X-Other": "1"},
         [("extra", "1")],
     )
-    me = X.whoami(req)
+    me = X.whoami(X.classify(req))
     assert me is not None
     assert (me.method, me.path) == ("GET", "/2/users/me")
     assert list(me.headers.items()) == [("Authorization", "Bearer tok-7")]
@@ -376,7 +377,7 @@ async def test_whoami_asks_users_me_with_the_bearer_token_only() -> None:
     fake.add_user("7", username="sam", token="tok-7")
     status, body = await ask(fake.app(), me)
     assert status == 200
-    facts = X.learn(me, None, status, body)
+    facts = X.learn(X.classify(me), None, status, body)
     assert Identity("7") in facts
 
 
@@ -390,4 +391,4 @@ async def test_whoami_asks_users_me_with_the_bearer_token_only() -> None:
     ],
 )
 def test_whoami_is_none_without_a_replayable_credential(headers: dict[str, str]) -> None:
-    assert X.whoami(view("POST", SEND_PATHS[0], headers)) is None
+    assert X.whoami(X.classify(view("POST", SEND_PATHS[0], headers))) is None

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from policies.template_reuse import fingerprint, template_scope
-from proxy.platforms.base import Followed
+from proxy.facts import Followed
 from proxy.store import Store
 from proxy.store.holds import DecisionRecord
 from proxy.store.retention import prune

@@ -1,0 +1,84 @@
+"""Facts dmgate learns from traffic, webhooks and the review API.
+
+Adapters (`proxy.platforms`) produce them, the store (`proxy.store.signals`) keeps them,
+and the policies read what the store makes of them through `policies.model.Signals`. They
+live here, at the proxy level, because both the adapters and the store need them and
+`policies` may not import `proxy`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Followed:
+    """`follower` follows `account`. `at` is None when the follow is known but its time is
+    not (an old follower seen in the first snapshot)."""
+
+    account: str
+    follower: str
+    at: datetime | None
+
+
+@dataclass(frozen=True)
+class Unfollowed:
+    account: str
+    follower: str
+
+
+@dataclass(frozen=True)
+class FollowerSnapshot:
+    """One page of `account`'s follower list. Ids new since earlier snapshots followed
+    "now" — but only on the first page (lists are newest first) and only once the account
+    has a baseline."""
+
+    account: str
+    followers: tuple[str, ...]
+    first_page: bool
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The credential of this request belongs to `account` (learnt from a `me` answer)."""
+
+    account: str
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """`sender` wrote a DM to `account`: a later DM from `account` to `sender` is a reply."""
+
+    account: str
+    sender: str
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How `user` is addressed (display name, handle): a template's "Hi Anna" and
+    "Hi Ben" normalise to the same text when the recipient's names are known."""
+
+    user: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConversationMembers:
+    """The participants of a conversation, for DM sends that name only the conversation
+    (a Bluesky `convoId`, an existing LinkedIn thread)."""
+
+    conversation_id: str
+    members: tuple[str, ...]
+
+
+Fact = (
+    Followed
+    | Unfollowed
+    | FollowerSnapshot
+    | Identity
+    | InboundMessage
+    | Profile
+    | ConversationMembers
+)
