@@ -36,9 +36,8 @@ from proxy.policy_loader import PolicyHolder
 from proxy.review import token_digest
 from proxy.routing import is_forward_mode
 from proxy.settings import NO_PLATFORM, Settings
-from proxy.store import Store
+from proxy.store import Store, StoreError
 from proxy.store.database import sqlite_path
-from proxy.store.retention import prune
 
 log = structlog.get_logger("dmgate")
 
@@ -185,7 +184,7 @@ async def retention_loop(ctx: Context) -> None:
         await asyncio.sleep(ctx.settings.retention_interval.total_seconds())
         cutoff = datetime.now(UTC) - longest_window(ctx) - ctx.settings.retention_margin
         try:
-            pruned = await prune(ctx.store.db, cutoff)
+            pruned = await ctx.store.prune(cutoff)
         except Exception as exc:  # the store may be down: try again next time
             log.warning("retention_failed", error=type(exc).__name__)
             continue
@@ -207,11 +206,11 @@ def _master_key(s: Settings) -> bytes:
 async def _review_tokens(ctx: Context) -> list[tuple[str, str]]:
     if ctx.settings.review_tokens:
         return [(n, token_digest(t.get_secret_value())) for n, t in ctx.settings.review_tokens]
-    stored = await ctx.store.holds.review_tokens()
+    stored = await ctx.store.tokens.all()
     if stored:
         return stored
     token = secrets.token_urlsafe(32)
-    if await ctx.store.holds.add_review_token("generated", token_digest(token), datetime.now(UTC)):
+    if await ctx.store.tokens.add("generated", token_digest(token), datetime.now(UTC)):
         # Printed once, to the operator's terminal, never to the structured log.
         print(
             "dmgate: no DMGATE_REVIEW_TOKENS set; generated a review API token "
@@ -219,7 +218,7 @@ async def _review_tokens(ctx: Context) -> list[tuple[str, str]]:
             file=sys.stderr,
             flush=True,
         )
-    return await ctx.store.holds.review_tokens()
+    return await ctx.store.tokens.all()
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -230,8 +229,9 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await asyncio.wait_for(request.app[CTX].store.ping(), timeout=2)
     except Exception as exc:
+        cause = exc.cause if isinstance(exc, StoreError) else type(exc).__name__
         return web.json_response(
-            {"status": "not ready", "store": f"unreachable ({type(exc).__name__})"}, status=503
+            {"status": "not ready", "store": f"unreachable ({cause})"}, status=503
         )
     return web.json_response({"status": "ready", "store": "ok"})
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Any, ClassVar
 
-import aiohttp
 import structlog
 from aiohttp import web
-from sqlalchemy import exc as sa_exc
+
+from proxy.store.errors import StoreUnavailable
 
 log = structlog.get_logger("dmgate")
 
@@ -180,65 +179,15 @@ class UpstreamTimeout(DMGateError):
     code = "upstream_timeout"
 
 
-class StoreUnavailable(DMGateError):
-    """The store cannot be reached: DMs fail closed rather than pass unjudged; the review API
+# The store's `StoreUnavailable` (proxy/store/errors.py: the database is down or locked) is
+# part of this tree too. The store raises it without knowing HTTP; error_middleware answers
+# it, whichever endpoint met it.
+class StoreUnavailableAnswer(DMGateError):
+    """503 for `StoreUnavailable`: DMs fail closed rather than pass unjudged; the review API
     and webhooks answer 503 so their callers retry."""
 
     status = 503
     code = "store_unavailable"
-
-
-# SQLSTATE classes that mean "the database is not there right now", not "this statement is
-# wrong": connection exception, insufficient resources, operator intervention (shutdown,
-# starting up), system error.
-_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58"})
-# Where an OSError must have been raised to be the store's: asyncpg connects through the
-# event loop's sockets and raises plain OSErrors (refused, reset, timed out) that SQLAlchemy
-# passes on unwrapped. A client hanging up on a streamed response raises them too, and that
-# is no store outage.
-_STORE_MODULES = ("asyncpg", "sqlalchemy", "proxy.store", "sqlite3", "aiosqlite")
-
-
-def is_store_outage(exc: BaseException) -> bool:
-    """Whether `exc` means the store is unreachable or locked (retry later: 503), as opposed
-    to a bug in dmgate (a constraint or statement dmgate got wrong: 500)."""
-    if isinstance(
-        exc,
-        sa_exc.OperationalError  # SQLite locked or unwritable, PostgreSQL gone
-        | sa_exc.InterfaceError  # connection closed under us
-        | sa_exc.TimeoutError  # no pooled connection came free in time
-        | sa_exc.DisconnectionError,
-    ):
-        return True
-    if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        sqlstate = getattr(exc.orig, "sqlstate", None)
-        return isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
-    if isinstance(exc, OSError) and not isinstance(exc, aiohttp.ClientError):
-        return _raised_in(exc.__traceback__, _STORE_MODULES)
-    return False
-
-
-def is_unstorable_value(exc: BaseException) -> bool:
-    """Whether the store refused a value itself (SQLSTATE class 22: PostgreSQL's NUL
-    characters, strings longer than their column), not the statement or the connection.
-    asyncpg's are plain DBAPIErrors with the SQLSTATE, not DataErrors."""
-    if isinstance(exc, sa_exc.DataError):
-        return True
-    if isinstance(exc, sa_exc.DBAPIError):
-        sqlstate = getattr(exc.orig, "sqlstate", None)
-        return isinstance(sqlstate, str) and sqlstate.startswith("22")
-    return False
-
-
-def _raised_in(tb: TracebackType | None, modules: tuple[str, ...]) -> bool:
-    while tb is not None:
-        name = tb.tb_frame.f_globals.get("__name__", "")
-        if isinstance(name, str) and name.startswith(modules):
-            return True
-        tb = tb.tb_next
-    return False
 
 
 class PolicyFailure(DMGateError):
@@ -273,22 +222,21 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             # request.read() beyond the application's client_max_size.
             return PayloadTooLarge("the request body is too large").response()
         raise
-    except Exception as exc:
-        if is_store_outage(exc):
-            return _store_unavailable(request, exc).response()
+    except StoreUnavailable as exc:
+        return _store_unavailable(request, exc).response()
+    except Exception:
         # A bug in dmgate: say so in JSON, log it, and never forward anything unjudged.
         log.exception("internal_error", method=request.method, path=request.path)
         return DMGateError("dmgate failed to handle this request (see its log)").response()
 
 
-def _store_unavailable(request: web.Request, exc: Exception) -> StoreUnavailable:
+def _store_unavailable(request: web.Request, exc: StoreUnavailable) -> StoreUnavailableAnswer:
     from proxy.context import CTX  # proxy.context imports modules that import this one
 
     ctx = request.app.get(CTX)
     if ctx is not None:
         ctx.metrics.store_failures.inc()
-    # The type only: a driver's message can carry SQL, parameters or a connection string.
-    log.error(
-        "store_unavailable", method=request.method, path=request.path, error=type(exc).__name__
-    )
-    return StoreUnavailable("dmgate's store is unreachable; try again shortly")
+    # The driver error's type only: its message can carry SQL, parameters or a connection
+    # string.
+    log.error("store_unavailable", method=request.method, path=request.path, error=exc.cause)
+    return StoreUnavailableAnswer(str(exc))

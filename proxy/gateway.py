@@ -13,7 +13,6 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
 from policies.model import Action, Decision, Mode, OutboundMessage, PolicyMatch
 from proxy import holds
@@ -25,7 +24,6 @@ from proxy.errors import (
     PayloadTooLarge,
     PolicyFailure,
     RequestTimeout,
-    StoreUnavailable,
     UnsupportedMediaType,
 )
 from proxy.forward import (
@@ -57,7 +55,9 @@ from proxy.refusals import (
     form_kind,
 )
 from proxy.routing import Target, resolve
-from proxy.store.holds import PENDING, REJECTED, SEND_FAILED, DecisionRecord, overruled
+from proxy.store import StoreError, StoreUnavailable
+from proxy.store.decisions import DecisionRecord
+from proxy.store.holds import PENDING, REJECTED, SEND_FAILED, overruled
 from proxy.streams import read_capped
 from proxy.unanswered import Answer
 
@@ -163,9 +163,9 @@ async def _learn_from_signal(
             )
             if facts:
                 log.debug("signal_learnt", route=target.route_name, facts=len(facts))
-    except (SQLAlchemyError, OSError) as exc:
+    except StoreError as exc:
         # Signals are best effort: the tool's request must not fail because the store did.
-        log.warning("signal_not_recorded", route=target.route_name, error=type(exc).__name__)
+        log.warning("signal_not_recorded", route=target.route_name, error=exc.cause)
     return resp
 
 
@@ -300,7 +300,7 @@ async def _judge_dm(
         started = time.perf_counter()
         try:
             decision = await engine.evaluate(_judged(message), ctx.store.signals, now)
-        except SQLAlchemyError:
+        except StoreError:  # the store's, not the policy's: answered as such
             raise
         except Exception as exc:
             log.exception("policy_failed", route=target.route_name)
@@ -343,13 +343,15 @@ async def _judge_dm(
             )
             _log_decision(ctx, decision_id, message, decision, row["id"])
             return holds.hold_answer(ctx, row)
-        await ctx.store.holds.record_decision(record)
-    except (SQLAlchemyError, OSError) as exc:
-        ctx.metrics.store_failures.inc()
-        log.error("store_unavailable", route=target.route_name, error=type(exc).__name__)
+        await ctx.store.decisions.record(record)
+    except StoreError as exc:
+        # Any store failure fails the DM closed: 503, counted and logged (the error's type
+        # only) by error_middleware. Also a value the store refused (PostgreSQL: a NUL in
+        # the text): a traceback would log the driver's message, which carries the text.
         raise StoreUnavailable(
-            "dmgate's store is unreachable; DMs are refused (not forwarded) until it is back"
-        ) from None
+            exc.cause,
+            "dmgate's store is unreachable; DMs are refused (not forwarded) until it is back",
+        ) from exc
     _log_decision(ctx, decision_id, message, decision, None)
     if decision.action is Action.BLOCK:
         reason = "; ".join(m.reason for m in decision.enforced if m.action is Action.BLOCK)

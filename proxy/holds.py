@@ -20,7 +20,6 @@ import aiohttp
 import structlog
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
-from sqlalchemy.exc import SQLAlchemyError
 from yarl import URL
 
 from policies.model import Decision, OutboundMessage
@@ -31,13 +30,10 @@ from proxy.forward import request_headers_for_upstream
 from proxy.ids import new_id
 from proxy.platforms.base import BadDMRequest, Classified, ParsedDM, Platform, RequestView
 from proxy.routing import Target
-from proxy.store.holds import (
-    PENDING,
-    SEND_FAILED,
-    SENT,
-    DecisionRecord,
-    NewHold,
-)
+from proxy.store import StoreError
+from proxy.store.decisions import DecisionRecord
+from proxy.store.holds import PENDING, SEND_FAILED, SENT, NewHold
+from proxy.store.outbox import NewNotification
 
 log = structlog.get_logger("dmgate.holds")
 
@@ -142,14 +138,11 @@ async def create_hold(
     )
     notification = None
     if ctx.settings.review_webhook_url:
-        notification = {
-            "id": new_id(),
-            "hold_id": hold_id,
-            "status": PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "payload": json.dumps(
+        notification = NewNotification(
+            id=new_id(),
+            hold_id=hold_id,
+            created_at=now,
+            payload=json.dumps(
                 {
                     "event": "hold.created",
                     "hold": hold_view(
@@ -167,8 +160,8 @@ async def create_hold(
                     ),
                 }
             ),
-        }
-    row, created = await ctx.store.holds.create(
+        )
+    row, created = await ctx.store.create_hold(
         new, DecisionRecord(**{**record.__dict__, "hold_id": hold_id}), notification
     )
     if created:
@@ -281,8 +274,8 @@ async def note_reached(
         return
     try:
         await ctx.store.signals.contacts_reached(platform, account, recipients, datetime.now(UTC))
-    except (SQLAlchemyError, OSError) as exc:
-        log.warning("contacts_not_recorded", platform=platform, error=type(exc).__name__)
+    except StoreError as exc:
+        log.warning("contacts_not_recorded", platform=platform, error=exc.cause)
 
 
 def _resolved(ctx: Context, outcome: str, created: datetime, decided: datetime) -> None:

@@ -45,12 +45,10 @@ async def deliver_once(ctx: Context, session: aiohttp.ClientSession) -> None:
     assert url is not None
     secret = ctx.settings.review_webhook_secret
     now = datetime.now(UTC)
-    for row in await ctx.store.holds.claim_notifications(now, DELIVERY_LEASE):
+    for row in await ctx.store.outbox.claim_due(now, DELIVERY_LEASE):
         hold = await ctx.store.holds.get(row["hold_id"])
         if hold is None or hold["status"] != PENDING:
-            await ctx.store.holds.notification_done(
-                row["id"], "abandoned", now, "hold no longer pending"
-            )
+            await ctx.store.outbox.abandoned(row["id"], now, "hold no longer pending")
             ctx.metrics.review_notifications.labels("abandoned").inc()
             continue
         body = row["payload"].encode()
@@ -66,9 +64,7 @@ async def deliver_once(ctx: Context, session: aiohttp.ClientSession) -> None:
         try:
             async with session.post(url, data=body, headers=headers) as resp:
                 if 200 <= resp.status < 300:
-                    await ctx.store.holds.notification_done(
-                        row["id"], "delivered", datetime.now(UTC)
-                    )
+                    await ctx.store.outbox.delivered(row["id"], datetime.now(UTC))
                     ctx.metrics.review_notifications.labels("delivered").inc()
                     log.info("review_notified", hold_id=row["hold_id"], status=resp.status)
                     continue
@@ -77,7 +73,7 @@ async def deliver_once(ctx: Context, session: aiohttp.ClientSession) -> None:
             error = type(exc).__name__
         attempts = row["attempts"] + 1
         delay = backoff(attempts)
-        await ctx.store.holds.notification_retry(
+        await ctx.store.outbox.retry_at(
             row["id"], datetime.now(UTC) + timedelta(seconds=delay), error
         )
         ctx.metrics.review_notifications.labels("failed").inc()
@@ -98,7 +94,7 @@ async def notify_loop(ctx: Context) -> None:
             wait = _IDLE_POLL
             try:
                 await deliver_once(ctx, session)
-                nxt = await ctx.store.holds.next_notification_at()
+                nxt = await ctx.store.outbox.next_due_at()
                 if nxt is not None:
                     wait = max(0.05, min(wait, (nxt - datetime.now(UTC)).total_seconds()))
             except Exception as exc:  # the store may be down: try again later

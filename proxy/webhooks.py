@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 import aiohttp
 import structlog
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError
 
 from proxy.context import CTX, Context
-from proxy.errors import NotFound, PayloadTooLarge, Unauthorized, is_unstorable_value
+from proxy.errors import NotFound, PayloadTooLarge, Unauthorized
 from proxy.forward import request_headers_for_upstream
 from proxy.gateway import as_http
 from proxy.platforms.base import WebhookPlatform
+from proxy.store import UnstorableValue
 from proxy.streams import read_capped
 
 log = structlog.get_logger("dmgate.webhooks")
@@ -59,12 +59,10 @@ async def receive(request: web.Request) -> web.Response:
     facts = platform.webhook_facts(body, now)
     try:
         await ctx.store.signals.record_facts(platform.name, facts, now, source="webhook")
-    except DBAPIError as exc:
-        if not is_unstorable_value(exc):
-            raise
+    except UnstorableValue as exc:
         # Authentic, but carrying values the store cannot keep (PostgreSQL: NUL characters,
         # ids longer than their columns): it teaches nothing, and is still relayed.
-        log.warning("webhook_facts_not_recorded", platform=platform.name, error=type(exc).__name__)
+        log.warning("webhook_facts_not_recorded", platform=platform.name, error=exc.cause)
         facts = []
     log.info("webhook_received", platform=platform.name, facts=len(facts))
     relay = ctx.settings.webhook_relay.get(platform.name)

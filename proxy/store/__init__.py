@@ -1,13 +1,30 @@
 """Persistence: SQLite by default, PostgreSQL for several replicas (same code, same
-migrations)."""
+migrations).
+
+One part per concern, all on one `Database`: `signals` (the facts policies ask about),
+`holds`, `decisions` (one record per judged DM), `outbox` (review notifications) and
+`tokens` (generated review tokens). Every operation raises the store's own errors
+(`proxy.store.errors`: `StoreUnavailable` when the database is down or locked), never
+SQLAlchemy's or a driver's.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime
+
 import sqlalchemy as sa
 
-from proxy.store.database import Database
-from proxy.store.holds import HoldStore
+from proxy.store.database import Database, Row
+from proxy.store.decisions import DecisionLog, DecisionRecord, add_decision
+from proxy.store.errors import ConstraintViolation, StoreError, StoreUnavailable, UnstorableValue
+from proxy.store.holds import HoldStore, NewHold, add_hold
+from proxy.store.outbox import NewNotification, Outbox, add_notification
+from proxy.store.retention import prune
 from proxy.store.signals import StoreSignals
+from proxy.store.tokens import ReviewTokens
+
+__all__ = ["Store", "StoreError", "StoreUnavailable", "UnstorableValue"]
 
 
 class Store:
@@ -17,6 +34,9 @@ class Store:
         self.db = db
         self.signals = StoreSignals(db)
         self.holds = HoldStore(db)
+        self.decisions = DecisionLog(db)
+        self.outbox = Outbox(db)
+        self.tokens = ReviewTokens(db)
 
     @classmethod
     async def open(cls, url: str, pool_size: int = 10) -> Store:
@@ -28,6 +48,38 @@ class Store:
             await db.close()
             raise
         return cls(db)
+
+    async def create_hold(
+        self, hold: NewHold, decision: DecisionRecord, notification: NewNotification | None
+    ) -> tuple[Row, bool]:
+        """Store a new hold with its decision record and its review notification (if holds
+        are announced) in one transaction: an acknowledged hold is never unannounced.
+
+        Returns (hold row, created). If a pending hold for the same DM exists (a retry),
+        that one is returned and nothing is written but the decision record.
+        """
+
+        def _op(conn: sa.Connection) -> None:
+            add_hold(conn, hold)
+            add_decision(conn, decision)
+            if notification is not None:
+                add_notification(conn, notification)
+
+        try:
+            await self.db.write(_op)
+        except ConstraintViolation:
+            existing = await self.holds.pending_by_dedupe(hold.dedupe_key)
+            if existing is None:
+                raise
+            await self.decisions.record(replace(decision, hold_id=existing["id"]))
+            return existing, False
+        row = await self.holds.get(hold.id)
+        assert row is not None
+        return row, True
+
+    async def prune(self, cutoff: datetime) -> dict[str, int]:
+        """One retention pass over facts older than `cutoff` (`proxy.store.retention`)."""
+        return await prune(self.db, cutoff)
 
     async def ping(self) -> None:
         await self.db.read(lambda conn: conn.execute(sa.text("SELECT 1")))

@@ -17,8 +17,12 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from proxy.store.errors import translated
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 T = TypeVar("T")
+# One row of a store table, by column name.
+Row = dict[str, Any]
 
 
 def async_url(url: str) -> str:
@@ -75,7 +79,6 @@ class Database:
         self._read_engine: sa.Engine | None = None  # SQLite reads: no transaction
         self._pool: ThreadPoolExecutor | None = None
         if self.dialect_name == "postgresql":
-            # pre-ping: a connection killed by a database restart is replaced, not used.
             # No pre-ping (a round trip per operation): a connection broken by a database
             # restart fails one operation (a DM fails closed, 503), SQLAlchemy then
             # discards the whole pool and the next operation reconnects.
@@ -103,34 +106,38 @@ class Database:
             self._pool = ThreadPoolExecutor(SQLITE_THREADS, thread_name_prefix="dmgate-sqlite")
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(conn, *args)` in a transaction that commits."""
-        if self._async is not None:
-            async with self._async.begin() as conn:
-                return await conn.run_sync(fn, *args)
-        assert self._write_engine is not None
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, _in_transaction, self._write_engine, fn, args
-        )
+        """`fn(conn, *args)` in a transaction that commits. Raises the store's errors
+        (`proxy.store.errors`), never SQLAlchemy's or a driver's."""
+        with translated():
+            if self._async is not None:
+                async with self._async.begin() as conn:
+                    return await conn.run_sync(fn, *args)
+            assert self._write_engine is not None
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, _in_transaction, self._write_engine, fn, args
+            )
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(conn, *args)` without a write transaction."""
-        if self._async_read is not None:
-            async with self._async_read.connect() as conn:
-                return await conn.run_sync(fn, *args)
-        assert self._read_engine is not None
-        # SQLite reads are indexed lookups of well under a millisecond that never wait for
-        # a lock (WAL readers don't), so they run right here: a thread hop would cost
-        # more than the read.
-        return _read_only(self._read_engine, fn, args)
+        """`fn(conn, *args)` without a write transaction. Raises the store's errors, as
+        `write` does."""
+        with translated():
+            if self._async_read is not None:
+                async with self._async_read.connect() as conn:
+                    return await conn.run_sync(fn, *args)
+            assert self._read_engine is not None
+            # SQLite reads are indexed lookups of well under a millisecond that never wait
+            # for a lock (WAL readers don't), so they run right here: a thread hop would
+            # cost more than the read.
+            return _read_only(self._read_engine, fn, args)
 
-    async def checkpoint_loop(self, interval: float = 1.0) -> None:
+    async def checkpoint_loop(self) -> None:
         """SQLite: copy the WAL back into the database file off the request path. Left to
         SQLite, every ~1000th page written stalls one request for the checkpoint's fsync
         (measured: a 5-7 ms stall every ~400 DM decisions)."""
         if self._read_engine is None:
             return
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(CHECKPOINT_INTERVAL)
             with contextlib.suppress(sa.exc.SQLAlchemyError):
                 # In the pool, not inline like other reads: a checkpoint waits for fsync.
                 await asyncio.get_running_loop().run_in_executor(
@@ -152,6 +159,8 @@ class Database:
 
 
 SQLITE_THREADS = 4
+# Seconds between WAL checkpoints (SQLite).
+CHECKPOINT_INTERVAL = 1.0
 # How long a write waits for a lock held by another process before the store counts as
 # unavailable (and DMs fail closed).
 SQLITE_BUSY_TIMEOUT_MS = 5000

@@ -1,4 +1,5 @@
-"""Holds, decision records, the notification outbox and review tokens.
+"""Holds: DMs waiting for a reviewer, and their way to `sent`, `send_failed`, `rejected` or
+`expired`.
 
 State changes are single conditional UPDATEs (`… WHERE status = 'pending'`), so exactly one
 of any number of racing approvals wins, on one process or many.
@@ -7,14 +8,13 @@ of any number of racing approvals wins, on one process or many.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
-from proxy.store.database import Database
-from proxy.store.tables import decisions, holds, outbox, review_tokens
+from proxy.store.database import Database, Row
+from proxy.store.tables import holds
 
 PENDING, SENT, SEND_FAILED, REJECTED, EXPIRED = (
     "pending",
@@ -53,62 +53,17 @@ class NewHold:
     expires_at: datetime
 
 
-@dataclass(frozen=True)
-class DecisionRecord:
-    id: str
-    created_at: datetime
-    route: str
-    platform: str
-    account: str
-    recipients: list[str]
-    action: str
-    would_action: str
-    matches: list[dict[str, str]]
-    policy_version: str
-    hold_id: str | None = None
-
-
-Row = dict[str, Any]
+def add_hold(conn: sa.Connection, hold: NewHold) -> None:
+    """Insert a new pending hold (part of `Store.create_hold`'s transaction)."""
+    conn.execute(sa.insert(holds).values(status=PENDING, **hold.__dict__))
 
 
 class HoldStore:
+    """The holds table. A new hold is stored with its decision record and notification by
+    `Store.create_hold`, in one transaction."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
-
-    async def create(
-        self, hold: NewHold, decision: DecisionRecord, notification: Row | None
-    ) -> tuple[Row, bool]:
-        """Store a new hold with its decision record and outbox entry in one transaction.
-
-        Returns (hold row, created). If a pending hold for the same DM exists (a retry),
-        that one is returned and nothing is written but the decision record.
-        """
-
-        def _op(conn: sa.Connection) -> None:
-            conn.execute(sa.insert(holds).values(status=PENDING, **hold.__dict__))
-            conn.execute(sa.insert(decisions).values(**decision.__dict__))
-            if notification is not None:
-                conn.execute(sa.insert(outbox).values(**notification))
-
-        try:
-            await self._db.write(_op)
-        except IntegrityError:
-            existing = await self.pending_by_dedupe(hold.dedupe_key)
-            if existing is None:
-                raise
-            await self.record_decision(
-                DecisionRecord(**{**decision.__dict__, "hold_id": existing["id"]})
-            )
-            return existing, False
-        row = await self.get(hold.id)
-        assert row is not None
-        return row, True
-
-    async def record_decision(self, decision: DecisionRecord) -> None:
-        def _op(conn: sa.Connection) -> None:
-            conn.execute(sa.insert(decisions).values(**decision.__dict__))
-
-        await self._db.write(_op)
 
     async def get(self, hold_id: str) -> Row | None:
         def _op(conn: sa.Connection) -> Row | None:
@@ -218,8 +173,11 @@ class HoldStore:
         sent_text: str,
         upstream_status: int | None,
         upstream_body: str | None,
-        release_key: str | None = None,
+        release_key: str,
     ) -> None:
+        """The outcome of a claimed release. `release_key`: the dedupe key of what the
+        reviewer approved (after a failed send, only a repeat of exactly that may pass)."""
+
         def _op(conn: sa.Connection) -> Any:
             conn.execute(
                 sa.update(holds)
@@ -330,97 +288,3 @@ class HoldStore:
             ).scalar_one()
 
         return await self._db.read(_op)
-
-    # --- notification outbox ----------------------------------------------------------
-
-    async def claim_notifications(
-        self, now: datetime, lease: timedelta, limit: int = 20
-    ) -> list[Row]:
-        """Due notifications, leased to this process for `lease`: another replica skips
-        them (SKIP LOCKED, then the pushed-back due time) so each is sent by one replica.
-        If this one dies mid-delivery, the lease runs out and another takes over."""
-
-        def _op(conn: sa.Connection) -> list[Row]:
-            rows = [
-                dict(r._mapping)
-                for r in conn.execute(
-                    sa.select(outbox)
-                    .where(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now)
-                    .order_by(outbox.c.next_attempt_at)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            ]
-            if rows:
-                conn.execute(
-                    sa.update(outbox)
-                    .where(outbox.c.id.in_([r["id"] for r in rows]))
-                    .values(next_attempt_at=now + lease)
-                )
-            return rows
-
-        return await self._db.write(_op)
-
-    async def next_notification_at(self) -> datetime | None:
-        def _op(conn: sa.Connection) -> Any:
-            return (
-                conn.execute(
-                    sa.select(sa.func.min(outbox.c.next_attempt_at)).where(
-                        outbox.c.status == PENDING
-                    )
-                )
-            ).scalar_one_or_none()
-
-        return await self._db.read(_op)
-
-    async def notification_done(
-        self, notification_id: str, status: str, now: datetime, error: str | None = None
-    ) -> None:
-        def _op(conn: sa.Connection) -> Any:
-            conn.execute(
-                sa.update(outbox)
-                .where(outbox.c.id == notification_id)
-                .values(
-                    status=status,
-                    delivered_at=now,
-                    last_error=error,
-                    attempts=outbox.c.attempts + 1,
-                )
-            )
-
-        await self._db.write(_op)
-
-    async def notification_retry(self, notification_id: str, next_at: datetime, error: str) -> None:
-        def _op(conn: sa.Connection) -> Any:
-            conn.execute(
-                sa.update(outbox)
-                .where(outbox.c.id == notification_id)
-                .values(
-                    attempts=outbox.c.attempts + 1, next_attempt_at=next_at, last_error=error[:500]
-                )
-            )
-
-        await self._db.write(_op)
-
-    # --- review tokens generated by dmgate -------------------------------------------
-
-    async def review_tokens(self) -> list[tuple[str, str]]:
-        def _op(conn: sa.Connection) -> Any:
-            rows = conn.execute(sa.select(review_tokens.c.name, review_tokens.c.token_sha256))
-            return [(r.name, r.token_sha256) for r in rows]
-
-        return await self._db.read(_op)
-
-    async def add_review_token(self, name: str, token_sha256: str, now: datetime) -> bool:
-        def _op(conn: sa.Connection) -> None:
-            conn.execute(
-                sa.insert(review_tokens).values(
-                    name=name, token_sha256=token_sha256, created_at=now
-                )
-            )
-
-        try:
-            await self._db.write(_op)
-        except IntegrityError:
-            return False
-        return True

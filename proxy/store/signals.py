@@ -488,8 +488,8 @@ class StoreSignals:
                 .on_conflict_do_nothing()
             )
 
+    @staticmethod
     def _follow(
-        self,
         conn: sa.Connection,
         platform: str,
         account: str,

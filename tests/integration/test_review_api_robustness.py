@@ -27,9 +27,16 @@ import httpx
 import pytest
 from sqlalchemy import exc as sa_exc
 
-from proxy.errors import is_store_outage, is_unstorable_value
+from proxy.store.errors import is_store_outage, is_unstorable_value
 from tests.integration.conftest import BACKEND, sqlite_only
-from tests.integration.dm_helpers import SENDER, SENDER_TOKEN, TEMPLATE_ONLY, pitch, send_dm
+from tests.integration.dm_helpers import (
+    SENDER,
+    SENDER_TOKEN,
+    TEMPLATE_ONLY,
+    bearer,
+    pitch,
+    send_dm,
+)
 from tests.support import DMGate, free_port, wait_until
 
 WEBHOOK_SECRET = "consumer-secret-for-webhooks"
@@ -369,6 +376,7 @@ def _write_calls(gate: DMGate, approve_id: str, reject_id: str) -> dict[str, Cal
     review = gate.review()
     hook = _follow_webhook("901")
     return {
+        "dm": lambda: send_dm(gate.client, "777", "a message while the store is out of reach"),
         "approve": lambda: review.post(f"/api/v1/holds/{approve_id}/approve", json={}),
         "reject": lambda: review.post(f"/api/v1/holds/{reject_id}/reject", json=VALID["reject"]),
         "follow-events": lambda: review.post("/api/v1/follow-events", json=VALID["follow"]),
@@ -395,12 +403,24 @@ def _store_unavailable_logged(gate: DMGate) -> list[dict[str, Any]]:
     return [r for r in gate.log_records() if r.get("event") == "store_unavailable"]
 
 
+def _still_flowing(gate: DMGate, fake_x: Any, forwarded_before: int) -> None:
+    """During the outage: no DM reached the platform; pass-through and signal requests
+    (whose facts are learnt best effort) are still answered by the platform."""
+    sent = [r for r in fake_x.state.requests[forwarded_before:] if "/dm_conversations" in r.path]
+    assert sent == []
+    assert gate.client.get("/x/_test/echo/still-flowing").status_code == 200
+    me = gate.client.get("/x/2/users/me", headers=bearer())
+    assert me.status_code == 200, me.text
+    assert me.json()["data"]["id"] == SENDER
+
+
 @sqlite_only
-def test_locked_sqlite_store_is_503_on_every_write(start_gate):
+def test_locked_sqlite_store_is_503_on_every_write(start_gate, fake_x):
     # No expiry sweep during the test: it would wait for the lock in one of the store's
     # few threads.
     gate = start_gate(DMGATE_EXPIRY_INTERVAL="1h")
     approve_id, reject_id = _holds(gate, 2)
+    before = len(fake_x.state.requests)
     lock = sqlite3.connect(gate.tmp / "dmgate.db", timeout=1)
     lock.execute("BEGIN EXCLUSIVE")  # a stuck backup job holding the write lock
     try:
@@ -410,6 +430,7 @@ def test_locked_sqlite_store_is_503_on_every_write(start_gate):
         # WAL readers never wait for the writer: reviewers can still read.
         for name, r in _all_at_once(_read_calls(gate, approve_id)).items():
             assert r.status_code == 200, (name, r.text)
+        _still_flowing(gate, fake_x, before)
     finally:
         lock.rollback()
         lock.close()
@@ -430,6 +451,8 @@ def _works_again(gate: DMGate, approve_id: str, reject_id: str) -> None:
     assert review.post("/api/v1/follow-events", json=VALID["follow"]).status_code == 201
     hook = _follow_webhook("902")
     assert gate.client.post("/webhooks/x", content=hook, headers=_signed(hook)).status_code == 200
+    r = send_dm(gate.client, "778", "and a message once the store is back")
+    assert r.status_code == 201 and r.headers["DMGate-Decision"] == "allow", r.text
     assert "internal_error" not in gate.logs()
 
 
@@ -500,7 +523,7 @@ class TcpRelay:
 
 
 @pytest.mark.skipif(BACKEND != "postgresql", reason="PostgreSQL backend only")
-def test_unreachable_postgresql_is_503_on_every_endpoint(start_gate, database_url):
+def test_unreachable_postgresql_is_503_on_every_endpoint(start_gate, database_url, fake_x):
     parts = urlsplit(database_url)
     relay = TcpRelay(parts.hostname or "127.0.0.1", parts.port or 5432)
     netloc = (
@@ -509,12 +532,14 @@ def test_unreachable_postgresql_is_503_on_every_endpoint(start_gate, database_ur
     try:
         gate = start_gate(DMGATE_DATABASE_URL=urlunsplit(parts._replace(netloc=netloc)))
         approve_id, reject_id = _holds(gate, 2)
+        before = len(fake_x.state.requests)
         relay.cut()
         calls = {**_write_calls(gate, approve_id, reject_id), **_read_calls(gate, approve_id)}
         for name, call in calls.items():
             r = call()
             assert _is_dmgate_error(r, 503, "store_unavailable"), (name, r.status_code, r.text)
         assert gate.client.get("/readyz").status_code == 503
+        _still_flowing(gate, fake_x, before)
         assert gate.metric("dmgate_store_failures_total") == len(calls)
         assert len(_store_unavailable_logged(gate)) == len(calls)
         relay.restore()

@@ -1,12 +1,13 @@
 """When the store cannot be written, DMs fail closed (503, never forwarded unjudged) while
-pass-through traffic keeps flowing, and service resumes by itself."""
+pass-through and signal traffic keeps flowing, and service resumes by itself. (The review
+API and webhooks under the same lock: test_review_api_robustness.py.)"""
 
 from __future__ import annotations
 
 import sqlite3
 
 from tests.integration.conftest import sqlite_only
-from tests.integration.dm_helpers import TEMPLATE_ONLY, send_dm
+from tests.integration.dm_helpers import TEMPLATE_ONLY, bearer, send_dm
 
 
 @sqlite_only
@@ -31,6 +32,8 @@ def test_locked_store_fails_dms_closed_and_passthrough_flows(dmgate_factory, fak
         assert len(fake_x.state.requests) == before  # nothing forwarded
         passthrough = gate.client.get("/x/_test/echo/still-flowing")
         assert passthrough.status_code == 200
+        # A signal is forwarded and answered; what it teaches is lost (best effort).
+        assert gate.client.get("/x/2/users/me", headers=bearer()).status_code == 200
         assert gate.metric("dmgate_store_failures_total") == 1
     finally:
         lock.rollback()

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from policies.template_reuse import fingerprint, template_scope
 from proxy.facts import Followed
 from proxy.store import Store
-from proxy.store.holds import DecisionRecord
+from proxy.store.decisions import DecisionRecord
 from proxy.store.retention import prune
 from proxy.store.tables import decisions, follows, lsh_bands, template_recipients, templates
 from tests import pg
@@ -50,7 +50,7 @@ def test_old_facts_are_pruned_and_recent_ones_kept(store_url: str) -> None:
                     await store.signals.template_recipients(
                         "x", account, fp, (r,), when, when, 0.5, 10
                     )
-                await store.holds.record_decision(
+                await store.decisions.record(
                     DecisionRecord(
                         f"d-{account}", when, "x", "x", account, ["a"], "allow", "allow", [], "v"
                     )

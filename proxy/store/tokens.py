@@ -1,0 +1,44 @@
+"""Review API tokens dmgate generated itself (when DMGATE_REVIEW_TOKENS is unset): only
+their SHA-256 digests are stored."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from proxy.store.database import Database
+from proxy.store.errors import ConstraintViolation
+from proxy.store.tables import review_tokens
+
+
+class ReviewTokens:
+    """The review_tokens table."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def all(self) -> list[tuple[str, str]]:
+        """Every stored token as (name, sha256 hex digest)."""
+
+        def _op(conn: sa.Connection) -> list[tuple[str, str]]:
+            rows = conn.execute(sa.select(review_tokens.c.name, review_tokens.c.token_sha256))
+            return [(r.name, r.token_sha256) for r in rows]
+
+        return await self._db.read(_op)
+
+    async def add(self, name: str, token_sha256: str, now: datetime) -> bool:
+        """False if a token of that name exists (another replica generated one first)."""
+
+        def _op(conn: sa.Connection) -> None:
+            conn.execute(
+                sa.insert(review_tokens).values(
+                    name=name, token_sha256=token_sha256, created_at=now
+                )
+            )
+
+        try:
+            await self._db.write(_op)
+        except ConstraintViolation:
+            return False
+        return True
