@@ -78,6 +78,7 @@ def _serve(_args: argparse.Namespace) -> int:
     from proxy.app import build_app
     from proxy.forward_mode.listener import run
     from proxy.logs import configure_logging
+    from proxy.store.errors import StoreError
 
     configure_logging(settings.log_format, settings.log_level)
     try:
@@ -101,6 +102,15 @@ def _serve(_args: argparse.Namespace) -> int:
         print(
             f"dmgate: cannot listen on {address}:{settings.port}: {reason} "
             "(DMGATE_HOST/DMGATE_PORT)",
+            file=sys.stderr,
+        )
+        return 2
+    except StoreError as exc:
+        # The database is down or unreachable at start: one line, never the URL (it may
+        # carry a password).
+        print(
+            f"dmgate: cannot open the store ({settings.database_url.split(':', 1)[0]}): "
+            f"{type(exc).__name__} ({exc.cause}) (DMGATE_DATABASE_URL)",
             file=sys.stderr,
         )
         return 2

@@ -82,7 +82,11 @@ class Database:
             # No pre-ping (a round trip per operation): a connection broken by a database
             # restart fails one operation (a DM fails closed, 503), SQLAlchemy then
             # discards the whole pool and the next operation reconnects.
-            self._async = create_async_engine(full, pool_size=pool_size, max_overflow=pool_size)
+            # hide_parameters: a failed statement's message must not carry DM text or
+            # sealed requests into a log.
+            self._async = create_async_engine(
+                full, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True
+            )
             self._async_read = self._async.execution_options(isolation_level="AUTOCOMMIT")
         else:
             path = sqlite_path(url)
@@ -92,7 +96,11 @@ class Database:
             sync_url = sa.engine.make_url(full).set(drivername="sqlite+pysqlite")
             self._write_engine, self._read_engine = (
                 sa.create_engine(
-                    sync_url, pool_size=SQLITE_THREADS, max_overflow=0, pool_timeout=30
+                    sync_url,
+                    pool_size=SQLITE_THREADS,
+                    max_overflow=0,
+                    pool_timeout=30,
+                    hide_parameters=True,
                 )
                 for _ in range(2)
             )

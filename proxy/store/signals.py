@@ -74,7 +74,8 @@ def _template_queries(
         sa.select(lsh_bands.c.template_id, sa.func.count().label("hits"))
         .where(lsh_bands.c.key.in_(sa.bindparam("keys", expanding=True)))
         .group_by(lsh_bands.c.template_id)
-        .order_by(sa.desc("hits"))
+        # Oldest template first among equals: the same history always picks the same one.
+        .order_by(sa.desc("hits"), lsh_bands.c.template_id)
         .limit(MAX_CANDIDATE_TEMPLATES)
         .subquery()
     )
@@ -92,9 +93,9 @@ def _template_queries(
         .subquery()
     )
     return _TemplateQueries(
-        candidates=sa.select(sig.c.template_id, sig.c.text_key, sig.c.signature).join(
-            hits, hits.c.template_id == sig.c.template_id
-        ),
+        candidates=sa.select(sig.c.template_id, sig.c.text_key, sig.c.signature)
+        .join(hits, hits.c.template_id == sig.c.template_id)
+        .order_by(sig.c.template_id),
         new_template=sa.insert(templates).returning(templates.c.id),
         index_bands=insert(lsh_bands).on_conflict_do_nothing(),
         # Keep up to MAX_SIGNATURES_PER_TEMPLATE distinct copies to compare against.
