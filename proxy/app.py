@@ -23,7 +23,6 @@ from proxy import gateway, review, webhooks
 from proxy.context import CTX, Context
 from proxy.crypto import Keyring, load_or_create_key_file
 from proxy.errors import error_middleware
-from proxy.forward import Forwarder, client_session, upstream_tls
 from proxy.forward_mode import ca
 from proxy.forward_mode.certs import LeafCertificates
 from proxy.holds import expire_loop
@@ -33,6 +32,7 @@ from proxy.platforms import PLATFORMS
 from proxy.platforms.base import Platform
 from proxy.platforms.mastodon import MastodonPlatform
 from proxy.policy_loader import PolicyHolder
+from proxy.relay import Relay, client_session, upstream_tls
 from proxy.review import token_digest
 from proxy.routing import is_forward_mode
 from proxy.settings import NO_PLATFORM, Settings
@@ -93,7 +93,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         s.upstream_connect_timeout.total_seconds(),
         s.upstream_read_timeout.total_seconds(),
     )
-    ctx.forwarder = Forwarder(session, ctx.metrics, upstream_tls(s.routes))
+    ctx.relay = Relay(session, ctx.metrics, upstream_tls(s.routes))
     ctx.certs = _forward_mode_certificates(s)
     ctx.metrics.holds_pending.set(await ctx.store.holds.count_pending())
     tasks = [

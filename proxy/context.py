@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from proxy.crypto import Keyring
-from proxy.forward import Forwarder
 from proxy.forward_mode.certs import LeafCertificates
 from proxy.identity import SenderIdentities
 from proxy.metrics import Metrics
 from proxy.platforms.base import Platform
 from proxy.policy_loader import PolicyHolder
+from proxy.relay import Relay
 from proxy.settings import Settings
 from proxy.store import Store
 from proxy.unanswered import UnansweredSends
@@ -28,7 +28,7 @@ class Context:
     platforms: dict[str, Platform]  # by platform name
     store: Store = field(init=False)
     keyring: Keyring = field(init=False)
-    forwarder: Forwarder = field(init=False)
+    relay: Relay = field(init=False)
     # Forward mode's certificates; None when no route owns a host or the CA is unusable.
     certs: LeafCertificates | None = None
     # name -> sha256 of the token (settings' tokens and any generated one)

@@ -26,13 +26,6 @@ from proxy.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
-from proxy.forward import (
-    WholeRelayedResponse,
-    relay_response,
-    request_headers_for_upstream,
-    response_headers_for_client,
-    upstream_errors,
-)
 from proxy.holds import DECISION_HEADER
 from proxy.identity import Sender
 from proxy.ids import new_id
@@ -53,6 +46,13 @@ from proxy.refusals import (
     check_request_head,
     decoded_body,
     form_kind,
+)
+from proxy.relay import (
+    WholeRelayedResponse,
+    relay_response,
+    request_headers_for_upstream,
+    response_headers_for_client,
+    upstream_errors,
 )
 from proxy.routing import Target, resolve
 from proxy.store import StoreError, StoreUnavailable
@@ -95,7 +95,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if kind is Kind.SIGNAL:
         assert platform is not None
         return await _learn_from_signal(request, ctx, target, platform, call)
-    return await ctx.forwarder.stream(request, target.route_name, target.url, target.host)
+    return await ctx.relay.stream(request, target.route_name, target.url, target.host)
 
 
 def as_http(answer: PlatformResponse, headers: dict[str, str] | None = None) -> web.Response:
@@ -125,7 +125,7 @@ async def _learn_from_signal(
 ) -> web.StreamResponse:
     data = request.content if request.body_exists else None
     headers = request_headers_for_upstream(request.headers)
-    async with await ctx.forwarder.send(
+    async with await ctx.relay.send(
         target.route_name, request.method, target.url, headers, data, target.host
     ) as upstream:
         size = upstream.content_length
@@ -450,7 +450,7 @@ async def _forward_dm(
         ctx.unanswered.begin(key)
     answer = None
     try:
-        async with await ctx.forwarder.send(
+        async with await ctx.relay.send(
             target.route_name, request.method, target.url, headers, body, target.host
         ) as upstream:
             if key is None:

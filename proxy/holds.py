@@ -26,9 +26,9 @@ from policies.model import Decision, OutboundMessage
 from proxy.context import Context
 from proxy.crypto import StoredRequest
 from proxy.errors import Conflict, DMGateError, NotFound, Unprocessable
-from proxy.forward import request_headers_for_upstream
 from proxy.ids import new_id
 from proxy.platforms.base import BadDMRequest, Classified, ParsedDM, Platform, RequestView
+from proxy.relay import request_headers_for_upstream
 from proxy.routing import Target
 from proxy.store import StoreError
 from proxy.store.decisions import DecisionRecord
@@ -193,7 +193,7 @@ async def approve(
     headers = [(k, v) for k, v in stored.headers if k.lower() != "content-length"]
     status, upstream_status, upstream_body = SEND_FAILED, None, None
     try:
-        async with await ctx.forwarder.send(
+        async with await ctx.relay.send(
             row["route"],
             stored.method,
             URL(stored.url, encoded=True),

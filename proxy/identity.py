@@ -153,7 +153,7 @@ class SenderIdentities:
             return None
         url = upstream_for(target, me.path, me.query)
         try:
-            async with await ctx.forwarder.send(
+            async with await ctx.relay.send(
                 target.route_name, me.method, url, list(me.headers.items()), None, target.host
             ) as resp:
                 status = resp.status

@@ -12,9 +12,9 @@ from aiohttp import web
 
 from proxy.context import CTX, Context
 from proxy.errors import NotFound, PayloadTooLarge, Unauthorized
-from proxy.forward import request_headers_for_upstream
 from proxy.gateway import as_http
 from proxy.platforms.base import WebhookPlatform
+from proxy.relay import request_headers_for_upstream
 from proxy.store import UnstorableValue
 from proxy.streams import read_capped
 
@@ -75,7 +75,7 @@ async def _relay(ctx: Context, url: str, request: web.Request, body: bytes) -> N
     headers = request_headers_for_upstream(request.headers)
     headers.popall("Content-Length", None)
     try:
-        async with ctx.forwarder.session.post(url, data=body, headers=headers) as resp:
+        async with ctx.relay.session.post(url, data=body, headers=headers) as resp:
             await resp.read()
             if resp.status >= 300:
                 log.warning("webhook_relay_failed", status=resp.status)

@@ -356,7 +356,7 @@ def _raised_from(module: str, exc: Exception) -> Exception:
         (sa_exc.ProgrammingError("SELEC", None, Exception("syntax error")), False),
         (_raised_from("asyncpg.connect_utils", ConnectionRefusedError(111, "refused")), True),
         (_raised_from("proxy.store.holds", TimeoutError()), True),
-        (_raised_from("proxy.forward", ConnectionResetError(104, "reset by peer")), False),
+        (_raised_from("proxy.relay", ConnectionResetError(104, "reset by peer")), False),
         (_raised_from("asyncpg.protocol", aiohttp.ClientOSError(104, "reset")), False),
         (ValueError("a bug"), False),
     ],

@@ -135,7 +135,7 @@ def upstream_tls(routes: dict[str, Route]) -> dict[str, ssl.SSLContext]:
     return contexts
 
 
-class Forwarder:
+class Relay:
     """Sends requests to upstreams and maps their failures to dmgate errors."""
 
     def __init__(
