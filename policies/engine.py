@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -104,14 +103,8 @@ class Engine:
             for active, reason in zip(self.active, reasons, strict=True)
             if reason is not None
         ]
-        return Decision(
-            action=_strictest(m.action for m in matches if m.mode is Mode.ENFORCE),
-            would_action=_strictest(m.action for m in matches),
-            matches=tuple(matches),
+        return Decision.of(
+            matches,
             evaluation_seconds=time.perf_counter() - started,
             policy_version=self.version,
         )
-
-
-def _strictest(actions: Iterable[Action]) -> Action:
-    return max(actions, key=lambda action: action.severity, default=Action.ALLOW)

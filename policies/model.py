@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Action(StrEnum):
@@ -146,6 +147,10 @@ class PolicyMatch:
         }
 
 
+def strictest(actions: Iterable[Action]) -> Action:
+    return max(actions, key=lambda action: action.severity, default=Action.ALLOW)
+
+
 @dataclass(frozen=True)
 class Decision:
     """The engine's answer for one DM."""
@@ -155,6 +160,26 @@ class Decision:
     matches: tuple[PolicyMatch, ...] = ()
     evaluation_seconds: float = 0.0
     policy_version: str = ""
+
+    @classmethod
+    def of(cls, matches: Iterable[PolicyMatch], **fields: Any) -> Decision:
+        """The decision these matches make: the strictest enforced action is taken."""
+        matches = tuple(matches)
+        return cls(
+            action=strictest(m.action for m in matches if m.mode is Mode.ENFORCE),
+            would_action=strictest(m.action for m in matches),
+            matches=matches,
+            **fields,
+        )
+
+    def with_match(self, match: PolicyMatch) -> Decision:
+        """This decision with one more verdict (the proxy's own, e.g. an unverified
+        sender), combined by the same rule."""
+        return Decision.of(
+            (*self.matches, match),
+            evaluation_seconds=self.evaluation_seconds,
+            policy_version=self.policy_version,
+        )
 
     @property
     def shadow(self) -> bool:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import hashlib
 import time
-import zlib
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +12,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from policies.model import Action, Decision, Mode, OutboundMessage, PolicyMatch
+from policies.model import Action, Decision, OutboundMessage, PolicyMatch
 from proxy import holds
 from proxy.context import CTX, Context
 from proxy.errors import (
@@ -70,6 +68,8 @@ REVIEW_POLICY = "review"
 MAX_JUDGED_TEXT = 10_000
 # Signal answers larger than this are passed through without being learnt from.
 MAX_SIGNAL_BODY = 8 * 1024 * 1024
+# ...and so are those that decompress to more than this.
+MAX_SIGNAL_DECODED = 8 * MAX_SIGNAL_BODY
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -170,18 +170,12 @@ async def _learn_from_signal(
 
 
 def _decoded(body: bytes, encoding: str) -> bytes | None:
-    """The body as the adapter should read it; None if dmgate cannot decode it."""
-    enc = encoding.strip().lower()
+    """A signal answer as the adapter should read it (the same decoder as DM bodies, one
+    bound against a bomb); None if dmgate cannot decode it: it then teaches nothing."""
     try:
-        if enc in ("", "identity"):
-            return body
-        if enc in ("gzip", "x-gzip"):
-            return gzip.decompress(body)
-        if enc == "deflate":
-            return zlib.decompress(body)
-    except (OSError, zlib.error, EOFError):
+        return decoded_body(body, encoding, MAX_SIGNAL_DECODED)
+    except DMGateError:
         return None
-    return None
 
 
 # --- DMs ------------------------------------------------------------------------------
@@ -218,17 +212,6 @@ def _identity_match(ctx: Context, sender: Sender) -> PolicyMatch:
         Action.HOLD,
         ctx.policies.engine.config.mode,
         f"{IDENTITY_POLICY}: the sending account could not be verified ({what})",
-    )
-
-
-def _with_match(decision: Decision, match: PolicyMatch) -> Decision:
-    matches = (*decision.matches, match)
-    enforced = [m.action for m in matches if m.mode is Mode.ENFORCE]
-    return replace(
-        decision,
-        action=max(enforced, key=lambda a: a.severity, default=Action.ALLOW),
-        would_action=max((m.action for m in matches), key=lambda a: a.severity),
-        matches=matches,
     )
 
 
@@ -310,7 +293,7 @@ async def _judge_dm(
         finally:
             ctx.metrics.policy_evaluation.observe(time.perf_counter() - started)
         if not sender.verified:
-            decision = _with_match(decision, _identity_match(ctx, sender))
+            decision = decision.with_match(_identity_match(ctx, sender))
 
         decision_id = new_id()
         record = DecisionRecord(
