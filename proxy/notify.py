@@ -10,15 +10,18 @@ hold is no longer pending (then nobody needs the announcement).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import aiohttp
 import structlog
+from pydantic import SecretStr
 
-from proxy.context import Context
+from proxy.clock import Clock
+from proxy.metrics import Metrics
+from proxy.store import Store
+from proxy.store.database import Row
 from proxy.store.holds import PENDING
 
 log = structlog.get_logger("dmgate.notify")
@@ -39,18 +42,56 @@ def backoff(attempts: int) -> float:
     return min(BACKOFF_MAX, BACKOFF_START * 2 ** max(0, attempts - 1))
 
 
-async def deliver_once(ctx: Context, session: aiohttp.ClientSession) -> None:
-    """Send every due notification once."""
-    url = ctx.settings.review_webhook_url
-    assert url is not None
-    secret = ctx.settings.review_webhook_secret
-    now = datetime.now(UTC)
-    for row in await ctx.store.outbox.claim_due(now, DELIVERY_LEASE):
-        hold = await ctx.store.holds.get(row["hold_id"])
-        if hold is None or hold["status"] != PENDING:
-            await ctx.store.outbox.abandoned(row["id"], now, "hold no longer pending")
-            ctx.metrics.review_notifications.labels("abandoned").inc()
-            continue
+class Notifier:
+    """Delivers the outbox to the review endpoint; `wakeup` is set when a hold is new."""
+
+    def __init__(
+        self,
+        store: Store,
+        url: str,
+        secret: SecretStr | None,
+        metrics: Metrics,
+        clock: Clock,
+        wakeup: asyncio.Event,
+    ) -> None:
+        self._store = store
+        self._url = url
+        self._secret = secret
+        self._metrics = metrics
+        self._clock = clock
+        self.wakeup = wakeup
+
+    async def deliver_once(self, session: aiohttp.ClientSession) -> None:
+        """Send every due notification once."""
+        now = self._clock.now()
+        for row in await self._store.outbox.claim_due(now, DELIVERY_LEASE):
+            hold = await self._store.holds.get(row["hold_id"])
+            if hold is None or hold["status"] != PENDING:
+                await self._store.outbox.abandoned(row["id"], now, "hold no longer pending")
+                self._metrics.review_notifications.labels("abandoned").inc()
+                continue
+            error = await self._post(session, row)
+            if error is None:
+                await self._store.outbox.delivered(row["id"], self._clock.now())
+                self._metrics.review_notifications.labels("delivered").inc()
+                log.info("review_notified", hold_id=row["hold_id"])
+                continue
+            attempts = row["attempts"] + 1
+            delay = backoff(attempts)
+            await self._store.outbox.retry_at(
+                row["id"], self._clock.now() + timedelta(seconds=delay), error
+            )
+            self._metrics.review_notifications.labels("failed").inc()
+            log.warning(
+                "review_notification_failed",
+                hold_id=row["hold_id"],
+                error=error,
+                attempts=attempts,
+                retry_in_s=delay,
+            )
+
+    async def _post(self, session: aiohttp.ClientSession, row: Row) -> str | None:
+        """POST one notification; None when the endpoint took it, else what went wrong."""
         body = row["payload"].encode()
         headers = {
             "Content-Type": "application/json",
@@ -58,47 +99,27 @@ async def deliver_once(ctx: Context, session: aiohttp.ClientSession) -> None:
             "DMGate-Event": "hold.created",
             "User-Agent": "dmgate",
         }
-        if secret is not None:
-            headers["DMGate-Signature"] = signature(secret.get_secret_value(), body)
-        error = None
+        if self._secret is not None:
+            headers["DMGate-Signature"] = signature(self._secret.get_secret_value(), body)
         try:
-            async with session.post(url, data=body, headers=headers) as resp:
-                if 200 <= resp.status < 300:
-                    await ctx.store.outbox.delivered(row["id"], datetime.now(UTC))
-                    ctx.metrics.review_notifications.labels("delivered").inc()
-                    log.info("review_notified", hold_id=row["hold_id"], status=resp.status)
-                    continue
-                error = f"HTTP {resp.status}"
+            async with session.post(self._url, data=body, headers=headers) as resp:
+                return None if 200 <= resp.status < 300 else f"HTTP {resp.status}"
         except (TimeoutError, aiohttp.ClientError) as exc:
-            error = type(exc).__name__
-        attempts = row["attempts"] + 1
-        delay = backoff(attempts)
-        await ctx.store.outbox.retry_at(
-            row["id"], datetime.now(UTC) + timedelta(seconds=delay), error
-        )
-        ctx.metrics.review_notifications.labels("failed").inc()
-        log.warning(
-            "review_notification_failed",
-            hold_id=row["hold_id"],
-            error=error,
-            attempts=attempts,
-            retry_in_s=delay,
-        )
+            return type(exc).__name__
 
-
-async def notify_loop(ctx: Context) -> None:
-    timeout = aiohttp.ClientTimeout(total=15)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        while True:
-            ctx.notify_wakeup.clear()
-            wait = _IDLE_POLL
-            try:
-                await deliver_once(ctx, session)
-                nxt = await ctx.store.outbox.next_due_at()
-                if nxt is not None:
-                    wait = max(0.05, min(wait, (nxt - datetime.now(UTC)).total_seconds()))
-            except Exception as exc:  # the store may be down: try again later
-                log.warning("notification_sweep_failed", error=type(exc).__name__)
-                wait = 5.0
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(ctx.notify_wakeup.wait(), timeout=wait)
+    async def loop(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=15)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                self.wakeup.clear()
+                wait = _IDLE_POLL
+                try:
+                    await self.deliver_once(session)
+                    nxt = await self._store.outbox.next_due_at()
+                    if nxt is not None:
+                        due_in = (nxt - self._clock.now()).total_seconds()
+                        wait = max(0.05, min(wait, due_in))
+                except Exception as exc:  # the store may be down: try again later
+                    log.warning("notification_sweep_failed", error=type(exc).__name__)
+                    wait = 5.0
+                await self._clock.wait(self.wakeup, wait)

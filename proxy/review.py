@@ -10,11 +10,10 @@ object, nested too deeply, unknown or wrongly typed fields, values out of range)
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -29,11 +28,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from proxy import holds
 from proxy.context import CTX
 from proxy.errors import (
     BadRequest,
     BearerRequired,
+    Conflict,
     DMGateError,
     MethodNotAllowed,
     NotFound,
@@ -41,6 +40,7 @@ from proxy.errors import (
     Unprocessable,
 )
 from proxy.facts import Followed
+from proxy.holds import HoldNotPending
 from proxy.openapi import (
     DEFAULT_PAGE,
     HOLD_ID_PATTERN,
@@ -54,6 +54,7 @@ from proxy.openapi import (
     OPENAPI,
     SPACE,
 )
+from proxy.store.database import Row
 from proxy.store.holds import STATUSES
 from proxy.streams import read_capped
 
@@ -116,8 +117,33 @@ class FollowEventBody(_Body):
     followed_at: Annotated[datetime, BeforeValidator(_rfc3339)] | None = None
 
 
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def hold_view(row: Row) -> dict[str, Any]:
+    """The review API's `Hold` (also the body of a hold's announcement): never
+    credentials, never the stored request."""
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "platform": row["platform"],
+        "route": row["route"],
+        "account": row["account"],
+        "recipients": row["recipients"],
+        "text": row["text"],
+        "policies": row["policies"],
+        "created_at": _ts(row["created_at"]),
+        "expires_at": _ts(row["expires_at"]),
+        "decided_at": _ts(row["decided_at"]),
+        "decided_by": row["decided_by"],
+        "note": row["note"],
+        "reason": row["reason"],
+        "sent_text": row["sent_text"],
+        "upstream_status": row["upstream_status"],
+        "upstream_body": row["upstream_body"],
+    }
+
+
+def announcement(row: Row) -> str:
+    """A new hold as the review endpoint hears of it."""
+    return json.dumps({"event": "hold.created", "hold": hold_view(row)})
 
 
 def authenticate(request: web.Request) -> str:
@@ -126,15 +152,7 @@ def authenticate(request: web.Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise BearerRequired("the review API needs 'Authorization: Bearer <token>'")
-    try:
-        digest = token_digest(token.strip())
-    except UnicodeEncodeError:  # header bytes that are not UTF-8: no token dmgate knows
-        raise BearerRequired("invalid review token") from None
-    name = None
-    # Compare against every token, always, so timing says nothing about which matched.
-    for candidate, expected in request.app[CTX].review_tokens:
-        if hmac.compare_digest(digest, expected):
-            name = candidate
+    name = request.app[CTX].reviewers.name_for(token.strip())
     if name is None:
         raise BearerRequired("invalid review token")
     return name
@@ -211,8 +229,8 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
-def _ts(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")
+def _ts(at: datetime | None) -> str | None:
+    return at.isoformat().replace("+00:00", "Z") if at is not None else None
 
 
 def _utc(at: datetime) -> datetime:
@@ -242,7 +260,7 @@ async def list_holds(request: web.Request) -> web.Response:
     if cursor is not None and not _HOLD_ID.fullmatch(cursor):
         raise BadRequest("cursor must be the next_cursor of a previous page")
     rows = await request.app[CTX].store.holds.list(status, limit + 1, cursor)
-    items = [holds.hold_view(r) for r in rows[:limit]]
+    items = [hold_view(r) for r in rows[:limit]]
     next_cursor = items[-1]["id"] if len(rows) > limit else None
     return _json({"items": items, "next_cursor": next_cursor})
 
@@ -250,31 +268,41 @@ async def list_holds(request: web.Request) -> web.Response:
 async def get_hold(request: web.Request) -> web.Response:
     authenticate(request)
     hold_id = _hold_id(request)
-    row = await request.app[CTX].store.holds.get(hold_id)
-    if row is None:
-        raise NotFound(f"no hold with id {hold_id!r}")
-    return _json(holds.hold_view(row))
+    return _json(hold_view(await request.app[CTX].holds.get(hold_id)))
 
 
 async def approve_hold(request: web.Request) -> web.Response:
     who = authenticate(request)
     hold_id = _hold_id(request)
     body = await _json_body(request, ApproveBody)
-    return _json(await holds.approve(request.app[CTX], hold_id, who, body.text, body.note))
+    with _decided():
+        row = await request.app[CTX].holds.approve(hold_id, who, body.text, body.note)
+    return _json(hold_view(row))
 
 
 async def reject_hold(request: web.Request) -> web.Response:
     who = authenticate(request)
     hold_id = _hold_id(request)
     body = await _json_body(request, RejectBody)
-    return _json(await holds.reject(request.app[CTX], hold_id, who, body.reason, body.note))
+    with _decided():
+        row = await request.app[CTX].holds.reject(hold_id, who, body.reason, body.note)
+    return _json(hold_view(row))
+
+
+@contextmanager
+def _decided() -> Iterator[None]:
+    """A decision on a hold that is not pending: 409 with the hold as it is now."""
+    try:
+        yield
+    except HoldNotPending as exc:
+        raise Conflict(str(exc), hold=hold_view(exc.row)) from None
 
 
 async def follow_event(request: web.Request) -> web.Response:
     authenticate(request)
     ctx = request.app[CTX]
     body = await _json_body(request, FollowEventBody)
-    now = datetime.now(UTC)
+    now = ctx.clock.now()
     at = _utc(body.followed_at) if body.followed_at is not None else now
     await ctx.store.signals.record_facts(
         body.platform, [Followed(body.account, body.follower, at)], now, source="api"
