@@ -257,3 +257,17 @@ async def test_group_dm_counts_every_participant(gate, fake_x):
     assert r.headers["DMGate-Decision"] == "hold"
     hold = (await gate.review().get(f"/api/v1/holds/{r.headers['DMGate-Hold-Id']}")).json()
     assert sorted(hold["recipients"]) == ["201", "202", "203"]
+
+
+async def test_an_approved_hold_reaches_its_recipient(gate_factory, fake_x):
+    """After a reviewer sends a held first message, the next one is no first contact."""
+    policies = "mode: enforce\npolicies:\n  first_contact_pitch:\n    action: hold\n"
+    gate = await gate_factory(policy_yaml=policies)
+    link = "Hey! Join us at https://rocketly.example/launch, founders love it"
+    held = await send_dm(gate.client, "204", link)
+    assert held.headers["DMGate-Decision"] == "hold"
+    hold_id = held.headers["DMGate-Hold-Id"]
+    approved = await gate.review().post(f"/api/v1/holds/{hold_id}/approve")
+    assert approved.json()["status"] == "sent"
+    again = await send_dm(gate.client, "204", link + " (the recording is up too)")
+    assert again.headers["DMGate-Decision"] == "allow"
