@@ -21,6 +21,21 @@ newer tools) send through `POST /voyager/api/voyagerMessagingDashMessengerMessag
 ?action=createMessage` with `{"message": {"body": {"text"}, "conversationUrn"?},
 "mailboxUrn", "hostRecipientUrns"?}`, answered 200 with the message in `value`: judged too.
 
+Connection invitations are first contacts: a note is a message to a person who has never
+written (recipient = the invitee, text = the note), and an invitation without a note is a
+first contact with no text (`burst` counts it). Voyager's
+`POST /voyager/api/voyagerRelationshipsDashMemberRelationships?action=verifyQuotaAndCreateV2`
+(LinkedIn's web client; tomquirk/linkedin-api `add_connection`) with `{"invitee":
+{"inviteeUnion": {"memberProfile": URN}}, "customMessage"}`, answered 200 (linkedin-api
+treats anything else as a failure); the legacy `POST /voyager/api/growth/normInvitations`
+with `{"invitee": {"com.linkedin.voyager.growth.invitation.InviteeProfile": {"profileId"}},
+"message"}`, a Rest.li create answered 201. Sales Navigator (same host and session):
+`POST /sales-api/salesApiConnection?action=connectV2` `{"member", "message"}` (200) and
+messages/InMail `POST /sales-api/salesApiMessageActions?action=createMessage`
+`{"createMessageRequest": {"subject", "body", "recipients" | "threadId"}}` (200, ids in
+`value`). Everywhere on LinkedIn a `subject` is part of the judged text (`subject`, a blank
+line, the body); a reviewer's edit writes its first paragraph back as the subject.
+
 Member ids are kept bare: `urn:li:person:abc` → `abc`, `urn:li:fs_miniProfile:ACoAA…` and
 `urn:li:fsd_profile:ACoAA…` → `ACoAA…` (Voyager's profile id, what `me` and conversation
 answers name too), whatever the case of the `urn:li:<type>:` prefix and however often the

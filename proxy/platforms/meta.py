@@ -16,12 +16,19 @@ Recipients (developers.facebook.com/docs/messenger-platform/reference/send-api):
 `user_ref:…`, `comment:…`, `post:…`, `notification_token:…`, `phone:…`: distinct people
 count as distinct recipients for the template policy; follow timing never matches them.
 
+The judged text is what the recipient reads: `message.text`, then what the attachments show
+(button template `text` and button titles; generic/media template elements' `title`,
+`subtitle` and button titles; a `caption`), then quick-reply titles. Such a message cannot be
+edited on approval (the edit has no single place to go): approve it unedited or reject it.
+
 `sender_action` calls (typing_on, mark_seen) carry no message: `classify` cannot see that
 (it has no body), so `parse_dm` raises `NotADirectMessage` and the gateway passes them
 through unjudged.
 
 Graph batch requests (`POST /` with `batch`) that contain a send are refused (400): the
-sends inside would otherwise pass unjudged.
+sends inside would otherwise pass unjudged. Any key twice in the query string or a form or
+multipart body (`batch` twice: a harmless one first, the send last), `batch` in both the
+query and the body, and a batch item with a key twice are refused too.
 
 The sender is the page (or Instagram account) in the path; for `me`, the account a
 `GET /me` answer taught dmgate for the same access token (`access_token` query parameter or
