@@ -10,6 +10,11 @@ returns `ParsedDM(recipients=(), conversation_id=convoId)` and the proxy fills i
 members learnt from `getConvoForMembers` / `getConvo` / `listConvos` answers
 (`ConversationMembers` facts); `recipients_for` drops the sender.
 
+Text: `message.text`, and an embedded record (`app.bsky.embed.record`, the only embed
+chat takes) as the link the recipient sees it as (`https://bsky.app/profile/{did}/post/
+{rkey}`): the record's own text is not in the request, so a post embedded in a first
+message counts as a link in it (`first_contact_pitch`).
+
 The sender: atproto access tokens are JWTs whose `sub` claim is the account's DID, so
 `account_from_request` reads it without a lookup, which also follows token refreshes
 (every refreshed token names the same DID). The signature is not checked: the claim only
