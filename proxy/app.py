@@ -23,6 +23,7 @@ from proxy.clock import Clock
 from proxy.contacts import Contacts
 from proxy.context import CTX, Context
 from proxy.crypto import Keyring, load_or_create_key_file
+from proxy.edits import SentMessages
 from proxy.errors import error_middleware
 from proxy.forward_mode import ca
 from proxy.forward_mode.certs import LeafCertificates
@@ -79,6 +80,7 @@ def _build(s: Settings, clock: Clock) -> Context:
     contacts = Contacts(policies, store.signals, clock)
     identities = SenderIdentities(keyring, store.signals, relay, metrics, clock)
     unanswered = UnansweredSends(clock)
+    sent = SentMessages(store.signals, relay, clock)
     holds = HoldService(
         store,
         keyring,
@@ -91,12 +93,22 @@ def _build(s: Settings, clock: Clock) -> Context:
         ttl=s.hold_ttl,
         announce=review.announcement if s.review_webhook_url else None,
         on_announce=wakeup.set,
+        sent=sent,
     )
     pipeline = DecisionPipeline(
-        policies, store, identities, unanswered, holds, contacts, metrics, clock
+        policies, store, identities, unanswered, holds, contacts, metrics, clock, edits=sent
     )
     gateway = Gateway(
-        s, platforms, relay, pipeline, identities, store.signals, unanswered, metrics, clock
+        s,
+        platforms,
+        relay,
+        pipeline,
+        identities,
+        store.signals,
+        unanswered,
+        metrics,
+        clock,
+        sent=sent,
     )
     notifier = None
     if s.review_webhook_url:

@@ -172,6 +172,14 @@ class UpstreamUnavailable(DMGateError):
     code = "upstream_unavailable"
 
 
+class EditNotJudged(DMGateError):
+    """An edit of a message dmgate never saw sent, and the platform would not say whether
+    that message is a DM: the edit fails closed (not forwarded); the tool may retry."""
+
+    status = 502
+    code = "edit_not_judged"
+
+
 class UpstreamTimeout(DMGateError):
     """The upstream did not answer in time."""
 

@@ -73,6 +73,19 @@ class ConversationMembers:
     members: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class SentMessage:
+    """`account` sent the message `message_id` (a Mastodon status id), learnt from the
+    platform's answer to a send that passed through dmgate or to a read of that message.
+    `direct`: it reached only `recipients` (a direct status), so an edit of it is a new DM
+    to them; only direct ones are kept (an edit of any other passes)."""
+
+    account: str
+    message_id: str
+    recipients: tuple[str, ...]
+    direct: bool
+
+
 Fact = (
     Followed
     | Unfollowed
@@ -81,4 +94,5 @@ Fact = (
     | InboundMessage
     | Profile
     | ConversationMembers
+    | SentMessage
 )

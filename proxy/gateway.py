@@ -7,13 +7,14 @@ The gateway translates HTTP in and out. What a DM's fate is, the decision pipeli
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 from aiohttp import web
 
 from proxy.clock import Clock
 from proxy.crypto import StoredRequest
+from proxy.edits import SentMessages
 from proxy.errors import (
     BadRequest,
     DMGateError,
@@ -24,7 +25,7 @@ from proxy.errors import (
 )
 from proxy.identity import SenderIdentities
 from proxy.metrics import Metrics
-from proxy.pipeline import Blocked, DecisionPipeline, Held, Replay, Submission
+from proxy.pipeline import Blocked, DecisionPipeline, Held, Replay, Submission, Unjudged
 from proxy.platforms.base import (
     BadDMRequest,
     Classified,
@@ -89,8 +90,10 @@ class Gateway:
         unanswered: UnansweredSends,
         metrics: Metrics,
         clock: Clock,
+        sent: SentMessages | None = None,
     ) -> None:
         self._settings = settings
+        self._sent = sent
         self._platforms = platforms
         self._relay = relay
         self._pipeline = pipeline
@@ -107,7 +110,9 @@ class Gateway:
             self._metrics.refused_requests.labels(target.route_name, refused[0]).inc()
             raise (MethodOverride if refused[0] == "method_override" else BadRequest)(refused[1])
         platform = self._platforms.get(target.route.platform)
-        view = RequestView(request.method, target.path, request.query, request.headers)
+        view = RequestView(
+            request.method, target.path, request.query, request.headers, request.query_string
+        )
         try:
             call = platform.classify(view) if platform else Classified(view, Kind.PASSTHROUGH)
         except RefusedRequest as exc:
@@ -207,18 +212,42 @@ class Gateway:
         if isinstance(sub, bytes):  # no DM after all (the adapter said so from its body)
             self._metrics.requests.labels(target.route_name, Kind.PASSTHROUGH.value).inc()
             return await self._forward(request, target, sub, decision=None)
+        try:
+            outcome = await self._pipeline.decide(sub)
+        except DMGateError:
+            self._metrics.requests.labels(target.route_name, Kind.DM.value).inc()
+            raise
+        if isinstance(outcome, Unjudged):  # an edit of a message that is no DM
+            self._metrics.requests.labels(target.route_name, Kind.PASSTHROUGH.value).inc()
+            return await self._forward(request, target, sub.body, decision=None)
         self._metrics.requests.labels(target.route_name, Kind.DM.value).inc()
-        outcome = await self._pipeline.decide(sub)
         if isinstance(outcome, Held):
             return self._held(outcome.row)
         if isinstance(outcome, Blocked):
             return as_http(outcome.answer, {DECISION_HEADER: "block"})
         if isinstance(outcome, Replay):
             return await self._answer_tool(request, outcome.key, outcome.answer, "allow")
-        response = await self._forward(request, target, sub.body, outcome.decision, outcome.key)
+        account = outcome.message.account
+        response = await self._forward(
+            request,
+            target,
+            sub.body,
+            outcome.decision,
+            outcome.key,
+            on_answer=lambda answer: self._learn_sent(sub, account, answer),
+        )
         if 200 <= response.status < 300:
             await self._pipeline.delivered(outcome.message)
         return response
+
+    async def _learn_sent(self, sub: Submission, account: str, answer: Answer) -> None:
+        """What the platform's answer to a forwarded send teaches (a direct status's id)."""
+        if self._sent is None:
+            return
+        encoding = next((v for k, v in answer.headers if k.lower() == "content-encoding"), None)
+        await self._sent.learn_sent(
+            sub.platform, sub.call, account, answer.status, answer.body, encoding
+        )
 
     def _refused(self, target: Target, reason: str) -> None:
         self._metrics.requests.labels(target.route_name, Kind.DM.value).inc()
@@ -278,11 +307,13 @@ class Gateway:
         body: bytes,
         decision: str | None,
         key: str | None = None,
+        on_answer: Callable[[Answer], Awaitable[None]] | None = None,
     ) -> web.StreamResponse:
         """Send a DM request whose body was read (to judge it) from memory; `decision` is
         the `DMGate-Decision` header for the tool (None: it turned out to be no DM at all).
         With the DM's dedupe `key`, the answer is kept for a retry if the tool does not
-        get it."""
+        get it, and `on_answer` learns from it before the tool hears it (an edit may
+        follow at once)."""
         headers = request_headers_for_upstream(request.headers)
         headers.popall("Content-Length", None)
         if key is not None:
@@ -308,6 +339,8 @@ class Gateway:
             if key is not None and answer is None:
                 self._unanswered.finish(key, None, delivered=False)
         assert key is not None and decision is not None
+        if on_answer is not None:
+            await on_answer(answer)
         return await self._answer_tool(request, key, answer, decision)
 
     async def _answer_tool(

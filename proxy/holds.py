@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -26,6 +26,7 @@ from policies.model import Decision, OutboundMessage
 from proxy.clock import Clock
 from proxy.contacts import Contacts
 from proxy.crypto import Keyring, StoredRequest
+from proxy.edits import SentMessages
 from proxy.errors import DMGateError, NotFound, Unprocessable
 from proxy.ids import new_id
 from proxy.metrics import Metrics
@@ -97,7 +98,9 @@ class HoldService:
         ttl: timedelta,
         announce: Announcement | None,
         on_announce: Callable[[], None] = lambda: None,
+        sent: SentMessages | None = None,
     ) -> None:
+        self._sent = sent
         self._store = store
         self._keyring = keyring
         self._relay = relay
@@ -162,7 +165,9 @@ class HoldService:
         body = self._edited(row, stored, sent_text)
         if not await self._store.holds.claim_release(hold_id, by, self._clock.now()):
             raise HoldNotPending(await self._store.holds.get(hold_id) or row, "approve")
-        status, upstream_status, upstream_body = await self._release(row["route"], stored, body)
+        status, upstream_status, upstream_body = await self._release(
+            row, stored, body, self._learn_sent
+        )
         done = self._clock.now()
         # What a retry must repeat to be let through after a failed send: what was approved.
         release_key = (
@@ -232,20 +237,39 @@ class HoldService:
             raise Unprocessable(f"the edited text cannot be sent: {exc}") from None
 
     async def _release(
-        self, route: str, stored: StoredRequest, body: bytes
+        self,
+        row: Row,
+        stored: StoredRequest,
+        body: bytes,
+        learn: Callable[[Row, StoredRequest, int, bytes, str | None], Awaitable[None]],
     ) -> tuple[str, int | None, str | None]:
         """Send a released DM: (status, upstream status, the start of its answer)."""
         headers = [(k, v) for k, v in stored.headers if k.lower() != "content-length"]
         url = URL(stored.url, encoded=True)
         try:
             async with await self._relay.send(
-                route, stored.method, url, headers, body, stored.host
+                row["route"], stored.method, url, headers, body, stored.host
             ) as resp:
                 raw = await resp.content.read()  # an API answer to one send: small
-                text = raw[:_UPSTREAM_BODY_KEEP].decode("utf-8", "replace")
-                return (SENT if 200 <= resp.status < 300 else SEND_FAILED), resp.status, text
+                status, encoding = resp.status, resp.headers.get("Content-Encoding")
         except (TimeoutError, DMGateError, aiohttp.ClientError) as exc:
             return SEND_FAILED, None, getattr(exc, "detail", None) or type(exc).__name__
+        await learn(row, stored, status, raw, encoding)
+        text = raw[:_UPSTREAM_BODY_KEEP].decode("utf-8", "replace")
+        return (SENT if 200 <= status < 300 else SEND_FAILED), status, text
+
+    async def _learn_sent(
+        self, row: Row, stored: StoredRequest, status: int, raw: bytes, encoding: str | None
+    ) -> None:
+        """What the platform's answer to a released send teaches (a direct status's id)."""
+        if self._sent is None or not 200 <= status < 300:
+            return
+        platform = self._platforms[row["platform"]]
+        try:
+            call = platform.classify(self._stored_view(row["route"], stored))
+        except BadDMRequest:
+            return
+        await self._sent.learn_sent(platform, call, row["account"], status, raw, encoding)
 
     def _resolved(self, outcome: str, created: datetime, decided: datetime) -> None:
         self._metrics.holds_resolved.labels(outcome).inc()

@@ -20,7 +20,8 @@ from policies.model import Action, Decision, Mode, OutboundMessage, PolicyMatch
 from proxy.clock import Clock
 from proxy.contacts import Contacts
 from proxy.crypto import StoredRequest
-from proxy.errors import PolicyFailure
+from proxy.edits import SentMessages
+from proxy.errors import EditNotJudged, PolicyFailure
 from proxy.holds import HeldDM, HoldService, dedupe_key
 from proxy.identity import Sender, SenderIdentities
 from proxy.ids import new_id
@@ -87,7 +88,13 @@ class Blocked:
     answer: PlatformResponse
 
 
-Outcome = Forward | Replay | Held | Blocked
+@dataclass(frozen=True)
+class Unjudged:
+    """No DM after all (an edit of a message that is not direct): forward it untouched,
+    without a decision."""
+
+
+Outcome = Forward | Replay | Held | Blocked | Unjudged
 
 
 class DecisionPipeline:
@@ -101,8 +108,10 @@ class DecisionPipeline:
         contacts: Contacts,
         metrics: Metrics,
         clock: Clock,
+        edits: SentMessages | None = None,
     ) -> None:
         self._policies = policies
+        self._edits = edits
         self._store = store
         self._identities = identities
         self._unanswered = unanswered
@@ -128,7 +137,10 @@ class DecisionPipeline:
         await self._contacts.reached(message.platform, message.account, message.recipients)
 
     async def _decide(self, sub: Submission) -> Outcome:
-        message, sender = await self._message(sub)
+        judged = await self._message(sub)
+        if judged is None:
+            return Unjudged()
+        message, sender = judged
         self._metrics.sender_identity.labels(message.platform, sender.source).inc()
         # An encrypted text says nothing: the request's bytes tell one DM from another.
         text_key = sub.dm.text if not sub.dm.opaque else "opaque:" + _digest(sub.body)
@@ -160,14 +172,25 @@ class DecisionPipeline:
         header = f"{decision.would_action.value}; shadow" if decision.shadow else "allow"
         return Forward(header, message, key)
 
-    async def _message(self, sub: Submission) -> tuple[OutboundMessage, Sender]:
+    async def _message(self, sub: Submission) -> tuple[OutboundMessage, Sender] | None:
         """The DM as the policies see it: sender identified, recipients resolved (members
-        of a conversation the send names only by id), recipients' names for the template
-        placeholder."""
+        of a conversation the send names only by id; an edited direct message's recipients
+        too), recipients' names for the template placeholder. None: an edit of a message
+        that is no DM (`proxy.edits`)."""
         platform, dm = sub.platform, sub.dm
         sender = await self._identities.identify(
             sub.target, platform, sub.call, hint=dm.account_hint
         )
+        if dm.edit_of is not None:
+            if self._edits is None:
+                raise EditNotJudged(f"{platform.name}: edits of sent messages are not judged here")
+            edited = await self._edits.edited(
+                sub.target, platform, sub.call, sender.account, dm.edit_of
+            )
+            if not edited.direct:
+                return None
+            # The edit reaches whoever the message reached, and whoever it now mentions.
+            dm = replace(dm, recipients=tuple(dict.fromkeys(edited.recipients + dm.recipients)))
         signals = self._store.signals
         if not dm.recipients and dm.conversation_id:
             members = await signals.conversation_members(platform.name, dm.conversation_id)

@@ -37,12 +37,14 @@ class Kind(StrEnum):
 @dataclass(frozen=True)
 class RequestView:
     """What an adapter sees of a request. `path` is the path below the route prefix,
-    percent-decoded, starting with `/` (`/2/users/me` for `/x/2/users/me`)."""
+    percent-decoded, starting with `/` (`/2/users/me` for `/x/2/users/me`).
+    `query_string` is the query as sent (still encoded), for what parsing hides (`;`)."""
 
     method: str
     path: str
     query: MultiDictProxy[str]
     headers: CIMultiDictProxy[str]
+    query_string: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,10 @@ class ParsedDM:
     # The platform carries the text end-to-end encrypted (XChat): `text` is "" and only
     # the policies that need no text can judge it.
     opaque: bool = False
+    # The send edits the platform's message `edit_of` (a Mastodon status edit): it is a DM
+    # only if that message was one, to its recipients as well as `recipients`. The
+    # pipeline finds out (`proxy.edits`); `Platform.edited_lookup` asks the platform.
+    edit_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,28 @@ class Platform(ABC):
     @abstractmethod
     def block_response(self, call: Classified, reason: str) -> PlatformResponse:
         """A 403 in the platform's own error shape, naming `reason`."""
+
+    def learn_sent(self, call: Classified, account: str, status: int, body: bytes) -> list[Fact]:
+        """Facts from the platform's answer to a DM send dmgate forwarded or released (the
+        id of a direct status, so an edit of it is judged). A failed or odd answer teaches
+        nothing; never raises."""
+        if not 200 <= status < 300:
+            return []
+        try:
+            return self.learn_sent_from(call, account, json.loads(body))
+        except Exception:
+            return []
+
+    def learn_sent_from(self, call: Classified, account: str, doc: Any) -> list[Fact]:
+        """`learn_sent` on the decoded JSON answer; nothing by default."""
+        return []
+
+    def edited_lookup(self, call: Classified, message_id: str) -> RequestView | None:
+        """The platform's read of the message an edit (`ParsedDM.edit_of`) changes, with
+        this request's credential and nothing else of it, for a message dmgate never saw
+        sent: its answer, read with `learn`, must yield a `SentMessage` saying whether it
+        is direct. None: the platform has none (the edit is then refused)."""
+        return None
 
     def rewrite_response(self, call: Classified, body: bytes, public_base_url: str) -> bytes | None:
         """A signal answer as the tool should see it, or None to relay it untouched: for

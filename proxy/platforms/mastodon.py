@@ -33,13 +33,30 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, quote_plus, unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
-from proxy.facts import Fact, Followed, FollowerSnapshot, Identity, InboundMessage, Profile
+from proxy.facts import (
+    Fact,
+    Followed,
+    FollowerSnapshot,
+    Identity,
+    InboundMessage,
+    Profile,
+    SentMessage,
+)
+from proxy.platforms.ambiguity import (
+    check_form,
+    check_query,
+    disposition_params,
+    is_list_key,
+    not_in_both,
+    one_header,
+)
 from proxy.platforms.base import (
     BadDMRequest,
     Classified,
@@ -50,7 +67,7 @@ from proxy.platforms.base import (
     PlatformResponse,
     RequestView,
 )
-from proxy.platforms.ids import canonical_domain, number_or_none
+from proxy.platforms.ids import canonical_domain, canonical_number, number_or_none
 from proxy.platforms.jsonbody import dump_json, load_json_object
 from proxy.platforms.routes import (
     SAFE_READS,
@@ -73,12 +90,62 @@ from proxy.platforms.shapes import (
 
 STATUS_FIELDS = ("status", "visibility", "spoiler_text")
 
-# mastodon/mastodon app/models/account.rb:
-#   USERNAME_RE = /[a-z0-9_]+([a-z0-9_\.-]+[a-z0-9_]+)?/i
-#   MENTION_RE  = /(?<=^|[^\/[:word:]])@((#{USERNAME_RE})(?:@[[:word:]\.\-]+[[:word:]]+)?)/i
-_MENTION = re.compile(
-    r"(?<![/\w])@([a-z0-9_]+(?:[a-z0-9_.-]+[a-z0-9_]+)?)(?:@([\w.-]+\w))?", re.IGNORECASE
-)
+# Mentions as Mastodon finds them (mastodon/mastodon app/models/account.rb, main as of
+# 2025, scanned by ProcessMentionsService over the status text only):
+#   USERNAME_RE = /[a-z0-9_]+([.-]+[a-z0-9_]+)*/i
+#   MENTION_RE  = %r{(?<![=/[:word:]])@((#{USERNAME_RE})(?:@[[:word:]]+([.-]+[[:word:]]+)*)?)}
+# Onigmo's `[[:word:]]` on a UTF-8 string is Letter, Mark, Decimal_Number and
+# Connector_Punctuation, which Python's `\w` is not (it leaves out marks and most
+# connectors, and takes other numbers such as `²`): so the word test is by category, and
+# the scan is by hand (Python's `re` has no Unicode categories). `[a-z]` under Ruby's /i
+# folds like under Python's IGNORECASE (the Kelvin sign is a `k`).
+_USERNAME = re.compile(r"[a-z0-9_]+(?:[.-]+[a-z0-9_]+)*", re.IGNORECASE)
+_WORD_CATEGORIES = ("Nd", "Pc")
+
+
+def _ruby_word(ch: str) -> bool:
+    category = unicodedata.category(ch)
+    return category[0] in "LM" or category in _WORD_CATEGORIES
+
+
+def _domain_end(text: str, start: int) -> int:
+    """The end of `[[:word:]]+([.-]+[[:word:]]+)*` matched greedily at `start` (== start
+    if it does not match)."""
+    n, end = len(text), start
+    while end < n and _ruby_word(text[end]):
+        end += 1
+    if end == start:
+        return start
+    while True:
+        sep = end
+        while sep < n and text[sep] in ".-":
+            sep += 1
+        if sep == end or sep >= n or not _ruby_word(text[sep]):
+            return end
+        end = sep
+        while end < n and _ruby_word(text[end]):
+            end += 1
+
+
+def _mention_spans(text: str) -> list[tuple[str, str | None]]:
+    """(username, domain or None) of every mention, left to right, as `gsub(MENTION_RE)`
+    finds them (a match's end is where the next search starts)."""
+    found: list[tuple[str, str | None]] = []
+    pos = 0
+    while (at := text.find("@", pos)) >= 0:
+        pos = at + 1
+        if at > 0 and (text[at - 1] in "=/" or _ruby_word(text[at - 1])):
+            continue
+        user = _USERNAME.match(text, at + 1)
+        if user is None:
+            continue
+        domain, pos = None, user.end()
+        if text.startswith("@", pos):
+            end = _domain_end(text, pos + 1)
+            if end > pos + 1:
+                domain, pos = text[pos + 1 : end], end
+        found.append((user.group(), domain))
+    return found
 
 
 def normalize_acct(value: str, local_domains: Collection[str] = ()) -> str:
@@ -94,16 +161,18 @@ def normalize_acct(value: str, local_domains: Collection[str] = ()) -> str:
 
 def mentions(text: str, local_domains: Collection[str] = ()) -> tuple[str, ...]:
     """The accounts a status text mentions, normalised, in order, without repeats."""
-    found = []
-    for m in _MENTION.finditer(text):
-        user, domain = m.group(1), m.group(2)
-        found.append(normalize_acct(f"{user}@{domain}" if domain else user, local_domains))
+    found = [
+        normalize_acct(f"{user}@{domain}" if domain else user, local_domains)
+        for user, domain in _mention_spans(text)
+    ]
     return tuple(dict.fromkeys(found))
 
 
 # --- routes ----------------------------------------------------------------------------
 
 STATUSES = "statuses"
+STATUS_EDIT = "status_edit"
+STATUS = "status"
 VERIFY_CREDENTIALS = "verify_credentials"
 NOTIFICATIONS = "notifications"
 NOTIFICATION = "notification"
@@ -115,8 +184,17 @@ VERIFY_CREDENTIALS_PATH = "/api/v1/accounts/verify_credentials"
 # Rails routes are case-sensitive, but judging a status Mastodon would 404 is harmless;
 # missing one it would accept is not. Every route takes a format suffix (`(.:format)`).
 # `GET /api/v1/statuses?id[]=…` reads statuses; other methods there are refused.
+# `/api/v1/statuses/:id`: Rails routes PUT and PATCH to `update` (an edit: judged when
+# the status is direct), GET reads it (which teaches whether it is direct), DELETE deletes
+# it (passes); anything else there is refused. The id is any segment, as for Rails (it is
+# read as a number when judged).
+_STATUS_PATH = route_pattern("/api/v1/statuses/{id}", params={"id": r"[^/.]+"})
+_STATUS_READS = frozenset({*SAFE_READS, "DELETE"})
 _ROUTES = RouteTable(
     Route(STATUSES, "POST", Kind.DM, route_pattern("/api/v1/statuses"), reads=SAFE_READS),
+    Route(STATUS_EDIT, "PUT", Kind.DM, _STATUS_PATH, reads=_STATUS_READS),
+    Route(STATUS_EDIT, "PATCH", Kind.DM, _STATUS_PATH, reads=_STATUS_READS),
+    Route(STATUS, "GET", Kind.SIGNAL, _STATUS_PATH),
     Route(VERIFY_CREDENTIALS, "GET", Kind.SIGNAL, route_pattern(VERIFY_CREDENTIALS_PATH)),
     Route(NOTIFICATIONS, "GET", Kind.SIGNAL, route_pattern("/api/v1/notifications")),
     Route(
@@ -206,11 +284,7 @@ def _json_form(body: bytes) -> _Form:
 
 
 def _url_form(body: bytes) -> _Form:
-    try:
-        text = body.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BadDMRequest(f"status request body is not valid form data: {exc}", 400) from exc
+    pairs = check_form(body, "status form body", is_list_key)
     fields: dict[str, list[_Field]] = {}
     for key, value in pairs:
         fields.setdefault(key, []).append(_Field(value))
@@ -241,6 +315,12 @@ def _multipart_form(req: RequestView, body: bytes) -> _Form:
             raise BadDMRequest("multipart body is not terminated", 400)
         headers = body[pos + 2 : head_end].decode("latin-1")
         name, filename = _disposition(headers)
+        if name is not None and name in fields and not is_list_key(name):
+            raise BadDMRequest(
+                f"{name!r} is given twice in the multipart body: the platform could read "
+                "either copy",
+                400,
+            )
         if name is not None and filename is None:
             try:
                 value = body[content_start:end].decode("utf-8")
@@ -252,11 +332,14 @@ def _multipart_form(req: RequestView, body: bytes) -> _Form:
 
 
 def _disposition(headers: str) -> tuple[str | None, str | None]:
-    for line in headers.split("\r\n"):
-        key, _, value = line.partition(":")
-        if key.strip().lower() == "content-disposition":
-            return _param(value, "name"), _param(value, "filename")
-    return None, None
+    """A part's field name and file name; 400 for a part with two Content-Disposition
+    headers or two `name=` (Rack reads the last, a first-match reader the first)."""
+    pairs = [line.partition(":")[::2] for line in headers.split("\r\n")]
+    value = one_header([(k.strip(), v) for k, v in pairs], "content-disposition")
+    if value is None:
+        return None, None
+    params = disposition_params(value)
+    return params.get("name"), params.get("filename")
 
 
 def _form(req: RequestView, body: bytes) -> _Form:
@@ -293,8 +376,9 @@ def _is_direct(req: RequestView, form: _Form) -> bool:
 # --- answer helpers --------------------------------------------------------------------
 
 
-# A Mastodon account id in its one spelling (no leading zeros), else None.
-_id_of = partial(number_or_none, max_digits=20)
+_MAX_ID_DIGITS = 20
+# A Mastodon account or status id in its one spelling (no leading zeros), else None.
+_id_of = partial(number_or_none, max_digits=_MAX_ID_DIGITS)
 
 
 def _acct_of(account: Any, local_domains: Collection[str] = ()) -> str | None:
@@ -365,14 +449,23 @@ class MastodonPlatform(Platform):
     # --- DM requests --------------------------------------------------------------------
 
     def parse_dm(self, call: Classified, body: bytes) -> ParsedDM:
-        call.dm_endpoint("a Mastodon status post")
+        """A direct status post, or an edit of a status (`edit_of`: the pipeline finds out
+        whether that status is direct; an edit cannot change the visibility)."""
+        endpoint = call.dm_endpoint("a Mastodon status post or edit")
         req = call.request
         form = _form(req, body)
-        if not _is_direct(req, form):
+        # Rails merges the query over the body: one reading of every parameter, or none.
+        query = check_query(req, is_list_key)
+        not_in_both(query, form.doc if form.doc is not None else form.fields)
+        edit_of = None
+        if endpoint == STATUS_EDIT:
+            edit_of = canonical_number(call.params["id"], "the status id", _MAX_ID_DIGITS)
+        elif not _is_direct(req, form):
             raise NotADirectMessage("not a direct status")
-        if "status" in req.query:
-            # Rails would let the query's text override the body's: one text or none.
-            raise BadDMRequest("a direct status must carry `status` in the body", 400)
+        shown = [k for k in query if k in ("status", "spoiler_text") or k.startswith("poll")]
+        if shown:
+            # Rails would read the query's text too: what the recipient reads is in the body.
+            raise BadDMRequest(f"a direct status must carry `{shown[0]}` in the body", 400)
         text = form.one("status") or ""
         options = form.poll_options()
         if not text.strip() and not form.has_media() and not options:
@@ -380,7 +473,7 @@ class MastodonPlatform(Platform):
         # The mentions (recipients) are the status's own; what the recipient reads is the
         # content warning, the status and the poll's options.
         prefix, suffix = _around(form.one("spoiler_text"), options)
-        return ParsedDM(mentions(text, self.local_domains), prefix + text + suffix)
+        return ParsedDM(mentions(text, self.local_domains), prefix + text + suffix, edit_of=edit_of)
 
     def recipients_for(self, dm: ParsedDM, account: str) -> tuple[str, ...]:
         """The mentioned accounts. A direct status mentioning nobody reaches only its
@@ -447,7 +540,8 @@ class MastodonPlatform(Platform):
         """A Status entity (mastodon/documentation `content/en/entities/Status.md`), as
         `POST /api/v1/statuses` answers with 200. What dmgate cannot know (the sender's
         username, the mentioned accounts' ids, the instance's URLs) is empty or null."""
-        status_id = _synthetic_id(hold_id)
+        # An edit answers with the edited status (its own id), as `PUT` does.
+        status_id = dm.edit_of or _synthetic_id(hold_id)
         mentioned = [
             {
                 "id": "",
@@ -473,7 +567,7 @@ class MastodonPlatform(Platform):
             "replies_count": 0,
             "reblogs_count": 0,
             "favourites_count": 0,
-            "edited_at": None,
+            "edited_at": iso_now() if dm.edit_of else None,
             "favourited": False,
             "reblogged": False,
             "muted": False,
@@ -506,6 +600,40 @@ class MastodonPlatform(Platform):
 
     def learn_from(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
         return _LEARNERS[call.endpoint](self, call, account, doc)
+
+    def learn_sent_from(self, call: Classified, account: str, doc: Any) -> list[Fact]:
+        """A created direct status's id (and mentions): an edit of it is a new DM."""
+        if call.endpoint != STATUSES:
+            return []
+        return self._sent(doc, account)
+
+    def _sent(self, doc: Any, author: str | None) -> list[Fact]:
+        """A Status entity as a `SentMessage` of `author` (its own `account.id` if None)."""
+        if not isinstance(doc, dict) or (status_id := _id_of(doc.get("id"))) is None:
+            return []
+        author = author or _id_of((doc.get("account") or {}).get("id"))
+        if author is None:
+            return []
+        mentioned = tuple(
+            dict.fromkeys(
+                a for m in doc.get("mentions") or [] if (a := _acct_of(m, self.local_domains))
+            )
+        )
+        return [SentMessage(author, status_id, mentioned, doc.get("visibility") == "direct")]
+
+    def edited_lookup(self, call: Classified, message_id: str) -> RequestView | None:
+        """`GET /api/v1/statuses/:id` with the request's token, where it was (the answer's
+        `visibility` says whether the status is direct; read by `_learn_status`)."""
+        path = f"/api/v1/statuses/{message_id}"
+        me = identity_view_with_authorization(call.request, path)
+        token = call.request.query.get("access_token")
+        if me is None and token:
+            return identity_view(path, query=[("access_token", token)])
+        return me
+
+    def _learn_status(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
+        """A status read: whether it is direct, keyed by its author, for its edits."""
+        return self._sent(doc, None)
 
     def _learn_me(self, call: Classified, account: str | None, doc: Any) -> list[Fact]:
         me = _id_of(doc.get("id"))
@@ -569,6 +697,7 @@ class MastodonPlatform(Platform):
 
 
 _LEARNERS: dict[str, Learner] = {
+    STATUS: MastodonPlatform._learn_status,
     VERIFY_CREDENTIALS: MastodonPlatform._learn_me,
     NOTIFICATIONS: MastodonPlatform._learn_notifications,
     NOTIFICATION: MastodonPlatform._learn_notifications,

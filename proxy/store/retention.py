@@ -5,6 +5,8 @@ so pruning never holds locks long or competes with DMs for more than a moment.
 Kept forever (small, and still true): who wrote first, whose credential is whose, profiles,
 conversation members, holds (the review record). Follows lose only their time, never the
 fact that someone follows: a later follower-list snapshot must not mistake them for new.
+Direct messages dmgate saw sent are forgotten like other facts: an edit of a forgotten one
+makes dmgate ask the platform.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from proxy.store.tables import (
     follows,
     lsh_bands,
     outbox,
+    sent_messages,
     template_recipients,
     template_signatures,
     templates,
@@ -99,6 +102,16 @@ def _notifications(conn: sa.Connection, cutoff: datetime) -> int:
     return conn.execute(sa.delete(outbox).where(outbox.c.id.in_(ids))).rowcount
 
 
+def _sent_messages(conn: sa.Connection, cutoff: datetime) -> int:
+    key = sa.tuple_(sent_messages.c.platform, sent_messages.c.account, sent_messages.c.message_id)
+    old = (
+        sa.select(sent_messages.c.platform, sent_messages.c.account, sent_messages.c.message_id)
+        .where(sent_messages.c.seen_at < cutoff)
+        .limit(BATCH)
+    )
+    return conn.execute(sa.delete(sent_messages).where(key.in_(old))).rowcount
+
+
 # Order matters: recipients before templates (a template goes once its recipients have).
 PRUNERS = {
     "decisions": _decisions,
@@ -106,6 +119,7 @@ PRUNERS = {
     "templates": _templates,
     "follow_times": _follow_times,
     "notifications": _notifications,
+    "sent_messages": _sent_messages,
 }
 
 

@@ -21,6 +21,7 @@ from proxy.facts import (
     Identity,
     InboundMessage,
     Profile,
+    SentMessage,
     Unfollowed,
 )
 from proxy.store.database import Database, insert_ignore
@@ -33,6 +34,7 @@ from proxy.store.tables import (
     inbound,
     lsh_bands,
     profiles,
+    sent_messages,
     template_recipients,
     template_signatures,
     templates,
@@ -390,6 +392,24 @@ class StoreSignals:
 
         return await self._db.read(_op)
 
+    async def sent_direct(
+        self, platform: str, account: str, message_id: str
+    ) -> tuple[str, ...] | None:
+        """The recipients of a direct message `account` was seen sending (`SentMessage`),
+        or None if dmgate does not know it as one."""
+
+        def _op(conn: sa.Connection) -> tuple[str, ...] | None:
+            recipients = conn.execute(
+                sa.select(sent_messages.c.recipients).where(
+                    sent_messages.c.platform == platform,
+                    sent_messages.c.account == account,
+                    sent_messages.c.message_id == message_id,
+                )
+            ).scalar_one_or_none()
+            return tuple(recipients) if recipients is not None else None
+
+        return await self._db.read(_op)
+
     async def record_facts(
         self,
         platform: str,
@@ -475,6 +495,26 @@ class StoreSignals:
                 stmt.on_conflict_do_update(
                     index_elements=[conversations.c.platform, conversations.c.conversation_id],
                     set_={"members": stmt.excluded.members, "updated_at": now},
+                )
+            )
+        elif isinstance(fact, SentMessage):
+            if not fact.direct:  # only direct messages' edits are judged
+                return
+            stmt = insert_ignore(conn, sent_messages).values(
+                platform=platform,
+                account=fact.account,
+                message_id=fact.message_id,
+                recipients=list(fact.recipients),
+                seen_at=now,
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[
+                        sent_messages.c.platform,
+                        sent_messages.c.account,
+                        sent_messages.c.message_id,
+                    ],
+                    set_={"recipients": stmt.excluded.recipients, "seen_at": now},
                 )
             )
         elif isinstance(fact, InboundMessage):

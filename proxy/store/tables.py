@@ -149,6 +149,20 @@ conversations = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# Direct messages dmgate saw sent (a Mastodon direct status, learnt from the answer to its
+# create): an edit of one is a new DM to its recipients. Pruned by retention (`seen_at`);
+# an edit of a forgotten one makes dmgate ask the platform instead.
+sent_messages = sa.Table(
+    "sent_messages",
+    metadata,
+    sa.Column("platform", sa.String(32), primary_key=True),
+    sa.Column("account", sa.String(128), primary_key=True),
+    sa.Column("message_id", sa.String(128), primary_key=True),
+    sa.Column("recipients", sa.JSON, nullable=False),
+    sa.Column("seen_at", UTCDateTime, nullable=False),
+)
+sa.Index("ix_sent_messages_seen_at", sent_messages.c.seen_at)
+
 # How recipients are addressed, for the template `<name>` placeholder.
 profiles = sa.Table(
     "profiles",

@@ -5,7 +5,11 @@ Shapes follow mastodon/documentation (`content/en/methods/statuses.md`,
 the way Rails does (form data — also without a Content-Type, as Rack does —, multipart
 and JSON; query parameters override body parameters), validated like Mastodon
 (`status` required without media, `visibility` from the four values), and honour
-`Idempotency-Key`. Errors are Mastodon's `{"error": "..."}`.
+`Idempotency-Key`. `PUT`/`PATCH /api/v1/statuses/:id` edit a status of the caller's
+(`UpdateStatusService`: text, spoiler and poll change, the visibility does not; 200 with
+the Status and `edited_at`), `GET /api/v1/statuses/:id` reads one (404 for a direct
+status the caller is neither the author nor mentioned in, as Mastodon hides it). Errors are
+Mastodon's `{"error": "..."}`.
 
     with FakeMastodonThread() as m:
         alice = m.state.add_account("1", "alice", token="t")
@@ -48,6 +52,7 @@ class Posted:
     created_at: datetime
     idempotency_key: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    edited_at: datetime | None = None
 
 
 class FakeMastodon:
@@ -57,6 +62,7 @@ class FakeMastodon:
         self.accounts: dict[str, dict[str, Any]] = {}  # id -> Account entity
         self.tokens: dict[str, str] = {}  # bearer token -> account id
         self.statuses: list[Posted] = []
+        self.edits: list[Posted] = []  # each accepted edit, as the status read after it
         self.notifications: dict[str, list[dict[str, Any]]] = {}  # account id -> newest first
         self.followers: dict[str, list[str]] = {}  # account id -> follower ids, newest first
         self.reject_tokens: set[str] = set()
@@ -152,6 +158,7 @@ class FakeMastodon:
             "replies_count": 0,
             "reblogs_count": 0,
             "favourites_count": 0,
+            "edited_at": _iso(p.edited_at) if p.edited_at else None,
             "content": f"<p>{p.text}</p>",
             "reblog": None,
             "application": {"name": "fake", "website": None},
@@ -170,6 +177,9 @@ class FakeMastodon:
         app = web.Application(middlewares=[self._middleware])
         r = app.router
         r.add_post("/api/v1/statuses", self._post_status)
+        r.add_get("/api/v1/statuses/{id}", self._get_status)
+        r.add_put("/api/v1/statuses/{id}", self._edit_status)
+        r.add_patch("/api/v1/statuses/{id}", self._edit_status)
         r.add_get("/api/v1/accounts/verify_credentials", self._verify_credentials)
         r.add_get("/api/v1/notifications", self._notifications)
         r.add_get("/api/v1/accounts/{id}/followers", self._followers)
@@ -243,24 +253,64 @@ class FakeMastodon:
             for earlier in self.statuses:
                 if earlier.idempotency_key == key and earlier.account_id == caller:
                     return web.json_response(self._status(earlier))
-        found = []
-        for m in _MENTION.finditer(text):
-            acct = f"{m.group(1)}@{m.group(2)}" if m.group(2) else m.group(1)
-            account = self.by_acct(acct)
-            if account is not None:
-                found.append(account["acct"])
         posted = Posted(
             self.new_id(),
             caller,
             text,
             visibility,
-            tuple(dict.fromkeys(found)),
+            self._mentions(text),
             datetime.now(UTC),
             key,
             params,
         )
         self.statuses.append(posted)
         return web.json_response(self._status(posted))
+
+    def _mentions(self, text: str) -> tuple[str, ...]:
+        found = []
+        for m in _MENTION.finditer(text):
+            acct = f"{m.group(1)}@{m.group(2)}" if m.group(2) else m.group(1)
+            account = self.by_acct(acct)
+            if account is not None:
+                found.append(account["acct"])
+        return tuple(dict.fromkeys(found))
+
+    def _find(self, request: web.Request, caller: str) -> Posted | None:
+        """A status the caller may see (a direct one: its author or a mentioned account)."""
+        status = next((p for p in self.statuses if p.id == request.match_info["id"]), None)
+        if status is None or status.visibility != "direct" or status.account_id == caller:
+            return status
+        me = self.accounts[caller]["acct"]
+        return status if me in status.mentions else None
+
+    async def _get_status(self, request: web.Request) -> web.Response:
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
+        status = self._find(request, caller)
+        if status is None:
+            return _error(404, "Record not found")
+        return web.json_response(self._status(status))
+
+    async def _edit_status(self, request: web.Request) -> web.Response:
+        caller = self._caller(request)
+        if isinstance(caller, web.Response):
+            return caller
+        status = self._find(request, caller)
+        if status is None or status.account_id != caller:
+            return _error(404, "Record not found")
+        params = await self._params(request)
+        if isinstance(params, web.Response):
+            return params
+        text = params.get("status") or ""
+        if not isinstance(text, str) or (not text.strip() and not params.get("media_ids")):
+            return _error(422, "Validation failed: Text can't be blank")
+        status.text = text
+        status.mentions = tuple(dict.fromkeys(status.mentions + self._mentions(text)))
+        status.params = params
+        status.edited_at = datetime.now(UTC)
+        self.edits.append(Posted(**{**status.__dict__, "params": dict(params)}))
+        return web.json_response(self._status(status))
 
     async def _verify_credentials(self, request: web.Request) -> web.Response:
         caller = self._caller(request)
