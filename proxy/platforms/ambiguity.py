@@ -45,7 +45,7 @@ def unique_pairs(
     for key, value in pairs:
         if key in out and not repeatable(key):
             raise BadDMRequest(
-                f"{key!r} is given twice in the {where}: the platform could read either copy",
+                f"{key} is given twice in the {where}: the platform could read either copy",
                 400,
             )
         out[key] = value
@@ -89,10 +89,18 @@ def not_in_both(
     if both:
         name = sorted(both)[0]
         raise BadDMRequest(
-            f"{name!r} is given both in the query string and the body: the platform could "
+            f"{name} is given both in the query string and the body: the platform could "
             "read either",
             400,
         )
+
+
+def check_json_request(req: RequestView, doc: Collection[str]) -> dict[str, str]:
+    """For a DM whose body is a JSON object `doc` (its duplicate keys already refused by
+    `jsonbody`): the query's parameters each once, no `;`, and none also in the body."""
+    query = check_query(req)
+    not_in_both(query, doc)
+    return query
 
 
 def disposition_params(value: str) -> dict[str, str]:

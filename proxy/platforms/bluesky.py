@@ -53,6 +53,7 @@ from proxy.facts import (
     InboundMessage,
     Profile,
 )
+from proxy.platforms.ambiguity import check_json_request
 from proxy.platforms.base import (
     BadDMRequest,
     Classified,
@@ -285,6 +286,7 @@ class BlueskyPlatform(Platform):
     def parse_dm(self, call: Classified, body: bytes) -> ParsedDM:
         method = call.dm_endpoint("a Bluesky chat send")
         doc = _load_json(call.request, body)
+        check_json_request(call.request, doc)
         if method == SEND_MESSAGE:
             convo, text = _item(doc, "")
             return ParsedDM((), text, conversation_id=convo)

@@ -64,6 +64,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from proxy.facts import ConversationMembers, Fact, Identity, InboundMessage, Profile
+from proxy.platforms.ambiguity import check_json_request
 from proxy.platforms.base import (
     BadDMRequest,
     Classified,
@@ -355,6 +356,7 @@ class LinkedInPlatform(Platform):
         endpoint = call.dm_endpoint("a LinkedIn message send")
         self._check_content_type(call.request, voyager=endpoint != OFFICIAL_SEND)
         doc = load_json_object(body)
+        check_json_request(call.request, doc)
         if endpoint == OFFICIAL_SEND:
             return self._parse_official(doc)
         if endpoint == VOYAGER_DASH_SEND:

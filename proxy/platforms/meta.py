@@ -65,6 +65,12 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 from multidict import CIMultiDictProxy, MultiDictProxy
 
 from proxy.facts import Fact, Identity, InboundMessage, Profile
+from proxy.platforms.ambiguity import (
+    check_query,
+    disposition_params,
+    one_header,
+    unique_pairs,
+)
 from proxy.platforms.base import (
     BadDMRequest,
     Classified,
@@ -164,17 +170,6 @@ class _Form:
         self.pairs = pairs  # form/multipart: every pair in order
 
 
-def _unique_pairs(pairs: list[tuple[str, str]], where: str) -> dict[str, str]:
-    """Every key once: which copy Graph keeps is not documented (`batch` twice, a
-    harmless one first and the send last, must not pass as the harmless one)."""
-    out: dict[str, str] = {}
-    for key, value in pairs:
-        if key in out:
-            raise BadDMRequest(f"{key} is given twice in the {where}", 400)
-        out[key] = value
-    return out
-
-
 def _read_body(req: RequestView, body: bytes) -> _Form:
     media = media_type(req)
     if not body.strip():
@@ -187,10 +182,10 @@ def _read_body(req: RequestView, body: bytes) -> _Form:
             pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
         except (UnicodeDecodeError, ValueError) as exc:
             raise BadDMRequest(f"DM request body is not a valid form: {exc}", 400) from exc
-        return _Form("form", _unique_pairs(pairs, "form body"), pairs)
+        return _Form("form", unique_pairs(pairs, "form body"), pairs)
     if media == "multipart/form-data":
         pairs = _multipart_fields(req.headers.get("Content-Type", ""), body)
-        return _Form("multipart", _unique_pairs(pairs, "multipart body"), pairs)
+        return _Form("multipart", unique_pairs(pairs, "multipart body"), pairs)
     raise BadDMRequest(
         f"Graph API sends must be JSON, form or multipart bodies, got {media!r}", 415
     )
@@ -204,6 +199,10 @@ def _multipart_fields(content_type: str, body: bytes) -> list[tuple[str, str]]:
         raise BadDMRequest("multipart DM request body has no parts", 400)
     fields: list[tuple[str, str]] = []
     for part in message.iter_parts():
+        # Two Content-Disposition headers, or two `name=` in one: which name is meant?
+        disposition = one_header(part.raw_items(), "content-disposition")
+        if disposition is not None:
+            disposition_params(str(disposition))
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str) or part.get_filename():
             continue
@@ -229,7 +228,7 @@ def _json_field(value: Any, name: str) -> dict[str, Any]:
 
 def _send_fields(req: RequestView, form: _Form) -> tuple[dict[str, Any], dict[str, str]]:
     """Every send field with its value, and which form ("query" or the body's) held it."""
-    query = _unique_pairs(list(req.query.items()), "query string")
+    query = check_query(req)
     fields: dict[str, Any] = {}
     source: dict[str, str] = {}
     for name in _FIELDS:
@@ -429,7 +428,7 @@ class MetaPlatform(Platform):
         endpoint, req = call.dm_endpoint("a Graph API send"), call.request
         form = _read_body(req, body)
         if endpoint == BATCH:
-            query = _unique_pairs(list(req.query.items()), "query string")
+            query = check_query(req)
             if "batch" in form.fields and "batch" in query:
                 raise BadDMRequest("batch is given both in the query string and the body", 400)
             batch = form.fields["batch"] if "batch" in form.fields else query.get("batch")

@@ -39,6 +39,7 @@ from proxy.facts import (
     Profile,
     Unfollowed,
 )
+from proxy.platforms.ambiguity import check_json_request
 from proxy.platforms.base import (
     BadDMRequest,
     Classified,
@@ -277,6 +278,7 @@ class XPlatform(Platform):
         # X's DM endpoints take JSON only; some tools send no Content-Type at all.
         require_json(call.request, "DM requests")
         doc = load_json_object(body)
+        check_json_request(call.request, doc)
         hint = self.account_from_request(call)
         if endpoint == DM_WITH:
             recipient = _user_id(params["participant_id"], "participant_id")
