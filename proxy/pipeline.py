@@ -95,6 +95,8 @@ class Unjudged:
 
 
 Outcome = Forward | Replay | Held | Blocked | Unjudged
+# A DM as the policies see it, the sender, and a batch's parts (label, message).
+Judged = tuple[OutboundMessage, Sender, tuple[tuple[str, OutboundMessage], ...]]
 
 
 class DecisionPipeline:
@@ -140,7 +142,7 @@ class DecisionPipeline:
         judged = await self._message(sub)
         if judged is None:
             return Unjudged()
-        message, sender = judged
+        message, sender, parts = judged
         self._metrics.sender_identity.labels(message.platform, sender.source).inc()
         # An encrypted text says nothing: the request's bytes tell one DM from another.
         text_key = sub.dm.text if not sub.dm.opaque else "opaque:" + _digest(sub.body)
@@ -148,7 +150,9 @@ class DecisionPipeline:
         repeat = await self._repeat(sub, message, key)
         if repeat is not None:
             return repeat
-        decision = await self.judge(message, sender)
+        decision = await (
+            self._judge_parts(parts, sender) if parts else self.judge(message, sender)
+        )
         record = self._record(message, decision)
         _count(self._metrics, message.platform, decision)
         if decision.action is Action.HOLD:
@@ -172,11 +176,12 @@ class DecisionPipeline:
         header = f"{decision.would_action.value}; shadow" if decision.shadow else "allow"
         return Forward(header, message, key)
 
-    async def _message(self, sub: Submission) -> tuple[OutboundMessage, Sender] | None:
+    async def _message(self, sub: Submission) -> Judged | None:
         """The DM as the policies see it: sender identified, recipients resolved (members
         of a conversation the send names only by id; an edited direct message's recipients
-        too), recipients' names for the template placeholder. None: an edit of a message
-        that is no DM (`proxy.edits`)."""
+        too), recipients' names for the template placeholder; a batch's parts each so
+        (the DM itself then reaches all their recipients). None: an edit of a message that
+        is no DM (`proxy.edits`)."""
         platform, dm = sub.platform, sub.dm
         sender = await self._identities.identify(
             sub.target, platform, sub.call, hint=dm.account_hint
@@ -191,13 +196,23 @@ class DecisionPipeline:
                 return None
             # The edit reaches whoever the message reached, and whoever it now mentions.
             dm = replace(dm, recipients=tuple(dict.fromkeys(edited.recipients + dm.recipients)))
-        signals = self._store.signals
+        # A list, not a generator: `await` in a generator expression makes an async one.
+        parts = tuple([(label, await self._outbound(sub, p, sender)) for label, p in dm.parts])
+        if parts:
+            everyone = tuple(dict.fromkeys(r for _, p in parts for r in p.recipients))
+            names = tuple(dict.fromkeys(n for _, p in parts for n in p.recipient_names))
+            message = replace(parts[0][1], recipients=everyone, text=dm.text, recipient_names=names)
+            return message, sender, parts
+        return await self._outbound(sub, dm, sender), sender, ()
+
+    async def _outbound(self, sub: Submission, dm: ParsedDM, sender: Sender) -> OutboundMessage:
+        platform, signals = sub.platform, self._store.signals
         if not dm.recipients and dm.conversation_id:
             members = await signals.conversation_members(platform.name, dm.conversation_id)
             dm = replace(dm, recipients=members or (dm.conversation_id,))
         recipients = platform.recipients_for(dm, sender.account)
         names = dm.recipient_names + await signals.recipient_names(platform.name, recipients)
-        message = OutboundMessage(
+        return OutboundMessage(
             platform=platform.name,
             account=sender.account,
             recipients=recipients,
@@ -206,7 +221,6 @@ class DecisionPipeline:
             recipient_names=names,
             opaque=dm.opaque,
         )
-        return message, sender
 
     async def _repeat(self, sub: Submission, message: OutboundMessage, key: str) -> Outcome | None:
         """A DM the policies already judged, sent again: None if it must be judged."""
@@ -244,6 +258,30 @@ class DecisionPipeline:
     async def judge(self, message: OutboundMessage, sender: Sender) -> Decision:
         """The policies' verdict on one DM at the clock's time (`dmgate simulate` asks
         this directly: history has no retries to recognise)."""
+        decision = await self._evaluate(message)
+        if not sender.verified:
+            # Fail closed: a DM whose sender could not be verified is held for a person.
+            mode = self._policies.engine.config.mode
+            decision = decision.with_match(_identity_match(sender, mode))
+        return decision
+
+    async def _judge_parts(
+        self, parts: tuple[tuple[str, OutboundMessage], ...], sender: Sender
+    ) -> Decision:
+        """A batch's verdict: every part judged with its own recipients, each verdict
+        naming its part (`items[1]: template_reuse: …`), the strictest one for the whole."""
+        matches: list[PolicyMatch] = []
+        seconds, version = 0.0, ""
+        for label, part in parts:
+            decision = await self._evaluate(part)
+            matches += [replace(m, reason=f"{label}: {m.reason}") for m in decision.matches]
+            seconds += decision.evaluation_seconds
+            version = decision.policy_version
+        if not sender.verified:
+            matches.append(_identity_match(sender, self._policies.engine.config.mode))
+        return Decision.of(matches, evaluation_seconds=seconds, policy_version=version)
+
+    async def _evaluate(self, message: OutboundMessage) -> Decision:
         engine = self._policies.engine
         started = time.perf_counter()
         try:
@@ -259,9 +297,6 @@ class DecisionPipeline:
             ) from exc
         finally:
             self._metrics.policy_evaluation.observe(time.perf_counter() - started)
-        if not sender.verified:
-            # Fail closed: a DM whose sender could not be verified is held for a person.
-            decision = decision.with_match(_identity_match(sender, engine.config.mode))
         return decision
 
     def _record(

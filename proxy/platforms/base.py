@@ -127,6 +127,11 @@ class ParsedDM:
     # only if that message was one, to its recipients as well as `recipients`. The
     # pipeline finds out (`proxy.edits`); `Platform.edited_lookup` asks the platform.
     edit_of: str | None = None
+    # A batch of messages (Bluesky `sendMessageBatch` items): each part is judged on its
+    # own, with its own recipients, under its label (`items[1]`); the batch is forwarded,
+    # held or blocked as a whole, by the strictest verdict, which names the part. `text`
+    # is all the parts' texts, `recipients` stays empty (the parts' together are judged).
+    parts: tuple[tuple[str, ParsedDM], ...] = ()
 
 
 @dataclass(frozen=True)

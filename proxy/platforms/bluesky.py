@@ -8,7 +8,11 @@ header is forwarded untouched like every other.
 Keys: every user is a DID. A send names only its conversation (`convoId`): `parse_dm`
 returns `ParsedDM(recipients=(), conversation_id=convoId)` and the proxy fills in the
 members learnt from `getConvoForMembers` / `getConvo` / `listConvos` answers
-(`ConversationMembers` facts); `recipients_for` drops the sender.
+(`ConversationMembers` facts); `recipients_for` drops the sender. A `sendMessageBatch`
+to one conversation is one DM (the recipient reads the items together); to several, each
+item is a DM to its own conversation's members, judged on its own, and the batch is
+forwarded, held or blocked as a whole by the strictest verdict, which names the item
+(`items[1]: template_reuse: …`). A held batch to several conversations cannot be edited.
 
 Text: `message.text`, and an embedded record (`app.bsky.embed.record`, the only embed
 chat takes) as the link the recipient sees it as (`https://bsky.app/profile/{did}/post/
@@ -296,14 +300,13 @@ class BlueskyPlatform(Platform):
         if len(convos) == 1:
             # Several messages to one conversation: the recipient reads them together.
             return ParsedDM((), "\n\n".join(texts), conversation_id=convos[0])
-        if len(set(texts)) == 1:
-            # One text to several conversations: each conversation stands for its members.
-            return ParsedDM(convos, texts[0])
-        raise BadDMRequest(
-            "a sendMessageBatch to several conversations is judged only when every item "
-            "has the same text; send differing messages one by one",
-            400,
+        # Several conversations: each item is a DM to its conversation's members, judged
+        # on its own; the batch goes, is held or is blocked as a whole.
+        parts = tuple(
+            (f"items[{i}]", ParsedDM((), text, conversation_id=convo))
+            for i, (convo, text) in enumerate(items)
         )
+        return ParsedDM((), "\n\n".join(texts), parts=parts)
 
     def replace_text(self, call: Classified, body: bytes, text: str) -> bytes:
         """The edited text in every message; facets are dropped (their byte ranges point
@@ -311,6 +314,12 @@ class BlueskyPlatform(Platform):
         dm = self.parse_dm(call, body)
         if not text:
             raise BadDMRequest("the edited text is empty", 422)
+        if dm.parts:
+            raise BadDMRequest(
+                "a batch to several conversations has no single text to edit: approve it "
+                "unedited or reject it",
+                422,
+            )
         doc = _load_json(call.request, body)
         if call.endpoint == SEND_MESSAGE:
             messages = [doc["message"]]
@@ -344,14 +353,15 @@ class BlueskyPlatform(Platform):
         self, call: Classified, dm: ParsedDM, account: str, hold_id: str
     ) -> PlatformResponse:
         """`chat.bsky.convo.defs#messageView` (sendMessage), or `{"items": [...]}` of them
-        (sendMessageBatch: one per conversation), with 200. Lexicon objects are open, so
+        (sendMessageBatch: one per item), with 200. Lexicon objects are open, so
         the extra `dmgate` object passes clients that validate answers."""
         marker = {"hold_id": hold_id, "status": "pending"}
         if call.endpoint == SEND_MESSAGE:
             view = self._message_view(dm, account, hold_id, 0)
             return PlatformResponse(200, {**view, "dmgate": marker}, JSON_CONTENT_TYPE)
-        count = 1 if dm.conversation_id is not None else max(len(dm.recipients), 1)
-        items = [self._message_view(dm, account, hold_id, i) for i in range(count)]
+        # One messageView per item sent (a batch to one conversation is held as one).
+        parts = [part for _, part in dm.parts] or [dm]
+        items = [self._message_view(part, account, hold_id, i) for i, part in enumerate(parts)]
         return PlatformResponse(200, {"items": items, "dmgate": marker}, JSON_CONTENT_TYPE)
 
     def block_response(self, call: Classified, reason: str) -> PlatformResponse:

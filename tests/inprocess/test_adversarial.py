@@ -172,11 +172,15 @@ async def test_a_method_override_form_field_never_reaches_the_upstream_whole(gat
     # A DM (judged) with `_method` in its form body: refused before anything is sent.
     r = await post_dm(gate, "mastodon", content=(MASTODON_DM + "&_method=put").encode())
     refused(r, 400)
-    # A pass-through edit spelled as POST + `_method=PUT`, the field behind padding that
+    # An edit spelled as POST: `/api/v1/statuses/:id` is an edit path (PUT/PATCH, judged),
+    # so any other method there is refused before a byte is sent.
+    r = await gate.client.post("/mastodon/api/v1/statuses/77", content=b"status=pitch")
+    refused(r, 405)
+    # A pass-through POST turned into a PUT by `_method`, the field behind padding that
     # spans many chunks: the upstream's request is cut off before it is complete.
     padding = "x" * (600 * 1024)
     r = await gate.client.post(
-        "/mastodon/api/v1/statuses/77",
+        "/mastodon/api/v1/statuses/77/reblog",
         content=urlencode({"pad": padding, "status": "pitch", "_method": "PUT"}).encode(),
         headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
     )
@@ -188,7 +192,7 @@ async def test_a_method_override_form_field_never_reaches_the_upstream_whole(gat
         + b"\r\n--b\r\nContent-Disposition: form-data; name=_method\r\n\r\nPUT\r\n--b--\r\n"
     )
     r = await gate.client.post(
-        "/mastodon/api/v1/statuses/77",
+        "/mastodon/api/v1/statuses/77/reblog",
         content=multipart,
         headers={**headers, "Content-Type": "multipart/form-data; boundary=b"},
     )

@@ -354,7 +354,7 @@ def test_bluesky_session_keeps_the_client_behind_dmgate(start, bluesky):
     assert session["didDoc"]["service"][0]["serviceEndpoint"] == gate.url
 
 
-def test_bluesky_batch_through_the_xrpc_root_route_is_judged_as_one(start, bluesky):
+def test_bluesky_batch_through_the_xrpc_root_route_is_held_as_one(start, bluesky):
     gate = start(TEMPLATE_ONLY)
     _, headers = b_login(gate, route="xrpc")
     convos = [convo_with(gate, headers, did) for did in (ANN, BEN, CAT)]
@@ -366,7 +366,9 @@ def test_bluesky_batch_through_the_xrpc_root_route_is_judged_as_one(start, blues
     assert r.headers["DMGate-Decision"] == "hold"
     assert len(r.json()["items"]) == 3
     hold = gate.review().get(f"/api/v1/holds/{r.headers['DMGate-Hold-Id']}").json()
-    assert sorted(hold["recipients"]) == sorted(convos)  # conversations stand for members
+    # Each item judged with its conversation's members, never the conversation id.
+    assert sorted(hold["recipients"]) == sorted([ANN, BEN, CAT])
+    assert [p["reason"].split(":")[0] for p in hold["policies"]] == ["items[2]"]
     assert bluesky.state.sent == []
     assert gate.review().post(f"/api/v1/holds/{hold['id']}/approve").json()["status"] == "sent"
     assert sorted(m.convo_id for m in bluesky.state.sent) == sorted(convos)

@@ -185,17 +185,20 @@ def test_batch_to_one_conversation_is_one_dm_with_all_texts():
     )
 
 
-def test_batch_of_one_text_to_many_conversations():
-    body = {"items": [{**MESSAGE, "convoId": c} for c in ("c1", "c2", "c1", "c3")]}
+def test_batch_to_many_conversations_is_one_part_per_item():
+    # Each item is judged with its own conversation's members (the pipeline resolves
+    # them), never with conversation ids standing in for people.
+    body = {"items": [{**MESSAGE, "convoId": c} for c in ("c1", "c2", "c1")]}
+    body["items"][1]["message"] = {"text": "other"}
     dm = B.parse_dm(B.classify(send("chat.bsky.convo.sendMessageBatch")), dumps(body))
-    assert dm == ParsedDM(("c1", "c2", "c3"), "Hi Ann, thanks for the follow!")
-
-
-def test_batch_of_differing_texts_to_many_conversations_is_refused():
-    body = {"items": [MESSAGE, {"convoId": "c2", "message": {"text": "other"}}]}
-    with pytest.raises(BadDMRequest) as err:
-        B.parse_dm(B.classify(send("chat.bsky.convo.sendMessageBatch")), dumps(body))
-    assert err.value.status == 400
+    text = "Hi Ann, thanks for the follow!"
+    assert dm.recipients == () and dm.conversation_id is None
+    assert dm.parts == (
+        ("items[0]", ParsedDM((), text, conversation_id="c1")),
+        ("items[1]", ParsedDM((), "other", conversation_id="c2")),
+        ("items[2]", ParsedDM((), text, conversation_id="c1")),
+    )
+    assert dm.text == f"{text}\n\nother\n\n{text}"
 
 
 @pytest.mark.parametrize(
@@ -260,9 +263,9 @@ def test_replace_text_in_batches():
     out = json.loads(B.replace_text(B.classify(send(nsid)), dumps(one), "edited"))
     assert out == {"items": [{"convoId": MESSAGE["convoId"], "message": {"text": "edited"}}]}
     many = {"items": [{**MESSAGE, "convoId": c} for c in ("c1", "c2")]}
-    out = json.loads(B.replace_text(B.classify(send(nsid)), dumps(many), "edited"))
-    assert [i["message"]["text"] for i in out["items"]] == ["edited", "edited"]
-    assert B.parse_dm(B.classify(send(nsid)), json.dumps(out).encode()).recipients == ("c1", "c2")
+    with pytest.raises(BadDMRequest) as err:  # no single text to edit
+        B.replace_text(B.classify(send(nsid)), dumps(many), "edited")
+    assert err.value.status == 422
 
 
 def test_replace_text_refuses_an_empty_edit():
@@ -292,10 +295,11 @@ def test_hold_answer_is_a_message_view():
 
 def test_hold_answer_for_a_batch_and_for_an_unknown_sender():
     nsid = "chat.bsky.convo.sendMessageBatch"
-    dm = ParsedDM(("c1", "c2"), "hi")
+    parts = (("items[0]", ParsedDM((), "hi", conversation_id="c1")),) * 2
+    dm = ParsedDM((), "hi\n\nhi", parts=parts)
     body = B.hold_response(B.classify(send(nsid)), dm, "credential:abcd", "h").body
     assert isinstance(body, dict)
-    assert len(body["items"]) == 2
+    assert len(body["items"]) == 2 and body["items"][0]["text"] == "hi"
     assert body["items"][0]["sender"] == {"did": UNKNOWN_SENDER_DID}
     assert body["items"][0]["id"] != body["items"][1]["id"]
 
