@@ -14,7 +14,11 @@ Adding a network is one module here implementing `base.Platform`, plus its entry
    session cookie).
 4. `parse_dm(call, body)`: recipients and text of a send, switching on `call.endpoint`
    and reading `call.params`; `BadDMRequest` for anything it cannot read exactly as the
-   network would (`jsonbody`, `ids` and `shapes` hold the shared strict readers).
+   network would (`jsonbody`, `ids` and `shapes` hold the shared strict readers;
+   `ambiguity` the parser differentials every DM endpoint refuses: a key twice, `;` in
+   the query, a parameter in both query and body, two `name=` in a multipart part). An
+   edit of a sent message sets `edit_of` (the pipeline asks whether that message was a
+   DM); a batch of messages to different people sets `parts` (each judged on its own).
 5. `replace_text(call, body, text)`: a reviewer's edit, in the body's own encoding.
 6. `hold_response` and `block_response`: the network's own success answer for a send
    and its own 403 (`shapes` has stand-in ids and times).
@@ -23,7 +27,9 @@ Adding a network is one module here implementing `base.Platform`, plus its entry
 8. When the network allows it: `account_from_request` (the request proves its sender)
    and `whoami` (the network's "who am I" call); `recipients_for` when the send names
    the sender among its recipients; `rewrite_response` for answers that would lead the
-   client around dmgate.
+   client around dmgate; for networks whose DMs can be edited, `learn_sent` (a sent
+   DM's id from the answer to its send) and `edited_lookup` (the network's read of a
+   message dmgate never saw sent, answered through a signal route).
 9. Webhooks, if the network pushes events: the three methods of `base.WebhookPlatform`
    (`/webhooks/{platform}` answers 404 for adapters without them).
 10. Tests: `tests/unit/test_<name>_platform.py`, and a fake upstream in `tests/fakes/`

@@ -9,6 +9,20 @@ The judged text is all the recipient reads: the content warning (`spoiler_text`)
 line, the status, and a poll's options (a blank line, one a line); a reviewer's edit must
 keep the warning and the options as they were and changes only the status.
 
+Edits. `PUT` (or `PATCH`, which Rails routes alike) `/api/v1/statuses/:id` changes a
+status's text, warning and poll but never its visibility: `parse_dm` reads it like a post
+and sets `edit_of`; the pipeline (`proxy.edits`) judges it as a new DM to the status's
+mentions (those it had and those the new text adds) when the status is direct, and
+forwards it unjudged otherwise. dmgate knows a status is direct from the answer to its
+create (`learn_sent_from`) or to a read of it (`GET /api/v1/statuses/:id`, a signal);
+for any other it asks the instance that read with the tool's token (`edited_lookup`).
+
+Parser differentials (`proxy.platforms.ambiguity`): Rails merges the query over the body
+and Rack keeps the last of repeated keys and the last `name=` of a multipart part, so a
+key twice (but Rails' list keys, `media_ids[]`, `poll[options][]`), two `name=`, `;` in
+the query and a parameter in both query and body are refused (400); the text parameters
+(`status`, `spoiler_text`, `poll`) must be in the body.
+
 Keys. The sending account is the Mastodon account `id` (what `verify_credentials`
 answers, what `DMGate-Account` carries, what `/api/v1/accounts/:id/followers` names).
 Everyone else — recipients, followers, people who wrote first — is keyed by their
