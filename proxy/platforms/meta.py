@@ -25,10 +25,16 @@ edited on approval (the edit has no single place to go): approve it unedited or 
 (it has no body), so `parse_dm` raises `NotADirectMessage` and the gateway passes them
 through unjudged.
 
-Graph batch requests (`POST /` with `batch`) that contain a send are refused (400): the
-sends inside would otherwise pass unjudged. Any key twice in the query string or a form or
-multipart body (`batch` twice: a harmless one first, the send last), `batch` in both the
-query and the body, and a batch item with a key twice are refused too.
+Graph batch requests (`POST /` with `batch`) whose items send messages are judged item by
+item (`batch[1]`, each with its own recipient and text; the page in the items' path is the
+sender), and the batch is forwarded, held (answered with Graph's batch shape, one
+`{code, headers, body}` per item) or blocked (the error names the item) as a whole. Refused
+(400): an item whose recipient or text comes from another item's result (`{result=…}`,
+`depends_on`), sends mixed with other calls, sends for several pages, an item's parameter
+twice or in both its `relative_url` and `body`; and, as everywhere, any key twice in the
+query string or a form or multipart body (`batch` twice: a harmless one first, the send
+last), `batch` in both the query and the body, and a batch item with a key twice. A held
+batch cannot be edited (approve or reject).
 
 The sender is the page (or Instagram account) in the path; for `me`, the account a
 `GET /me` answer taught dmgate for the same access token (`access_token` query parameter or
@@ -66,8 +72,10 @@ from multidict import CIMultiDictProxy, MultiDictProxy
 
 from proxy.facts import Fact, Identity, InboundMessage, Profile
 from proxy.platforms.ambiguity import (
+    check_form,
     check_query,
     disposition_params,
+    not_in_both,
     one_header,
     unique_pairs,
 )
@@ -344,26 +352,57 @@ def _overrides(query: MultiDictProxy[str] | list[tuple[str, str]]) -> set[str]:
     return {v.strip().upper() for k, v in items if k.lower() == "method"}
 
 
-def _batch_has_send(value: Any) -> bool:
-    """Whether a batch touches a send path with anything but a plain read: a send inside
-    would pass unjudged, and another method there is refused like on its own."""
+def _batch_sends(value: Any) -> list[tuple[int, str, dict[str, Any]]] | None:
+    """The message sends of a Graph batch, as (index, owner, send fields); None when no
+    item touches a send path with anything but a plain read. Refused (400): items that are
+    not objects, a send whose recipient or text comes from another item's result
+    (`{result=…}`, `depends_on`: unknown until Graph runs the batch), sends mixed with other
+    calls (a held batch could not answer them), sends for several pages, and an item's
+    parameter twice or in both its `relative_url` and its `body`."""
     if isinstance(value, str):
         # Strict: a batch item naming `relative_url` or `method` twice is refused.
         value = load_json(value.encode("utf-8"), "batch")
     if not isinstance(value, list):
         raise BadDMRequest("batch must be a JSON array", 400)
-    for item in value:
+    sends: list[tuple[int, str, dict[str, Any]]] = []
+    others = 0
+    for i, item in enumerate(value):
         if not isinstance(item, dict):
-            continue
+            raise BadDMRequest(f"batch[{i}] must be a JSON object", 400)
         url = urlsplit(str(item.get("relative_url", "")))
-        path = normalize_path("/" + unquote(url.path).lstrip("/"))
-        if not _SEND.fullmatch(path):
-            continue
+        match = _SEND.fullmatch(normalize_path("/" + unquote(url.path).lstrip("/")))
         methods = {str(item.get("method", "GET")).strip().upper()}
         methods |= _overrides(parse_qsl(url.query, keep_blank_values=True))
-        if methods - SAFE_READS:
-            return True
-    return False
+        if match is None or not methods - SAFE_READS:
+            others += 1
+            continue
+        if "depends_on" in item or "{result=" in json.dumps(item):
+            raise BadDMRequest(
+                f"batch[{i}] takes a value from another item's result: its recipient or text "
+                "is unknown until Graph runs the batch, so dmgate cannot judge it",
+                400,
+            )
+        body = item.get("body", "")
+        if not isinstance(body, str):
+            raise BadDMRequest(f"batch[{i}].body must be a URL-encoded string", 400)
+        where = f"batch[{i}]"
+        if ";" in url.query:
+            raise BadDMRequest(f"';' in {where}.relative_url's query is refused", 400)
+        query = unique_pairs(parse_qsl(url.query, keep_blank_values=True), f"{where} query")
+        fields = unique_pairs(check_form(body.encode("utf-8"), f"{where} body"), f"{where} body")
+        not_in_both(query, fields)
+        sends.append((i, match.group("owner"), {**query, **fields}))
+    if not sends:
+        return None
+    if others:
+        raise BadDMRequest(
+            "a Graph batch mixing message sends with other calls is refused: send the "
+            "messages in a batch of their own",
+            400,
+        )
+    if len({owner.strip().lower() for _, owner, _ in sends}) > 1:
+        raise BadDMRequest("a Graph batch sending as several pages is refused", 400)
+    return sends
 
 
 # --- the adapter -----------------------------------------------------------------------
@@ -428,17 +467,7 @@ class MetaPlatform(Platform):
         endpoint, req = call.dm_endpoint("a Graph API send"), call.request
         form = _read_body(req, body)
         if endpoint == BATCH:
-            query = check_query(req)
-            if "batch" in form.fields and "batch" in query:
-                raise BadDMRequest("batch is given both in the query string and the body", 400)
-            batch = form.fields["batch"] if "batch" in form.fields else query.get("batch")
-            if batch is not None and _batch_has_send(batch):
-                raise BadDMRequest(
-                    "Graph batch requests containing message sends are not judged; "
-                    "send each message on its own",
-                    400,
-                )
-            return _not_a_dm("a Graph batch without message sends")
+            return self._parse_batch(req, form)
         fields, _ = _send_fields(req, form)
         if "message" not in fields:
             if "sender_action" in fields:
@@ -450,7 +479,33 @@ class MetaPlatform(Platform):
         text = _text(_json_field(fields["message"], "message"))
         return ParsedDM((recipient,), text, account_hint=self.account_from_request(call))
 
+    def _parse_batch(self, req: RequestView, form: _Form) -> ParsedDM:
+        """A Graph batch of message sends: each item judged on its own (`batch[1]`), the
+        batch forwarded, held or blocked as a whole."""
+        query = check_query(req)
+        if "batch" in form.fields and "batch" in query:
+            raise BadDMRequest("batch is given both in the query string and the body", 400)
+        batch = form.fields["batch"] if "batch" in form.fields else query.get("batch")
+        sends = _batch_sends(batch) if batch is not None else None
+        if sends is None:
+            return _not_a_dm("a Graph batch without message sends")
+        parts = []
+        for i, _, fields in sends:
+            if "message" not in fields or "recipient" not in fields:
+                raise BadDMRequest(f"batch[{i}] must carry recipient and message", 400)
+            recipient = _recipient(fields["recipient"])
+            text = _text(_json_field(fields["message"], f"batch[{i}].message"))
+            parts.append((f"batch[{i}]", ParsedDM((recipient,), text)))
+        # The page in the items' path proves the sender, as for a single send.
+        hint = _id_of(sends[0][1])
+        return ParsedDM((), "\n\n".join(p.text for _, p in parts), hint, parts=tuple(parts))
+
     def replace_text(self, call: Classified, body: bytes, text: str) -> bytes:
+        if call.endpoint == BATCH:
+            raise BadDMRequest(
+                "a Graph batch has no single text to edit: approve it unedited or reject it",
+                422,
+            )
         self.parse_dm(call, body)
         form = _read_body(call.request, body)
         fields, source = _send_fields(call.request, form)
@@ -492,6 +547,21 @@ class MetaPlatform(Platform):
     def hold_response(
         self, call: Classified, dm: ParsedDM, account: str, hold_id: str
     ) -> PlatformResponse:
+        if call.endpoint == BATCH:
+            # Graph answers a batch with one `{code, headers, body}` per item, each body
+            # the JSON string the call alone would have answered.
+            items = [
+                {
+                    "code": 200,
+                    "headers": [{"name": "Content-Type", "value": "application/json"}],
+                    "body": json.dumps(self._sent_answer(part, f"{hold_id}:{label}")),
+                }
+                for label, part in dm.parts
+            ]
+            return PlatformResponse(200, json.dumps(items).encode())
+        return PlatformResponse(200, {**self._sent_answer(dm, hold_id), "dmgate": _marker(hold_id)})
+
+    def _sent_answer(self, dm: ParsedDM, hold_id: str) -> dict[str, Any]:
         body: dict[str, Any] = {}
         recipient = dm.recipients[0] if dm.recipients else ""
         if recipient and ":" not in recipient:
@@ -499,8 +569,7 @@ class MetaPlatform(Platform):
             # replies the PSID is not known here, so the field is left out.
             body["recipient_id"] = recipient
         body["message_id"] = "m_" + hold_digest(hold_id, "message").hex()[:40]
-        body["dmgate"] = {"hold_id": hold_id, "status": "pending"}
-        return PlatformResponse(200, body)
+        return body
 
     def block_response(self, call: Classified, reason: str) -> PlatformResponse:
         # Graph error code 10 is "Permission Denied" (OAuthException) in Graph's error
@@ -562,6 +631,10 @@ class MetaPlatform(Platform):
             owner = _id_of(call.params["owner"]) or account
             return _learn_conversations(doc, owner)
         return _profile(doc)  # NODE: a User Profile API read
+
+
+def _marker(hold_id: str) -> dict[str, str]:
+    return {"hold_id": hold_id, "status": "pending"}
 
 
 def _not_a_dm(why: str) -> ParsedDM:

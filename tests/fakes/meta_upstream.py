@@ -15,7 +15,7 @@ import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from aiohttp import web
 
@@ -48,6 +48,7 @@ class FakeMeta:
         app = web.Application(middlewares=[self._record])
         for prefix in ("", "/{version:v[0-9.]+}"):
             app.router.add_post(prefix + "/{owner}/messages", self._send)
+            app.router.add_post(prefix or "/", self._batch)
             app.router.add_get(prefix + "/me", self._me)
         return app
 
@@ -98,29 +99,63 @@ class FakeMeta:
         page = self._page(request, params)
         if page is None:
             return _error(400, 190, "Invalid OAuth access token.")
-        owner = request.match_info["owner"]
+        status, body = self._deliver(page, request.match_info["owner"], params, form)
+        return web.json_response(body, status=status)
+
+    def _deliver(
+        self, page: dict[str, str], owner: str, params: dict[str, Any], form: str
+    ) -> tuple[int, dict[str, Any]]:
+        """One Send API call as the page: (status, answer)."""
         if owner not in ("me", page["id"]):
-            return _error(400, 100, "(#100) The page does not match the access token")
+            return 400, _error_body(100, "(#100) The page does not match the access token")
         try:
             recipient = _json(params.get("recipient"))
             action = params.get("sender_action")
             message = None if action else _json(params.get("message"))
         except ValueError as exc:
-            return _error(400, 100, f"(#100) {exc}")
+            return 400, _error_body(100, f"(#100) {exc}")
         if not isinstance(recipient, dict) or not any(k in recipient for k in _RECIPIENT_KEYS):
-            return _error(400, 100, "(#100) The parameter recipient is required")
+            return 400, _error_body(100, "(#100) The parameter recipient is required")
         if action:
             self.actions.append((page["id"], action))
-            return web.json_response({"recipient_id": recipient.get("id")})
+            return 200, {"recipient_id": recipient.get("id")}
         if not isinstance(message, dict) or not (message.get("text") or message.get("attachment")):
-            return _error(400, 100, "(#100) The parameter message is required")
+            return 400, _error_body(100, "(#100) The parameter message is required")
         self.sent.append(
             SentMessage(page["id"], recipient, message, params.get("messaging_type"), form)
         )
         answer: dict[str, Any] = {"message_id": f"m_fake{next(self._ids)}"}
         if "id" in recipient:
             answer = {"recipient_id": recipient["id"], **answer}
-        return web.json_response(answer)
+        return 200, answer
+
+    async def _batch(self, request: web.Request) -> web.Response:
+        """Graph batch requests (developers.facebook.com/docs/graph-api/batch-requests):
+        `batch` is a JSON array of `{method, relative_url, body}` (body URL-encoded); the
+        answer is one `{code, headers, body}` per item, `body` a JSON string. Only sends
+        are run by this fake; other items answer 400."""
+        params, _ = await self._params(request)
+        page = self._page(request, params)
+        if page is None:
+            return _error(400, 190, "Invalid OAuth access token.")
+        try:
+            items = json.loads(params.get("batch", ""))
+        except ValueError:
+            return _error(400, 100, "(#100) batch must be a JSON array")
+        answers = []
+        for item in items:
+            url = urlsplit(str(item.get("relative_url", "")))
+            parts = [p for p in url.path.split("/") if p]
+            if parts and parts[0].startswith("v"):
+                parts = parts[1:]
+            call = {**dict(parse_qsl(url.query)), **dict(parse_qsl(item.get("body", "")))}
+            if len(parts) == 2 and parts[1] == "messages" and item.get("method") == "POST":
+                status, body = self._deliver(page, parts[0], call, "batch")
+            else:
+                status, body = 400, _error_body(100, "(#100) not supported by the fake")
+            headers = [{"name": "Content-Type", "value": "application/json; charset=UTF-8"}]
+            answers.append({"code": status, "headers": headers, "body": json.dumps(body)})
+        return web.json_response(answers)
 
 
 def _json(value: Any) -> Any:
@@ -129,9 +164,13 @@ def _json(value: Any) -> Any:
     return value
 
 
-def _error(status: int, code: int, message: str) -> web.Response:
+def _error_body(code: int, message: str) -> dict[str, Any]:
     error = {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "Fake"}
-    return web.json_response({"error": error}, status=status)
+    return {"error": error}
+
+
+def _error(status: int, code: int, message: str) -> web.Response:
+    return web.json_response(_error_body(code, message), status=status)
 
 
 class FakeMetaThread(FakeAppThread):

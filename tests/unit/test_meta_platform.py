@@ -254,7 +254,7 @@ def test_unsupported_content_type() -> None:
     assert info.value.status == 415
 
 
-def test_batch_with_a_send_is_refused_and_other_batches_pass() -> None:
+def test_batch_sends_it_cannot_read_are_refused_and_other_batches_pass() -> None:
     send = [{"method": "POST", "relative_url": "v21.0/me/messages", "body": "recipient=..."}]
     reads = [{"method": "GET", "relative_url": "me/feed"}]
     with pytest.raises(BadDMRequest, match="batch"):
