@@ -60,6 +60,8 @@ class SentMessages:
     ) -> None:
         """Keep what the platform's answer to a forwarded or released send teaches (a direct
         status's id). Best effort: the send is done, the tool must hear its answer."""
+        if not platform.learns_from_sends or not 200 <= status < 300:
+            return
         try:
             readable = decoded_body(body, content_encoding, _SENT_BODY_MAX)
         except DMGateError:

@@ -227,7 +227,7 @@ class Platform(ABC):
         """Facts from the platform's answer to a DM send dmgate forwarded or released (the
         id of a direct status, so an edit of it is judged). A failed or odd answer teaches
         nothing; never raises."""
-        if not 200 <= status < 300:
+        if not self.learns_from_sends or not 200 <= status < 300:
             return []
         try:
             return self.learn_sent_from(call, account, json.loads(body))
@@ -237,6 +237,12 @@ class Platform(ABC):
     def learn_sent_from(self, call: Classified, account: str, doc: Any) -> list[Fact]:
         """`learn_sent` on the decoded JSON answer; nothing by default."""
         return []
+
+    @property
+    def learns_from_sends(self) -> bool:
+        """Whether answers to sends teach anything (`learn_sent_from` is overridden): the
+        others are not decoded at all."""
+        return type(self).learn_sent_from is not Platform.learn_sent_from
 
     def edited_lookup(self, call: Classified, message_id: str) -> RequestView | None:
         """The platform's read of the message an edit (`ParsedDM.edit_of`) changes, with
