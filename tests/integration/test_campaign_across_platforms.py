@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import httpx
@@ -14,7 +15,7 @@ import pytest
 
 from tests.fakes.bluesky_upstream import CHAT_PROXY, FakeBlueskyThread
 from tests.fakes.linkedin_upstream import FakeLinkedInThread
-from tests.fakes.mastodon_upstream import FakeMastodonThread
+from tests.fakes.mastodon_upstream import FakeMastodonThread, Posted
 from tests.fakes.meta_upstream import FakeMetaThread
 from tests.integration.dm_helpers import SENDER, SENDER_TOKEN, bearer, learn_identity, pitch
 from tests.support import DMGate
@@ -36,6 +37,7 @@ HELD_STATUS = {
     "meta": 200,
     "messenger-template": 200,
     "mastodon": 200,
+    "mastodon-edit": 200,  # the edited status
     "bluesky": 200,
 }
 
@@ -47,7 +49,12 @@ INVITER_HEADERS = {"Cookie": f'li_at={LI_INVITER}; JSESSIONID="ajax:2"', "csrf-t
 PAGE, PAGE_TOKEN = "5566778899", "EAAB-campaign-page-token"
 BOT_PAGE, BOT_TOKEN = "6677889900", "EAAB-campaign-bot-token"
 M_TOKEN = "mastodon-campaign-token"
+# Edits come from an account of its own, whose direct statuses were posted before dmgate
+# was put in front: dmgate asks the instance about each.
+M_EDITOR_TOKEN = "mastodon-campaign-editor-token"
+M_EDITED = [str(210_000_000_000_000_000 + i) for i in range(6)]
 B_ME = "did:plc:campaignsender000000"
+NOW = datetime.now(UTC)
 
 
 @dataclass
@@ -74,8 +81,12 @@ def fakes(fake_x) -> Iterator[dict[str, object]]:
         meta.state.add_page(PAGE, token=PAGE_TOKEN)
         meta.state.add_page(BOT_PAGE, token=BOT_TOKEN)
         masto.state.add_account("1", "sam", token=M_TOKEN)
+        masto.state.add_account("2", "kim", token=M_EDITOR_TOKEN)
         for i in range(6):
             masto.state.add_account(str(10 + i), f"person{i}")
+            masto.state.statuses.append(
+                Posted(M_EDITED[i], "2", f"@person{i} hi", "direct", (f"person{i}",), NOW)
+            )
         bsky.state.add_user(B_ME, "sam.test", password="app-password")
         for i in range(6):
             bsky.state.add_user(f"did:plc:person{i}{'x' * 14}", f"person{i}.test")
@@ -171,6 +182,16 @@ def channels() -> list[Channel]:
             },
         )
 
+    def m_edit(c: httpx.Client, i: int, text: str) -> httpx.Response:
+        return c.put(
+            f"/mastodon/api/v1/statuses/{M_EDITED[i]}",
+            content=urlencode({"status": f"@person{i} {text}"}),
+            headers={
+                "Authorization": f"Bearer {M_EDITOR_TOKEN}",
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+        )
+
     bsky_session: dict[str, object] = {}
 
     def b_learn(c: httpx.Client) -> None:
@@ -205,6 +226,7 @@ def channels() -> list[Channel]:
         Channel("meta", "meta", lambda c: None, meta_send),
         Channel("messenger-template", "meta", lambda c: None, template_send),
         Channel("mastodon", "mastodon", m_learn, m_send),
+        Channel("mastodon-edit", "mastodon", lambda c: None, m_edit),
         Channel("bluesky", "bluesky", b_learn, b_send),
     ]
 
@@ -231,6 +253,6 @@ def test_same_campaign_same_decisions_on_every_platform(dmgate_factory, fakes):
         assert "burst" in blocked.text, (channel.name, blocked.text)
         platforms += [channel.platform] * 2
     assert outcomes == {name: EXPECTED for name in outcomes}, outcomes
-    assert len(outcomes) == 7
+    assert len(outcomes) == 8
     holds = gate.review().get("/api/v1/holds", params={"status": "pending", "limit": 50}).json()
     assert sorted(h["platform"] for h in holds["items"]) == sorted(platforms)
