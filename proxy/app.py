@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from typing import Any
 import aiohttp
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from yarl import URL
 
 from proxy import review, webhooks
@@ -43,6 +44,7 @@ from proxy.settings import NO_PLATFORM, Settings
 from proxy.store import Store, StoreError
 from proxy.store.database import Database, sqlite_path
 from proxy.unanswered import UnansweredSends
+from proxy.workers import METRICS_DIR_VAR
 
 log = structlog.get_logger("dmgate")
 
@@ -244,8 +246,11 @@ async def retention_loop(
 ) -> None:
     """Prune facts no policy can use any more; every replica may run it (the batches are
     idempotent deletes)."""
+    interval = s.retention_interval.total_seconds()
+    next_pass = clock.monotonic() + interval
     while True:
-        await clock.sleep(s.retention_interval.total_seconds())
+        await clock.sleep_until(next_pass)
+        next_pass = clock.monotonic() + interval  # before the work: see proxy/clock.py
         cutoff = clock.now() - longest_window(policies) - s.retention_margin
         try:
             pruned = await store.prune(cutoff)
@@ -283,5 +288,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[CTX].metrics.registry)
+    registry = request.app[CTX].metrics.registry
+    if os.environ.get(METRICS_DIR_VAR):  # several workers: all of them, from their files
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

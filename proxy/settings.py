@@ -217,6 +217,13 @@ class Settings(BaseSettings):
         "127.0.0.1", description="address to listen on (both modes and the review API)"
     )
     port: int = Field(8080, ge=0, le=65535, description="port to listen on")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="processes serving the one port (`dmgate serve --workers N` too); "
+        "each uses one core",
+    )
     database_url: str = Field(
         "sqlite:///dmgate.db", description="the store: sqlite:///PATH or postgresql://..."
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import ssl
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -56,9 +57,17 @@ _ESTABLISHED = b"HTTP/1.1 200 Connection Established\r\n\r\n"
 class ProxySite(web.TCPSite):
     """A TCP site whose connections start in `FirstRequest` instead of aiohttp."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        sock: socket.socket | None = None,
+    ) -> None:
         super().__init__(runner, host, port)
         self._tunnels: set[asyncio.Transport] = set()
+        # A socket bound by a supervisor and shared by its workers (proxy/workers.py).
+        self._sock = sock
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
@@ -67,14 +76,21 @@ class ProxySite(web.TCPSite):
         ctx = self._runner.app[CTX]  # type: ignore[attr-defined]
         edge = Edge(ctx.settings, ctx.metrics, ctx.certs)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: FirstRequest(edge, server, self._tunnels),
-            self._host,
-            self._port,
-            backlog=self._backlog,
-            reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port,
-        )
+        if self._sock is not None:
+            self._server = await loop.create_server(
+                lambda: FirstRequest(edge, server, self._tunnels),
+                sock=self._sock,
+                backlog=self._backlog,
+            )
+        else:
+            self._server = await loop.create_server(
+                lambda: FirstRequest(edge, server, self._tunnels),
+                self._host,
+                self._port,
+                backlog=self._backlog,
+                reuse_address=self._reuse_address,
+                reuse_port=self._reuse_port,
+            )
         sockets = self._server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
@@ -324,9 +340,11 @@ def run(
     loop: asyncio.AbstractEventLoop,
     announce: Any,
     shutdown_timeout: float = 10.0,
+    sock: socket.socket | None = None,
 ) -> None:
     """Serve `app` on one port for every mode until SIGINT/SIGTERM (web.run_app's job,
-    with the site that routes CONNECT)."""
+    with the site that routes CONNECT). `sock`: a listening socket shared with other
+    workers (then `host`/`port` only name it)."""
     settings = app[CTX].settings
 
     async def serve() -> None:
@@ -341,7 +359,7 @@ def run(
         )
         await runner.setup()
         try:
-            site = ProxySite(runner, host, port)
+            site = ProxySite(runner, host, port, sock)
             await site.start()
             announce(f"======== Running on {site.name} ========")
             stop = asyncio.Event()
