@@ -24,7 +24,7 @@ from proxy.clock import Clock
 from proxy.contacts import Contacts
 from proxy.context import CTX, Context
 from proxy.crypto import Keyring, load_or_create_key_file
-from proxy.errors import error_middleware
+from proxy.errors import answering_errors
 from proxy.forward_mode import ca
 from proxy.forward_mode.certs import LeafCertificates
 from proxy.gateway import Gateway
@@ -55,7 +55,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
     ctx = _build(settings, clock or Clock())
     # Streaming pass-through bodies are not limited; judged DM bodies are (gateway).
     app = web.Application(
-        middlewares=[error_middleware, forward_mode_middleware],
+        middlewares=[edge_middleware],
         client_max_size=settings.max_dm_body,
     )
     app[CTX] = ctx
@@ -195,12 +195,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 @web.middleware
-async def forward_mode_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Forward-mode requests are the platform's, whatever their path: `https://api.x.com/
-    metrics` must reach X, not dmgate's own /metrics."""
+async def edge_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """dmgate's one middleware (each layer costs every pass-through request): errors as
+    JSON answers, and forward-mode requests to the gateway whatever their path
+    (`https://api.x.com/metrics` must reach X, not dmgate's own /metrics)."""
     if is_forward_mode(request):
-        return await request.app[CTX].gateway.handle(request)
-    return await handler(request)
+        handler = request.app[CTX].gateway.handle
+    return await answering_errors(request, handler)
 
 
 def _forward_mode_certificates(s: Settings) -> LeafCertificates | None:

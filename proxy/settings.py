@@ -263,6 +263,12 @@ class Settings(BaseSettings):
         description="console or json",
         json_schema_extra={"shown_default": "console on a TTY, else json"},
     )
+    access_log: bool = Field(
+        False,
+        description="one log line per request (event=http_request: method, path, status, "
+        "duration; never the query or headers); off by default: it costs every "
+        "pass-through request",
+    )
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         "info", description="debug, info, warning, error or critical"
     )

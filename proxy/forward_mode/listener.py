@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import socket
 import ssl
@@ -42,6 +43,7 @@ from proxy.errors import (
 from proxy.forward_mode import access, tunnel
 from proxy.forward_mode.ca import CAError
 from proxy.forward_mode.certs import LeafCertificates
+from proxy.logs import AccessLog
 from proxy.metrics import Metrics
 from proxy.settings import Settings
 
@@ -333,6 +335,12 @@ def _tls_error(exc: BaseException) -> str:
     return str(reason or type(exc).__name__)[:200]
 
 
+def _access_log(enabled: bool) -> dict[str, Any]:
+    if not enabled:
+        return {"access_log": None}
+    return {"access_log": logging.getLogger("dmgate.access"), "access_log_class": AccessLog}
+
+
 def run(
     app: web.Application,
     host: str,
@@ -350,7 +358,7 @@ def run(
     async def serve() -> None:
         runner = web.AppRunner(
             app,
-            access_log=None,
+            **_access_log(settings.access_log),
             # Bodies reach the upstream exactly as the tool sent them (a gzip body stays
             # gzip); the gateway decompresses its own copy of a DM to judge it.
             auto_decompress=False,

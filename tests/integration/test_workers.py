@@ -2,7 +2,8 @@
 
 Each test starts two workers. What must hold: /metrics counts every worker's requests
 whichever one answers the scrape; each hold is announced once and expires once; a policy
-file change reaches every worker; a killed worker is replaced; SIGTERM stops them all."""
+file change reaches every worker; a killed worker is replaced; SIGTERM stops them all.
+And the access log (DMGATE_ACCESS_LOG), off by default: it costs every request."""
 
 from __future__ import annotations
 
@@ -113,3 +114,16 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().split()[2]
     except FileNotFoundError:
         return "Z"
+
+
+def test_access_log_is_off_by_default_and_never_carries_the_query(dmgate_factory, fake_x):
+    quiet = dmgate_factory()
+    logged = dmgate_factory(env={"DMGATE_ACCESS_LOG": "true"})
+    for gate in (quiet, logged):
+        r = httpx.get(f"{gate.url}/plain/2/users/me?token=hunter2-secret")
+        assert r.status_code in (200, 401)
+    assert events(quiet, "http_request") == []
+    wait_until(lambda: events(logged, "http_request"), what="an access log line")
+    line = events(logged, "http_request")[-1]
+    assert line["path"] == "/plain/2/users/me" and line["status"] == r.status_code
+    assert "hunter2-secret" not in logged.logs()
