@@ -74,7 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings is None:
         return 2
-    workers = args.workers or settings.workers
+    workers = settings.workers if args.workers is None else args.workers
     if workers < 1:
         print("dmgate: --workers must be at least 1", file=sys.stderr)
         return 2
