@@ -38,7 +38,9 @@ POLICY = "policies:\n  template_reuse: {action: hold, min_recipients: 2, window:
 TEXT = "Thanks for the follow! I built Rocketly for founders like you, join us: https://r.example"
 
 
-def start_replica(url: str, upstream: str, home: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_replica(
+    url: str, upstream: str, home: Path, workers: int = 1
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     (home / "policies.yaml").write_text(POLICY)
     env = {
@@ -51,6 +53,7 @@ def start_replica(url: str, upstream: str, home: Path) -> tuple[subprocess.Popen
         "DMGATE_SECRET_KEY": "bench-secret-key-0123456789abcdef",
         "DMGATE_LOG_LEVEL": "warning",
         "DMGATE_LOG_FORMAT": "json",
+        "DMGATE_WORKERS": str(workers),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "proxy.cli", "serve"], env=env, cwd=home, stderr=subprocess.DEVNULL

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from typing import Any
 import aiohttp
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from yarl import URL
 
 from proxy import review, webhooks
@@ -24,7 +25,7 @@ from proxy.contacts import Contacts
 from proxy.context import CTX, Context
 from proxy.crypto import Keyring, load_or_create_key_file
 from proxy.edits import SentMessages
-from proxy.errors import error_middleware
+from proxy.errors import answering_errors
 from proxy.forward_mode import ca
 from proxy.forward_mode.certs import LeafCertificates
 from proxy.gateway import Gateway
@@ -44,6 +45,7 @@ from proxy.settings import NO_PLATFORM, Settings
 from proxy.store import Store, StoreError
 from proxy.store.database import Database, sqlite_path
 from proxy.unanswered import UnansweredSends
+from proxy.workers import METRICS_DIR_VAR
 
 log = structlog.get_logger("dmgate")
 
@@ -54,7 +56,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
     ctx = _build(settings, clock or Clock())
     # Streaming pass-through bodies are not limited; judged DM bodies are (gateway).
     app = web.Application(
-        middlewares=[error_middleware, forward_mode_middleware],
+        middlewares=[edge_middleware],
         client_max_size=settings.max_dm_body,
     )
     app[CTX] = ctx
@@ -205,12 +207,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 @web.middleware
-async def forward_mode_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Forward-mode requests are the platform's, whatever their path: `https://api.x.com/
-    metrics` must reach X, not dmgate's own /metrics."""
+async def edge_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """dmgate's one middleware (each layer costs every pass-through request): errors as
+    JSON answers, and forward-mode requests to the gateway whatever their path
+    (`https://api.x.com/metrics` must reach X, not dmgate's own /metrics)."""
     if is_forward_mode(request):
-        return await request.app[CTX].gateway.handle(request)
-    return await handler(request)
+        handler = request.app[CTX].gateway.handle
+    return await answering_errors(request, handler)
 
 
 def _forward_mode_certificates(s: Settings) -> LeafCertificates | None:
@@ -256,8 +259,11 @@ async def retention_loop(
 ) -> None:
     """Prune facts no policy can use any more; every replica may run it (the batches are
     idempotent deletes)."""
+    interval = s.retention_interval.total_seconds()
+    next_pass = clock.monotonic() + interval
     while True:
-        await clock.sleep(s.retention_interval.total_seconds())
+        await clock.sleep_until(next_pass)
+        next_pass = clock.monotonic() + interval  # before the work: see proxy/clock.py
         cutoff = clock.now() - longest_window(policies) - s.retention_margin
         try:
             pruned = await store.prune(cutoff)
@@ -295,5 +301,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[CTX].metrics.registry)
+    registry = request.app[CTX].metrics.registry
+    if os.environ.get(METRICS_DIR_VAR):  # several workers: all of them, from their files
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

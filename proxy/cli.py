@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import difflib
 import errno
 import os
@@ -68,17 +69,40 @@ def _misspelt_variables(environ: Mapping[str, str], fields: Iterable[str]) -> li
     return lines
 
 
-def _serve(_args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace) -> int:
     # Settings first: a bad one is refused before the second it takes to import the app.
     settings = _settings()
     if settings is None:
         return 2
+    workers = settings.workers if args.workers is None else args.workers
+    if workers < 1:
+        print("dmgate: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if workers == 1:
+        return _serve_one(settings)
+    from proxy import workers as supervisor
 
+    metrics_dir = supervisor.multiprocess_metrics()  # before prometheus_client is imported
+    try:
+        return _serve_many(settings, workers)
+    finally:
+        supervisor.remove_metrics(metrics_dir)
+
+
+def _announce(message: str) -> None:
+    print(f"dmgate: {message}", file=sys.stderr, flush=True)
+
+
+def _serve_one(
+    settings: Settings,
+    sock: socket.socket | None = None,
+    announce: typing.Callable[[str], None] = _announce,
+) -> int:
+    """One process serving the port (or, in a worker, the supervisor's socket)."""
     from policies.config import PolicyFileError
     from proxy.app import build_app
     from proxy.forward_mode.listener import run
     from proxy.logs import configure_logging
-    from proxy.store.errors import StoreError
 
     configure_logging(settings.log_format, settings.log_level)
     try:
@@ -86,14 +110,50 @@ def _serve(_args: argparse.Namespace) -> int:
     except PolicyFileError as exc:
         print(f"dmgate: policy file {settings.policy_file} refused:\n{exc}", file=sys.stderr)
         return 2
+    with _start_failures(settings) as failed:
+        run(app, settings.host, settings.port, _event_loop(), announce=announce, sock=sock)
+    return failed.code
+
+
+def _serve_many(settings: Settings, workers: int) -> int:
+    """A supervisor and `workers` processes on one port (proxy/workers.py)."""
+    from policies.config import PolicyFileError
+    from policies.engine import Engine
+    from proxy.logs import configure_logging
+    from proxy.workers import Supervisor, WorkerStartFailed, prepare_once
+
+    configure_logging(settings.log_format, settings.log_level)
     try:
-        run(
-            app,
-            settings.host,
-            settings.port,
-            _event_loop(),
-            announce=lambda msg: print(f"dmgate: {msg}", file=sys.stderr, flush=True),
-        )
+        Engine.from_file(settings.policy_file)  # refused here, not once per worker
+    except PolicyFileError as exc:
+        print(f"dmgate: policy file {settings.policy_file} refused:\n{exc}", file=sys.stderr)
+        return 2
+    with _start_failures(settings) as failed:
+        prepare_once(settings)
+
+        def worker(sock: socket.socket, ready: typing.Callable[[str], None]) -> int:
+            return _serve_one(settings, sock, ready)
+
+        try:
+            Supervisor(settings, workers, worker, _announce).serve()
+        except WorkerStartFailed as exc:
+            return exc.code  # the worker said why
+    return failed.code
+
+
+class _Outcome:
+    code = 0
+
+
+@contextlib.contextmanager
+def _start_failures(settings: Settings) -> typing.Iterator[_Outcome]:
+    """What stops dmgate from starting, as one line and exit code 2: the port, or the
+    store (never its URL: it may carry a password)."""
+    from proxy.store.errors import StoreError
+
+    outcome = _Outcome()
+    try:
+        yield outcome
     except OSError as exc:
         reason = _bind_failure(exc)
         if reason is None:
@@ -104,17 +164,14 @@ def _serve(_args: argparse.Namespace) -> int:
             "(DMGATE_HOST/DMGATE_PORT)",
             file=sys.stderr,
         )
-        return 2
+        outcome.code = 2
     except StoreError as exc:
-        # The database is down or unreachable at start: one line, never the URL (it may
-        # carry a password).
         print(
             f"dmgate: cannot open the store ({settings.database_url.split(':', 1)[0]}): "
             f"{type(exc).__name__} ({exc.cause}) (DMGATE_DATABASE_URL)",
             file=sys.stderr,
         )
-        return 2
-    return 0
+        outcome.code = 2
 
 
 def _bind_failure(exc: OSError) -> str | None:
@@ -308,6 +365,12 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the proxy. Settings come from the environment.",
         epilog=_settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes serving the one port (default: DMGATE_WORKERS, 1)",
     )
     serve.set_defaults(func=_serve)
     check = sub.add_parser("check-policies", help="validate a policy file and exit")

@@ -6,6 +6,9 @@ instead of sleeping, and `dmgate simulate` sets it to each replayed message's ti
 that waits for time to pass waits through `Clock.sleep`, so a manual clock's `advance`
 wakes it. Durations that are measured rather than decided (latency metrics) use
 `time.perf_counter` directly: no test needs to control them.
+
+Loops wait *until* a point on the monotonic clock taken before their work, not *for* an
+interval after it: work that overlaps a move of the clock then never costs a tick.
 """
 
 from __future__ import annotations
@@ -24,15 +27,16 @@ class Clock:
     def monotonic(self) -> float:
         return time.monotonic()
 
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    async def sleep_until(self, deadline: float) -> None:
+        """Until `monotonic()` reaches `deadline`."""
+        await asyncio.sleep(max(0.0, deadline - self.monotonic()))
 
-    async def wait(self, event: asyncio.Event, seconds: float) -> bool:
-        """Wait for `event` at most `seconds`; True if it was set."""
+    async def wait_until(self, event: asyncio.Event, deadline: float) -> bool:
+        """Until `event` is set (True) or `monotonic()` reaches `deadline` (False)."""
         try:
-            await asyncio.wait_for(event.wait(), timeout=seconds)
+            await asyncio.wait_for(event.wait(), timeout=max(0.0, deadline - self.monotonic()))
         except TimeoutError:
-            return False
+            return event.is_set()
         return True
 
 
@@ -64,13 +68,11 @@ class ManualClock(Clock):
         if when > self._now:
             self.advance(when - self._now)
 
-    async def sleep(self, seconds: float) -> None:
-        deadline = self._mono + seconds
+    async def sleep_until(self, deadline: float) -> None:
         while self._mono < deadline:
             await self._moved.wait()
 
-    async def wait(self, event: asyncio.Event, seconds: float) -> bool:
-        deadline = self._mono + seconds
+    async def wait_until(self, event: asyncio.Event, deadline: float) -> bool:
         while not event.is_set() and self._mono < deadline:
             moved = asyncio.ensure_future(self._moved.wait())
             woken = asyncio.ensure_future(event.wait())

@@ -188,7 +188,7 @@ class UpstreamTimeout(DMGateError):
 
 
 # The store's `StoreUnavailable` (proxy/store/errors.py: the database is down or locked) is
-# part of this tree too. The store raises it without knowing HTTP; error_middleware answers
+# part of this tree too. The store raises it without knowing HTTP; answering_errors answers
 # it, whichever endpoint met it.
 class StoreUnavailableAnswer(DMGateError):
     """503 for `StoreUnavailable`: DMs fail closed rather than pass unjudged; the review API
@@ -205,9 +205,9 @@ class PolicyFailure(DMGateError):
     code = "policy_failure"
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Turn dmgate's own errors, aiohttp's refusals and store outages into JSON answers."""
+async def answering_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """`handler(request)`, with dmgate's own errors, aiohttp's refusals and store outages
+    turned into JSON answers (the body of dmgate's one middleware, `proxy/app.py`)."""
     try:
         return await handler(request)
     except DMGateError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -102,6 +103,15 @@ class Gateway:
         self._unanswered = unanswered
         self._metrics = metrics
         self._clock = clock
+        self._counters: dict[tuple[str, str], Any] = {}
+
+    def _count(self, route: str, kind: str) -> None:
+        """dmgate_requests_total, its children kept: prometheus_client's labels() takes a
+        lock and builds a key on every call, and every request is counted."""
+        child = self._counters.get((route, kind))
+        if child is None:
+            child = self._counters[route, kind] = self._metrics.requests.labels(route, kind)
+        child.inc()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         target = resolve(request, self._settings)
@@ -122,7 +132,7 @@ class Gateway:
         if kind is Kind.DM:  # counted once its body has been read (it may be no DM)
             assert platform is not None
             return await self._dm(request, target, platform, call)
-        self._metrics.requests.labels(target.route_name, kind.value).inc()
+        self._count(target.route_name, kind.value)
         if kind is Kind.SIGNAL:
             assert platform is not None
             return await self._signal(request, target, platform, call)
@@ -210,17 +220,17 @@ class Gateway:
             self._refused(target, "bad_dm")
             raise
         if isinstance(sub, bytes):  # no DM after all (the adapter said so from its body)
-            self._metrics.requests.labels(target.route_name, Kind.PASSTHROUGH.value).inc()
+            self._count(target.route_name, Kind.PASSTHROUGH.value)
             return await self._forward(request, target, sub, decision=None)
         try:
             outcome = await self._pipeline.decide(sub)
         except DMGateError:
-            self._metrics.requests.labels(target.route_name, Kind.DM.value).inc()
+            self._count(target.route_name, Kind.DM.value)
             raise
         if isinstance(outcome, Unjudged):  # an edit of a message that is no DM
-            self._metrics.requests.labels(target.route_name, Kind.PASSTHROUGH.value).inc()
+            self._count(target.route_name, Kind.PASSTHROUGH.value)
             return await self._forward(request, target, sub.body, decision=None)
-        self._metrics.requests.labels(target.route_name, Kind.DM.value).inc()
+        self._count(target.route_name, Kind.DM.value)
         if isinstance(outcome, Held):
             return self._held(outcome.row)
         if isinstance(outcome, Blocked):
@@ -250,7 +260,7 @@ class Gateway:
         )
 
     def _refused(self, target: Target, reason: str) -> None:
-        self._metrics.requests.labels(target.route_name, Kind.DM.value).inc()
+        self._count(target.route_name, Kind.DM.value)
         self._metrics.refused_requests.labels(target.route_name, reason).inc()
 
     async def _submission(

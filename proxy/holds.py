@@ -33,7 +33,7 @@ from proxy.metrics import Metrics
 from proxy.platforms.base import BadDMRequest, Classified, ParsedDM, Platform, RequestView
 from proxy.relay import Relay
 from proxy.settings import Route
-from proxy.store import Store
+from proxy.store import Store, StoreError
 from proxy.store.database import Row
 from proxy.store.decisions import DecisionRecord
 from proxy.store.holds import PENDING, SEND_FAILED, SENT, NewHold
@@ -146,7 +146,7 @@ class HoldService:
             new, replace(record, hold_id=hold_id), notification
         )
         if created:
-            self._metrics.holds_pending.inc()
+            await self._count_pending()
             if notification is not None:
                 self._on_announce()
         return row
@@ -178,7 +178,7 @@ class HoldService:
         await self._store.holds.finish_release(
             hold_id, status, done, note, sent_text, upstream_status, upstream_body, release_key
         )
-        self._resolved(status, row["created_at"], done)
+        await self._resolved(status, row["created_at"], done)
         if status == SENT:
             await self._contacts.reached(row["platform"], row["account"], tuple(row["recipients"]))
         log.info(
@@ -196,7 +196,7 @@ class HoldService:
         now = self._clock.now()
         if not await self._store.holds.reject(hold_id, by, reason, note, now):
             raise HoldNotPending(await self._store.holds.get(hold_id) or row, "reject")
-        self._resolved("rejected", row["created_at"], now)
+        await self._resolved("rejected", row["created_at"], now)
         log.info("hold_rejected", hold_id=hold_id, decided_by=by)
         return await self.get(hold_id)
 
@@ -210,7 +210,7 @@ class HoldService:
         for hid in await self._store.holds.abandon_stale_claims(now - STALE_CLAIM, now):
             self._metrics.holds_resolved.labels(SEND_FAILED).inc()
             log.warning("hold_release_interrupted", hold_id=hid)
-        self._metrics.holds_pending.set(await self._store.holds.count_pending())
+        await self._count_pending()
         oldest = await self._store.holds.oldest_pending_created_at()
         self._metrics.oldest_pending_hold_age.set(
             (now - oldest).total_seconds() if oldest is not None else 0
@@ -218,11 +218,12 @@ class HoldService:
 
     async def expire_loop(self, interval: timedelta) -> None:
         while True:
+            started = self._clock.monotonic()
             try:
                 await self.sweep()
             except Exception as exc:  # keep the loop alive through store outages
                 log.warning("expiry_sweep_failed", error=type(exc).__name__)
-            await self._clock.sleep(interval.total_seconds())
+            await self._clock.sleep_until(started + interval.total_seconds())
 
     def _edited(self, row: Row, stored: StoredRequest, text: str) -> bytes:
         """The held request's body carrying `text`: the adapter edits the send it judged,
@@ -271,10 +272,18 @@ class HoldService:
             return
         await self._sent.learn_sent(platform, call, row["account"], status, raw, encoding)
 
-    def _resolved(self, outcome: str, created: datetime, decided: datetime) -> None:
+    async def _resolved(self, outcome: str, created: datetime, decided: datetime) -> None:
         self._metrics.holds_resolved.labels(outcome).inc()
-        self._metrics.holds_pending.dec()
         self._metrics.hold_review_seconds.observe((decided - created).total_seconds())
+        await self._count_pending()
+
+    async def _count_pending(self) -> None:
+        """The pending gauge, from the store: other workers and replicas change it too
+        (an indexed count; holds are rare next to pass-through traffic)."""
+        try:
+            self._metrics.holds_pending.set(await self._store.holds.count_pending())
+        except StoreError as exc:  # the next sweep sets it
+            log.warning("pending_holds_not_counted", error=exc.cause)
 
     def _stored_view(self, route: str, stored: StoredRequest) -> RequestView:
         """The adapter's view of a held request, as when it arrived."""

@@ -19,6 +19,7 @@ with no history it would slip past every per-account policy.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import structlog
@@ -44,6 +45,7 @@ _ME_BODY_MAX = 1024 * 1024
 # (every DM on it is held meanwhile): one lookup per minute, not one per DM.
 _FAILED_LOOKUP_TTL = 60.0
 _FAILED_LOOKUP_MAX = 10_000
+_LEARNT_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class SenderIdentities:
         self._relay = relay
         self._metrics = metrics
         self._clock = clock
+        self._learnt: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[str | None]] = {}
         self._failed: dict[str, float] = {}  # credential hash -> monotonic time
 
@@ -112,13 +115,27 @@ class SenderIdentities:
             return Sender(named, cred_hash, "request")
         if cred_hash is None:
             return None
-        known = await self._signals.account_for_credential(platform.name, cred_hash)
+        known = self._learnt.get((platform.name, cred_hash))
+        if known is None:
+            known = await self._signals.account_for_credential(platform.name, cred_hash)
         if known:
+            self._remember(platform.name, cred_hash, known)
             return Sender(known, cred_hash, "learnt")
         if target is None:
             return None
         account = await self._lookup_once(target, platform, call, cred_hash)
+        if account:
+            self._remember(platform.name, cred_hash, account)
         return Sender(account, cred_hash, "lookup") if account else None
+
+    def _remember(self, platform: str, cred_hash: str, account: str) -> None:
+        """A credential belongs to one account for good: once known, a DM on it costs no
+        store read (most recently used kept, up to _LEARNT_MAX)."""
+        key = (platform, cred_hash)
+        self._learnt[key] = account
+        self._learnt.move_to_end(key)
+        if len(self._learnt) > _LEARNT_MAX:
+            self._learnt.popitem(last=False)
 
     async def _lookup_once(
         self, target: Target, platform: Platform, call: Classified, cred_hash: str

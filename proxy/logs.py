@@ -6,6 +6,8 @@ import logging
 import sys
 
 import structlog
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web import BaseRequest, StreamResponse
 
 # Keys whose values are never printed, whatever a caller passes by mistake.
 _SECRET_KEYS = frozenset(
@@ -55,6 +57,21 @@ def _route_library_logs() -> None:
         lib.handlers = [handler]
         lib.propagate = False  # else Python's last-resort handler prints the raw text
         lib.setLevel(logging.WARNING)
+
+
+class AccessLog(AbstractAccessLogger):
+    """DMGATE_ACCESS_LOG=true: one structured line per request. The path only: a query
+    can carry tokens, and headers carry credentials."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        structlog.get_logger("dmgate.access").info(
+            "http_request",
+            method=request.method,
+            path=request.path[:300],
+            status=response.status,
+            duration_ms=round(time * 1000, 3),
+            bytes_sent=response.body_length,
+        )
 
 
 def configure_logging(fmt: str | None, level: str = "info") -> None:

@@ -71,6 +71,8 @@ def create_metrics() -> Metrics:
             "dmgate_holds_pending",
             "Holds waiting for a reviewer.",
             registry=r,
+            # From the store, the same in every worker: the latest, never a sum.
+            multiprocess_mode="mostrecent",
         ),
         holds_resolved=Counter(
             "dmgate_holds_resolved",
@@ -125,6 +127,7 @@ def create_metrics() -> Metrics:
             "Age of the oldest hold waiting for a reviewer (0 when none), as of the last "
             "expiry sweep.",
             registry=r,
+            multiprocess_mode="mostrecent",
         ),
         upstream_errors=Counter(
             "dmgate_upstream_errors",

@@ -112,14 +112,14 @@ class Notifier:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 self.wakeup.clear()
+                started, now = self._clock.monotonic(), self._clock.now()
                 wait = _IDLE_POLL
                 try:
                     await self.deliver_once(session)
                     nxt = await self._store.outbox.next_due_at()
                     if nxt is not None:
-                        due_in = (nxt - self._clock.now()).total_seconds()
-                        wait = max(0.05, min(wait, due_in))
+                        wait = max(0.05, min(wait, (nxt - now).total_seconds()))
                 except Exception as exc:  # the store may be down: try again later
                     log.warning("notification_sweep_failed", error=type(exc).__name__)
                     wait = 5.0
-                await self._clock.wait(self.wakeup, wait)
+                await self._clock.wait_until(self.wakeup, started + wait)

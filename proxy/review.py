@@ -5,7 +5,7 @@ limits they enforce come from `proxy/openapi.py`.
 Bad input is a 400 `bad_request` whatever is wrong with it (not UTF-8, not JSON, not an
 object, nested too deeply, unknown or wrongly typed fields, values out of range); the one
 422 is the design's: a reject without a reason. Store outages become 503 in
-`proxy.errors.error_middleware`.
+`proxy.errors.answering_errors`.
 """
 
 from __future__ import annotations

@@ -217,6 +217,13 @@ class Settings(BaseSettings):
         "127.0.0.1", description="address to listen on (both modes and the review API)"
     )
     port: int = Field(8080, ge=0, le=65535, description="port to listen on")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="processes serving the one port (`dmgate serve --workers N` too); "
+        "each uses one core",
+    )
     database_url: str = Field(
         "sqlite:///dmgate.db", description="the store: sqlite:///PATH or postgresql://..."
     )
@@ -255,6 +262,12 @@ class Settings(BaseSettings):
         None,
         description="console or json",
         json_schema_extra={"shown_default": "console on a TTY, else json"},
+    )
+    access_log: bool = Field(
+        False,
+        description="one log line per request (event=http_request: method, path, status, "
+        "duration; never the query or headers); off by default: it costs every "
+        "pass-through request",
     )
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         "info", description="debug, info, warning, error or critical"

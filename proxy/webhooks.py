@@ -53,7 +53,7 @@ async def receive(request: web.Request) -> web.Response:
         log.warning("webhook_signature_invalid", platform=platform.name)
         raise Unauthorized("webhook signature missing or invalid")
     now = ctx.clock.now()
-    # Adapters read odd payloads as "no facts"; a store outage is a 503 (error_middleware),
+    # Adapters read odd payloads as "no facts"; a store outage is a 503 (answering_errors),
     # so the platform delivers the event again.
     facts = platform.webhook_facts(body, now)
     try:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
+import socket
 import ssl
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -41,6 +43,7 @@ from proxy.errors import (
 from proxy.forward_mode import access, tunnel
 from proxy.forward_mode.ca import CAError
 from proxy.forward_mode.certs import LeafCertificates
+from proxy.logs import AccessLog
 from proxy.metrics import Metrics
 from proxy.settings import Settings
 
@@ -56,9 +59,17 @@ _ESTABLISHED = b"HTTP/1.1 200 Connection Established\r\n\r\n"
 class ProxySite(web.TCPSite):
     """A TCP site whose connections start in `FirstRequest` instead of aiohttp."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        sock: socket.socket | None = None,
+    ) -> None:
         super().__init__(runner, host, port)
         self._tunnels: set[asyncio.Transport] = set()
+        # A socket bound by a supervisor and shared by its workers (proxy/workers.py).
+        self._sock = sock
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
@@ -67,14 +78,21 @@ class ProxySite(web.TCPSite):
         ctx = self._runner.app[CTX]  # type: ignore[attr-defined]
         edge = Edge(ctx.settings, ctx.metrics, ctx.certs)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: FirstRequest(edge, server, self._tunnels),
-            self._host,
-            self._port,
-            backlog=self._backlog,
-            reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port,
-        )
+        if self._sock is not None:
+            self._server = await loop.create_server(
+                lambda: FirstRequest(edge, server, self._tunnels),
+                sock=self._sock,
+                backlog=self._backlog,
+            )
+        else:
+            self._server = await loop.create_server(
+                lambda: FirstRequest(edge, server, self._tunnels),
+                self._host,
+                self._port,
+                backlog=self._backlog,
+                reuse_address=self._reuse_address,
+                reuse_port=self._reuse_port,
+            )
         sockets = self._server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
@@ -317,6 +335,12 @@ def _tls_error(exc: BaseException) -> str:
     return str(reason or type(exc).__name__)[:200]
 
 
+def _access_log(enabled: bool) -> dict[str, Any]:
+    if not enabled:
+        return {"access_log": None}
+    return {"access_log": logging.getLogger("dmgate.access"), "access_log_class": AccessLog}
+
+
 def run(
     app: web.Application,
     host: str,
@@ -324,15 +348,17 @@ def run(
     loop: asyncio.AbstractEventLoop,
     announce: Any,
     shutdown_timeout: float = 10.0,
+    sock: socket.socket | None = None,
 ) -> None:
     """Serve `app` on one port for every mode until SIGINT/SIGTERM (web.run_app's job,
-    with the site that routes CONNECT)."""
+    with the site that routes CONNECT). `sock`: a listening socket shared with other
+    workers (then `host`/`port` only name it)."""
     settings = app[CTX].settings
 
     async def serve() -> None:
         runner = web.AppRunner(
             app,
-            access_log=None,
+            **_access_log(settings.access_log),
             # Bodies reach the upstream exactly as the tool sent them (a gzip body stays
             # gzip); the gateway decompresses its own copy of a DM to judge it.
             auto_decompress=False,
@@ -341,7 +367,7 @@ def run(
         )
         await runner.setup()
         try:
-            site = ProxySite(runner, host, port)
+            site = ProxySite(runner, host, port, sock)
             await site.start()
             announce(f"======== Running on {site.name} ========")
             stop = asyncio.Event()

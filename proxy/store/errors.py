@@ -2,7 +2,7 @@
 
 `Database.read` and `Database.write` — the one place every store operation passes — turn
 the drivers' errors into these (`translated`), so the rest of dmgate knows one boundary:
-`StoreUnavailable` is answered 503 `store_unavailable` (`proxy.errors.error_middleware`),
+`StoreUnavailable` is answered 503 `store_unavailable` (`proxy.errors.answering_errors`),
 and best-effort writes catch `StoreError`.
 """
 
