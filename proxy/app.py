@@ -182,9 +182,14 @@ async def retention_loop(ctx: Context) -> None:
     idempotent deletes)."""
     while True:
         await asyncio.sleep(ctx.settings.retention_interval.total_seconds())
-        cutoff = datetime.now(UTC) - longest_window(ctx) - ctx.settings.retention_margin
+        now = datetime.now(UTC)
+        cutoff = now - longest_window(ctx) - ctx.settings.retention_margin
+        # Profiles: also while a hold naming them may still wait for a reviewer.
+        profiles_cutoff = (
+            now - max(longest_window(ctx), ctx.settings.hold_ttl) - ctx.settings.retention_margin
+        )
         try:
-            pruned = await ctx.store.prune(cutoff)
+            pruned = await ctx.store.prune(cutoff, profiles_cutoff)
         except Exception as exc:  # the store may be down: try again next time
             log.warning("retention_failed", error=type(exc).__name__)
             continue

@@ -27,12 +27,15 @@ from proxy.context import Context
 from proxy.crypto import StoredRequest
 from proxy.errors import Conflict, DMGateError, NotFound, Unprocessable
 from proxy.ids import new_id
+from proxy.inbox.campaigns import template_id_for
+from proxy.inbox.profiles import keep_recipient_profiles
 from proxy.platforms.base import BadDMRequest, Classified, ParsedDM, Platform, RequestView
 from proxy.relay import request_headers_for_upstream
 from proxy.routing import Target
 from proxy.store import StoreError
 from proxy.store.decisions import DecisionRecord
 from proxy.store.holds import PENDING, SEND_FAILED, SENT, NewHold
+from proxy.store.inbox import policy_names
 from proxy.store.outbox import NewNotification
 
 log = structlog.get_logger("dmgate.holds")
@@ -135,6 +138,8 @@ async def create_hold(
         response_body=answer.body_bytes(),
         created_at=now,
         expires_at=now + ctx.settings.hold_ttl,
+        template_id=template_id_for(message, decision),
+        policy_names=policy_names(policies),
     )
     notification = None
     if ctx.settings.review_webhook_url:
@@ -168,6 +173,7 @@ async def create_hold(
         ctx.metrics.holds_pending.inc()
         if notification is not None:
             ctx.notify_wakeup.set()
+        await keep_recipient_profiles(ctx, platform.name, message.recipients, now)
     return row
 
 
