@@ -26,6 +26,7 @@ from proxy.errors import error_middleware
 from proxy.forward_mode import ca
 from proxy.forward_mode.certs import LeafCertificates
 from proxy.holds import expire_loop
+from proxy.inbox import routes as inbox
 from proxy.metrics import create_metrics
 from proxy.notify import notify_loop
 from proxy.platforms import PLATFORMS
@@ -62,6 +63,7 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics_endpoint)
     review.add_routes(app)
     webhooks.add_routes(app)
+    inbox.add_routes(app)
     app.router.add_route("*", "/{tail:.*}", gateway.handle)
     app.cleanup_ctx.append(_lifecycle)
     return app

@@ -102,6 +102,20 @@ class InboxQueries:
 
         return await self._db.read(_op)
 
+    async def version(self) -> str:
+        """Changes whenever a hold is added or decided: what live pages poll for."""
+
+        def _op(conn: sa.Connection) -> str:
+            newest, decided = conn.execute(
+                sa.select(sa.func.max(holds.c.id), sa.func.max(holds.c.decided_at))
+            ).one()
+            pending = conn.execute(
+                sa.select(sa.func.count()).select_from(holds).where(holds.c.status == PENDING)
+            ).scalar_one()
+            return f"{newest}:{decided.isoformat() if decided else ''}:{pending}"
+
+        return await self._db.read(_op)
+
     async def count(self, where: HoldFilter) -> int:
         def _op(conn: sa.Connection) -> int:
             return conn.execute(
