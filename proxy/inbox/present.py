@@ -86,6 +86,13 @@ def short_name(profile: dict[str, Any]) -> str:
     return handle(profile) or profile.get("name") or f"user {profile['id']}"
 
 
+def reason_text(match: dict[str, Any], profiles: list[dict[str, Any]]) -> str:
+    """A match's reason without its policy's name in front, recipients by handle."""
+    reason = str(match.get("reason") or "")
+    reason = reason.removeprefix(f"{match.get('policy')}: ")
+    return with_handles(reason, profiles)
+
+
 def with_handles(reason: str, profiles: list[dict[str, Any]]) -> str:
     """A policy's reason with recipient ids replaced by how people know them: "recipient
     5555 followed 40s ago" → "recipient @anna followed 40s ago"."""

@@ -197,7 +197,7 @@ def _hold_summary(row: dict[str, Any], profiles: list[dict[str, Any]], now: date
         "account": row["account"],
         "recipients": recipients,
         "policies": [present.policy_label(m["policy"]) for m in matches],
-        "reason": present.with_handles(first.get("reason", ""), profiles),
+        "reason": present.reason_text(first, profiles),
         "preview": row["text"][:160] + ("…" if len(row["text"]) > 160 else ""),
         "age": present.age(row["created_at"], now),
         "created_at": row["created_at"],
@@ -300,7 +300,7 @@ async def _hold_response(
         {
             "label": present.policy_label(m["policy"]),
             "sentence": present.policy_sentence(m["policy"]),
-            "detail": present.with_handles(m.get("reason", ""), profiles),
+            "detail": present.reason_text(m, profiles),
             "shadow": m.get("mode") == "shadow",
         }
         for m in row["policies"]
