@@ -64,6 +64,22 @@ def age(since: datetime, now: datetime | None = None) -> str:
     return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
 
 
+def when(at: datetime | str | None) -> str:
+    """ "2026-12-06 05:12 UTC" from a datetime or an RFC 3339 string."""
+    if not at:
+        return ""
+    if isinstance(at, str):
+        try:
+            at = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            return at
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] if text else text
+
+
 def handle(profile: dict[str, Any]) -> str | None:
     username = profile.get("username")
     if not username:
@@ -90,7 +106,7 @@ def reason_text(match: dict[str, Any], profiles: list[dict[str, Any]]) -> str:
     """A match's reason without its policy's name in front, recipients by handle."""
     reason = str(match.get("reason") or "")
     reason = reason.removeprefix(f"{match.get('policy')}: ")
-    return with_handles(reason, profiles)
+    return sentence(with_handles(reason, profiles))
 
 
 def with_handles(reason: str, profiles: list[dict[str, Any]]) -> str:

@@ -187,7 +187,15 @@ def _recipients_view(profiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _hold_summary(row: dict[str, Any], profiles: list[dict[str, Any]], now: datetime) -> Any:
+async def _senders(ctx: Context, accounts: list[str]) -> dict[str, str]:
+    """How each sending account is shown: its handle when dmgate saw its profile."""
+    known = await ctx.store.profiles.accounts(accounts)
+    return {a: present.short_name(known[a]) if a in known else a for a in accounts}
+
+
+def _hold_summary(
+    row: dict[str, Any], profiles: list[dict[str, Any]], now: datetime, sender: str
+) -> Any:
     recipients = _recipients_view(profiles)
     matches = row["policies"]
     first = matches[0] if matches else {"policy": "", "reason": ""}
@@ -195,6 +203,7 @@ def _hold_summary(row: dict[str, Any], profiles: list[dict[str, Any]], now: date
         "id": row["id"],
         "platform": row["platform"],
         "account": row["account"],
+        "sender": sender,
         "recipients": recipients,
         "policies": [present.policy_label(m["policy"]) for m in matches],
         "reason": present.reason_text(first, profiles),
@@ -227,7 +236,8 @@ async def inbox(request: web.Request) -> web.Response:
     profiles = await ctx.store.profiles.for_holds(rows)
     facets = await ctx.store.inbox.facets(PENDING)
     now = datetime.now(UTC)
-    holds = [_hold_summary(r, profiles.get(r["id"], []), now) for r in rows]
+    senders = await _senders(ctx, sorted({r["account"] for r in rows} | set(facets["account"])))
+    holds = [_hold_summary(r, profiles.get(r["id"], []), now, senders[r["account"]]) for r in rows]
     campaign_names = await _campaign_labels(ctx, list(facets["template"]))
     base = {**filters, **({"order": "newest"} if newest else {})}
     next_url = (
@@ -241,6 +251,7 @@ async def inbox(request: web.Request) -> web.Response:
         filters=filters,
         facets=facets,
         campaign_names=campaign_names,
+        senders=senders,
         total=sum(facets["platform"].values()),
         newest=newest,
         next_url=next_url,
@@ -285,7 +296,8 @@ async def _hold_response(
         return _render(request, "missing.html", status=404, session=session)
     profiles = (await ctx.store.profiles.for_holds([row])).get(row["id"], [])
     now = datetime.now(UTC)
-    hold = _hold_summary(row, profiles, now)
+    senders = await _senders(ctx, [row["account"]])
+    hold = _hold_summary(row, profiles, now, senders[row["account"]])
     copies: list[dict[str, Any]] = []
     pending_copies = 0
     if row.get("template_id"):
@@ -464,7 +476,7 @@ def create_app() -> web.Application:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    app[JINJA].filters["ts"] = lambda at: at.strftime("%Y-%m-%d %H:%M UTC") if at else ""
+    app[JINJA].filters["ts"] = present.when
     r = app.router
     r.add_get("/", root)
     r.add_get("/signin", signin_page)

@@ -84,6 +84,26 @@ class ProfileStore:
             out[r["id"]] = views
         return out
 
+    async def accounts(self, accounts: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The profiles of sending accounts (from their `users/me` answers), by id."""
+        ids = sorted(set(accounts))[:500]
+        if not ids:
+            return {}
+
+        def _op(conn: sa.Connection) -> dict[str, dict[str, Any]]:
+            q = sa.select(profiles).where(profiles.c.user_id.in_(ids))
+            return {
+                p.user_id: {
+                    "id": p.user_id,
+                    "username": p.username,
+                    "name": p.name,
+                    "names": list(p.names),
+                }
+                for p in conn.execute(q)
+            }
+
+        return await self._db.read(_op)
+
     async def touch(self, platform: str, users: Iterable[str], now: datetime) -> None:
         """These recipients are named by a new hold: keep their profiles while it waits."""
         ids = sorted(set(users))

@@ -14,8 +14,8 @@ inbox screenshot also replaces `docs/review-inbox.png`, the README's picture.
 from __future__ import annotations
 
 import itertools
-import re
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -97,9 +97,7 @@ class Scene:
             return uid
         self.fake.state.followers.setdefault(account, []).insert(0, uid)
         token = SENDER_TOKEN if account == SENDER else OTHER_TOKEN
-        r = self.gate.client.get(
-            f"/x/2/users/{account}/followers", headers=bearer(token)
-        )
+        r = self.gate.client.get(f"/x/2/users/{account}/followers", headers=bearer(token))
         assert r.status_code == 200, r.text
         return uid
 

@@ -40,7 +40,7 @@ def test_sign_in_then_inbox_names_recipients_and_reasons(scene: Scene, new_page)
     row = page.locator(f'[data-hold-id="{ana}"]')
     assert row.locator("[data-field=recipient]").inner_text() == "Ana Souza (@anasouza)"
     reason = row.locator("[data-field=reason]").inner_text()
-    assert re.fullmatch(r"recipient @anasouza followed \d+s ago and has not written first", reason)
+    assert re.fullmatch(r"Recipient @anasouza followed \d+s ago and has not written first", reason)
     assert "Sent right after a follow" in row.inner_text()
     cookie = next(c for c in page.context.cookies() if c["name"] == "dmgate_review")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["expires"] > 0
@@ -98,7 +98,9 @@ def test_reject_with_a_reason(scene: Scene, new_page):
 
 
 def test_reject_a_campaign_of_twelve_copies(scene: Scene, new_page):
-    pitch = "Hey {name}, I built Launchpad for teams like yours. Grab a demo: https://lp.example/{n}"
+    pitch = (
+        "Hey {name}, I built Launchpad for teams like yours. Grab a demo: https://lp.example/{n}"
+    )
     uids = [scene.person(f"Camp {i}", follows=False) for i in range(14)]
     held = []
     for i, uid in enumerate(uids):
@@ -119,7 +121,8 @@ def test_reject_a_campaign_of_twelve_copies(scene: Scene, new_page):
     items = scene.api.get("/api/v1/holds", params={"template": template}).json()["items"]
     assert sorted(h["id"] for h in items) == sorted(held)
     assert {h["status"] for h in items} == {"rejected"}
-    assert all(scene.sent_to(u) == [pitch.format(name=f"Camp {i}", n=i)] for i, u in enumerate(uids[:2]))
+    for i, uid in enumerate(uids[:2]):  # the two copies before the policy caught on
+        assert scene.sent_to(uid) == [pitch.format(name=f"Camp {i}", n=i)]
 
 
 def test_two_reviewers_on_one_hold_send_once(scene: Scene, new_page):
@@ -177,7 +180,7 @@ def test_state_change_without_csrf_token_is_refused(scene: Scene, new_page):
 
 def test_keyboard_only_review_of_five_holds(scene: Scene, new_page):
     ids = [
-        scene.hold(f"Key {i}", f"Thanks for following, Key {i}! See https://g.example/{i}", account=OTHER_SENDER)
+        scene.hold(f"Key {i}", f"Thanks for following, Key {i}!", account=OTHER_SENDER)
         for i in range(5)
     ]
     page = new_page()
