@@ -116,6 +116,17 @@ class InboxQueries:
 
         return await self._db.read(_op)
 
+    async def pending_since(self, older_than: datetime) -> list[tuple[str, datetime]]:
+        """(id, created_at) of pending holds created before `older_than` (reminders)."""
+
+        def _op(conn: sa.Connection) -> list[tuple[str, datetime]]:
+            q = sa.select(holds.c.id, holds.c.created_at).where(
+                holds.c.status == PENDING, holds.c.created_at <= older_than
+            )
+            return [(r.id, r.created_at) for r in conn.execute(q)]
+
+        return await self._db.read(_op)
+
     async def count(self, where: HoldFilter) -> int:
         def _op(conn: sa.Connection) -> int:
             return conn.execute(
