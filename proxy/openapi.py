@@ -375,6 +375,7 @@ OPENAPI: dict[str, Any] = {
 # --- added with the review inbox: campaigns, recipient profiles, history, audit export ---
 
 _HOLD_PROPERTIES = OPENAPI["components"]["schemas"]["Hold"]["properties"]
+# Not `required`: a 409's `hold` is the plain hold (proxy.holds), without them.
 _HOLD_PROPERTIES["template_id"] = {
     "type": ["string", "null"],
     "pattern": TEMPLATE_ID_PATTERN,
