@@ -112,6 +112,10 @@ def test_reject_a_campaign_of_twelve_copies(scene: Scene, new_page):
     sign_in(page)
     page.goto(f"/review/holds/{held[0]}")
     assert "(12 pending copies)" in page.locator("[data-action=reject-campaign]").inner_text()
+    # The parts that vary between copies are marked; the template's words are not.
+    marked = page.locator("[data-field=text] mark").all_inner_texts()
+    assert [m.strip() for m in marked] == ["2,", "https://lp.example/2"]
+    screenshot(page, "hold-campaign")
     page.click("[data-action=reject-campaign]")
     assert page.locator("[data-field=count]").inner_text() == "12"
     page.click("[data-action=confirm-campaign]")
