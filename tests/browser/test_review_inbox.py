@@ -182,16 +182,16 @@ def test_state_change_without_csrf_token_is_refused(scene: Scene, new_page):
     assert scene.hold_json(hold_id)["status"] == "pending"
 
 
-def test_keyboard_only_review_of_five_holds(scene: Scene, new_page):
+def test_keyboard_only_review_of_six_holds(scene: Scene, new_page):
     ids = [
         scene.hold(f"Key {i}", f"Thanks for following, Key {i}!", account=OTHER_SENDER)
-        for i in range(5)
+        for i in range(6)
     ]
     page = new_page()
     sign_in(page)
     page.goto(f"/review/inbox?account={OTHER_SENDER}")
     rows = page.locator("#holds [data-hold-id]")
-    assert rows.count() == 5
+    assert rows.count() == 6
     # j/k move; x selects; a approves the selection (or the current hold).
     page.keyboard.press("j")
     page.keyboard.press("k")
@@ -201,6 +201,13 @@ def test_keyboard_only_review_of_five_holds(scene: Scene, new_page):
     assert page.locator("[data-field=selected]").inner_text() == "2 selected"
     page.keyboard.press("a")
     page.wait_for_selector("[role=status]")
+    assert rows.count() == 4
+    # x, then r: the selection's reason, and Enter rejects it (never approves).
+    page.keyboard.press("x")
+    page.keyboard.press("r")
+    page.keyboard.type("Too pushy")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*m=bulk-1.*"))
     assert rows.count() == 3
     page.keyboard.press("a")  # the current (first) hold
     rows.nth(2).wait_for(state="detached")
@@ -220,7 +227,7 @@ def test_keyboard_only_review_of_five_holds(scene: Scene, new_page):
     assert rows.count() == 0
     assert "Nothing is waiting for review" in page.inner_text("main")
     statuses = sorted(scene.hold_json(h)["status"] for h in ids)
-    assert statuses == ["rejected", "sent", "sent", "sent", "sent"]
+    assert statuses == ["rejected", "rejected", "sent", "sent", "sent", "sent"]
 
 
 def test_inbox_updates_live_without_reload(scene: Scene, new_page):

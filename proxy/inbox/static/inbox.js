@@ -52,7 +52,13 @@
         }
         break;
       case "e": window.location.assign(open + "#text"); break;
-      case "r": window.location.assign(open + "#reason"); break;
+      case "r":
+        if (selectedCount() > 0) {
+          document.getElementById("bulk-reason").focus();  // then Enter: reject the selection
+        } else {
+          window.location.assign(open + "#reason");
+        }
+        break;
       default: return;
     }
     event.preventDefault();
