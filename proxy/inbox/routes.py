@@ -93,7 +93,9 @@ def _field(form: Any, name: str, limit: int) -> str | None:
     value = form.get(name)
     if not isinstance(value, str):
         return None
-    value = value.replace("\x00", "").strip()
+    # Browsers send a textarea's line breaks as CRLF: an untouched multi-line text must
+    # compare equal to the held one.
+    value = value.replace("\x00", "").replace("\r\n", "\n").strip()
     return value[:limit] if value else None
 
 
@@ -360,7 +362,9 @@ async def approve(request: web.Request) -> web.Response:
     row = await ctx.store.holds.get(hold_id) if _HOLD_ID.fullmatch(hold_id) else None
     if row is None:
         return _render(request, "missing.html", status=404, session=session)
-    edited = text if text is not None and text != row["text"].strip() else None
+    edited = (
+        text if text is not None and text != row["text"].replace("\r\n", "\n").strip() else None
+    )
     try:
         await actions.approve(ctx, hold_id, session.name, edited, _field(form, "note", MAX_NOTE))
     except Conflict:

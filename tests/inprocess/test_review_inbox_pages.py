@@ -160,3 +160,20 @@ async def test_inbox_pages_by_cursor_oldest_first_with_filters(gate):
     none = (await client.get("/review/inbox?policy=template_reuse")).text
     assert "Nothing is waiting for review with these filters" in none
     await client.aclose()
+
+
+async def test_untouched_multi_line_text_is_approved_as_it_was_held(gate, fake_x):
+    text = "Hi there!\nThanks for the follow.\n\nBest, Sam"
+    hold_id = await hold(gate, "403", text)
+    client = await sign_in(gate)
+    page = await client.get(f"/review/holds/{hold_id}")
+    r = await client.post(  # what a browser sends for the untouched textarea: CRLF
+        f"/review/holds/{hold_id}/approve",
+        data={"csrf": _csrf(page.text), "text": text.replace("\n", "\r\n")},
+    )
+    assert r.status_code == 303
+    decided = (await gate.review().get(f"/api/v1/holds/{hold_id}")).json()
+    assert decided["status"] == "sent"
+    assert decided["history"][1]["action"] == "approved"  # not an edit
+    assert [m.text for m in fake_x.state.sent if "403" in m.participant_ids] == [text]
+    await client.aclose()
