@@ -13,6 +13,8 @@ from proxy.context import Context
 from proxy.store.holds import EXPIRED, PENDING, REJECTED, SEND_FAILED, SENT
 
 APPROVED, EDITED, HELD = "approved", "edited_and_approved", "held"
+# Profile details the pages use that the API's RecipientProfile does not carry.
+_PAGE_ONLY = ("names", "follows", "wrote_at")
 
 
 def _ts(at: datetime | None) -> str | None:
@@ -61,7 +63,7 @@ async def detailed(ctx: Context, rows: Iterable[dict[str, Any]]) -> list[dict[st
             **holds.hold_view(r),
             "template_id": r.get("template_id"),
             "recipient_profiles": [
-                {k: v for k, v in p.items() if k not in ("names", "follows")}
+                {k: v for k, v in p.items() if k not in _PAGE_ONLY}
                 for p in profiles.get(r["id"], [])
             ],
             "history": history(r),

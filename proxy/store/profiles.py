@@ -36,11 +36,11 @@ class ProfileStore:
         if not rows:
             return {}
 
-        def _op(conn: sa.Connection) -> tuple[dict[Any, Any], dict[Any, Any], set[Any]]:
+        def _op(conn: sa.Connection) -> tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any]]:
             users = sorted({u for _, u in wanted})
             found: dict[Any, Any] = {}
             followed: dict[Any, Any] = {}
-            wrote: set[Any] = set()
+            wrote: dict[Any, Any] = {}
             for chunk in _chunks(users, 500):
                 for p in conn.execute(sa.select(profiles).where(profiles.c.user_id.in_(chunk))):
                     found[(p.platform, p.user_id)] = p
@@ -54,11 +54,11 @@ class ProfileStore:
                 ):
                     followed[(f.platform, f.account, f.follower)] = f.followed_at
                 for i in conn.execute(
-                    sa.select(inbound.c.platform, inbound.c.account, inbound.c.peer).where(
-                        inbound.c.peer.in_(chunk)
-                    )
+                    sa.select(
+                        inbound.c.platform, inbound.c.account, inbound.c.peer, inbound.c.first_at
+                    ).where(inbound.c.peer.in_(chunk))
                 ):
-                    wrote.add((i.platform, i.account, i.peer))
+                    wrote[(i.platform, i.account, i.peer)] = i.first_at
             return found, followed, wrote
 
         found, followed, wrote = await self._db.read(_op)
@@ -79,6 +79,7 @@ class ProfileStore:
                         "followed_at": _ts(followed.get(key)),
                         "follows": key in followed,
                         "wrote_first": key in wrote,
+                        "wrote_at": _ts(wrote.get(key)),
                     }
                 )
             out[r["id"]] = views
