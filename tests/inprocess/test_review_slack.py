@@ -202,3 +202,54 @@ async def test_reminders_once_per_hold_per_interval_whoever_asks(gate, slack_hoo
         await schedule_reminders(gate.ctx, now=last)
         await deliver_once(gate.ctx, session, now=last)
         assert len(slack_hook.state.messages) == 3
+
+
+class FakeReceiver:
+    """The signed JSON webhook's receiver: keeps headers and bodies."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[dict[str, str], dict[str, Any]]] = []
+
+    def app(self) -> web.Application:
+        app = web.Application()
+
+        async def hook(request: web.Request) -> web.Response:
+            self.calls.append((dict(request.headers), await request.json()))
+            return web.Response(status=204)
+
+        app.router.add_post("/hook", hook)
+        return app
+
+
+async def test_json_webhook_reminders_are_signed_hold_reminder_events(
+    gate_factory, fake_factory, fake_x
+):
+    receiver = await fake_factory(FakeReceiver())
+    fake_x.state.add_user("530")
+    gate = await gate_factory(
+        env={
+            "DMGATE_REVIEW_WEBHOOK_URL": f"{receiver.url}/hook",
+            "DMGATE_REVIEW_WEBHOOK_SECRET": "s3cret-for-the-hook",
+            "DMGATE_REVIEW_REMINDER": "1h",
+        },
+        policy_yaml=POLICY,
+    )
+    for task in asyncio.all_tasks():
+        if task.get_name() == "notify":
+            task.cancel()
+    await learn_identity(gate.client)
+    await gate.review().post(
+        "/api/v1/follow-events", json={"platform": "x", "account": SENDER, "follower": "530"}
+    )
+    r = await send_dm(gate.client, "530", "Thanks for the follow!")
+    hold_id = r.headers["DMGate-Hold-Id"]
+    created = (await gate.ctx.store.holds.get(hold_id))["created_at"]
+    at = created + timedelta(hours=1, seconds=5)
+    async with aiohttp.ClientSession() as session:
+        assert await schedule_reminders(gate.ctx, now=at) == 1
+        await deliver_once(gate.ctx, session, now=at)
+    events = [(h["DMGate-Event"], body) for h, body in receiver.state.calls]
+    assert [e for e, _ in events] == ["hold.created", "hold.reminder"]
+    reminder_headers, reminder = receiver.state.calls[1]
+    assert reminder["hold"]["id"] == hold_id and reminder["hold"]["history"]
+    assert reminder_headers["DMGate-Signature"].startswith("sha256=")
