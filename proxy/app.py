@@ -6,52 +6,52 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import secrets
 import signal
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
-from proxy import gateway, review, webhooks
+from proxy import review, webhooks
+from proxy.clock import Clock
+from proxy.contacts import Contacts
 from proxy.context import CTX, Context
 from proxy.crypto import Keyring, load_or_create_key_file
 from proxy.errors import error_middleware
 from proxy.forward_mode import ca
 from proxy.forward_mode.certs import LeafCertificates
-from proxy.holds import expire_loop
+from proxy.gateway import Gateway
+from proxy.holds import HoldService
+from proxy.identity import SenderIdentities
 from proxy.inbox import routes as inbox
-from proxy.metrics import create_metrics
-from proxy.notify import notify_loop
+from proxy.metrics import Metrics, create_metrics
+from proxy.notify import Notifier
+from proxy.pipeline import DecisionPipeline
 from proxy.platforms import PLATFORMS
 from proxy.platforms.base import Platform
 from proxy.platforms.mastodon import MastodonPlatform
 from proxy.policy_loader import PolicyHolder
 from proxy.relay import Relay, client_session, upstream_tls
-from proxy.review import token_digest
+from proxy.reviewers import Reviewers
 from proxy.routing import is_forward_mode
 from proxy.settings import NO_PLATFORM, Settings
 from proxy.store import Store, StoreError
-from proxy.store.database import sqlite_path
+from proxy.store.database import Database, sqlite_path
+from proxy.unanswered import UnansweredSends
 
 log = structlog.get_logger("dmgate")
 
 
-def build_app(settings: Settings) -> web.Application:
-    """A ready-to-run dmgate. Raises `PolicyFileError` for a bad policy file."""
-    metrics = create_metrics()
-    ctx = Context(
-        settings=settings,
-        metrics=metrics,
-        policies=PolicyHolder(settings.policy_file, metrics),
-        platforms=_platforms(settings),
-    )
+def build_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+    """A ready-to-run dmgate. Raises `PolicyFileError` for a bad policy file. `clock`:
+    the time everything is decided by (tests and `simulate` pass a manual one)."""
+    ctx = _build(settings, clock or Clock())
     # Streaming pass-through bodies are not limited; judged DM bodies are (gateway).
     app = web.Application(
         middlewares=[error_middleware, forward_mode_middleware],
@@ -64,9 +64,84 @@ def build_app(settings: Settings) -> web.Application:
     review.add_routes(app)
     webhooks.add_routes(app)
     inbox.add_routes(app)
-    app.router.add_route("*", "/{tail:.*}", gateway.handle)
+    app.router.add_route("*", "/{tail:.*}", ctx.gateway.handle)
     app.cleanup_ctx.append(_lifecycle)
     return app
+
+
+def _build(s: Settings, clock: Clock) -> Context:
+    """Every part, each given the parts it uses."""
+    metrics = create_metrics()
+    policies = PolicyHolder(s.policy_file, metrics)
+    platforms = _platforms(s)
+    keyring = Keyring(_master_key(s))
+    store = Store(Database(s.database_url, pool_size=s.database_pool_size))
+    relay = _relay(s, metrics)
+    wakeup = asyncio.Event()
+    contacts = Contacts(policies, store.signals, clock)
+    identities = SenderIdentities(keyring, store.signals, relay, metrics, clock)
+    unanswered = UnansweredSends(clock)
+    holds = HoldService(
+        store,
+        keyring,
+        relay,
+        platforms,
+        s.routes,
+        contacts,
+        metrics,
+        clock,
+        ttl=s.hold_ttl,
+        announce=review.announcement if s.review_webhook_url else None,
+        on_announce=wakeup.set,
+    )
+    pipeline = DecisionPipeline(
+        policies, store, identities, unanswered, holds, contacts, metrics, clock
+    )
+    gateway = Gateway(
+        s, platforms, relay, pipeline, identities, store.signals, unanswered, metrics, clock
+    )
+    notifier = None
+    if s.review_webhook_url:
+        notifier = Notifier(
+            store,
+            s.review_webhook_url,
+            s.review_webhook_secret,
+            metrics,
+            clock,
+            wakeup,
+            slack=s.review_notify == "slack",
+            public_url=s.public_url,
+            reminder=s.review_reminder,
+        )
+    return Context(
+        settings=s,
+        clock=clock,
+        metrics=metrics,
+        policies=policies,
+        platforms=platforms,
+        keyring=keyring,
+        store=store,
+        relay=relay,
+        identities=identities,
+        holds=holds,
+        pipeline=pipeline,
+        gateway=gateway,
+        reviewers=Reviewers(s.review_tokens, store.tokens, clock),
+        notifier=notifier,
+        certs=_forward_mode_certificates(s),
+        notify_wakeup=wakeup,
+    )
+
+
+def _relay(s: Settings, metrics: Metrics) -> Relay:
+    def session() -> aiohttp.ClientSession:
+        return client_session(
+            s.upstream_pool_size,
+            s.upstream_connect_timeout.total_seconds(),
+            s.upstream_read_timeout.total_seconds(),
+        )
+
+    return Relay(metrics, session, upstream_tls(s.routes))
 
 
 def _platforms(settings: Settings) -> dict[str, Platform]:
@@ -87,27 +162,22 @@ def _platforms(settings: Settings) -> dict[str, Platform]:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     ctx = app[CTX]
     s = ctx.settings
-    ctx.keyring = Keyring(_master_key(s))
-    ctx.store = await Store.open(s.database_url, pool_size=s.database_pool_size)
-    ctx.review_tokens = await _review_tokens(ctx)
-    session = client_session(
-        s.upstream_pool_size,
-        s.upstream_connect_timeout.total_seconds(),
-        s.upstream_read_timeout.total_seconds(),
-    )
-    ctx.relay = Relay(session, ctx.metrics, upstream_tls(s.routes))
-    ctx.certs = _forward_mode_certificates(s)
+    await ctx.store.start()
+    await ctx.reviewers.load()
+    ctx.relay.start()
     ctx.metrics.holds_pending.set(await ctx.store.holds.count_pending())
     tasks = [
-        asyncio.create_task(expire_loop(ctx), name="expiry"),
+        asyncio.create_task(ctx.holds.expire_loop(s.expiry_interval), name="expiry"),
         asyncio.create_task(
             ctx.policies.watch(s.policy_reload_interval.total_seconds()), name="policy-watch"
         ),
         asyncio.create_task(ctx.store.db.checkpoint_loop(), name="sqlite-checkpoint"),
-        asyncio.create_task(retention_loop(ctx), name="retention"),
+        asyncio.create_task(
+            retention_loop(ctx.store, ctx.policies, s, ctx.metrics, ctx.clock), name="retention"
+        ),
     ]
-    if s.review_webhook_url:
-        tasks.append(asyncio.create_task(notify_loop(ctx), name="notify"))
+    if ctx.notifier is not None:
+        tasks.append(asyncio.create_task(ctx.notifier.loop(), name="notify"))
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, ctx.policies.reload, "SIGHUP")
     log.info(
@@ -128,7 +198,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await session.close()
+        await ctx.relay.close()
         await ctx.store.close()
 
 
@@ -137,7 +207,7 @@ async def forward_mode_middleware(request: web.Request, handler: Any) -> web.Str
     """Forward-mode requests are the platform's, whatever their path: `https://api.x.com/
     metrics` must reach X, not dmgate's own /metrics."""
     if is_forward_mode(request):
-        return await gateway.handle(request)
+        return await request.app[CTX].gateway.handle(request)
     return await handler(request)
 
 
@@ -166,38 +236,38 @@ def _forward_mode_certificates(s: Settings) -> LeafCertificates | None:
             hosts=uncovered,
             hint="run `dmgate ca init --force` and trust the new CA",
         )
-    if authority.expires_at - datetime.now(UTC) < timedelta(days=30):
+    if authority.expires_at - datetime.now(UTC) < timedelta(days=30):  # real time: TLS
         log.warning("ca_expires_soon", expires_at=authority.expires_at.isoformat())
     return LeafCertificates(authority)
 
 
-def longest_window(ctx: Context) -> timedelta:
+def longest_window(policies: PolicyHolder) -> timedelta:
     """The furthest back any configured policy looks (off ones too: turning one on later
     should find its history)."""
-    sections = ctx.policies.engine.config.policies.__dict__.values()
+    sections = policies.engine.config.policies.__dict__.values()
     windows = [w for sec in sections if isinstance(w := getattr(sec, "window", None), timedelta)]
     return max(windows, default=timedelta(hours=1))
 
 
-async def retention_loop(ctx: Context) -> None:
+async def retention_loop(
+    store: Store, policies: PolicyHolder, s: Settings, metrics: Metrics, clock: Clock
+) -> None:
     """Prune facts no policy can use any more; every replica may run it (the batches are
     idempotent deletes)."""
     while True:
-        await asyncio.sleep(ctx.settings.retention_interval.total_seconds())
-        now = datetime.now(UTC)
-        cutoff = now - longest_window(ctx) - ctx.settings.retention_margin
+        await clock.sleep(s.retention_interval.total_seconds())
+        now = clock.now()
+        cutoff = now - longest_window(policies) - s.retention_margin
         # Profiles: also while a hold naming them may still wait for a reviewer.
-        profiles_cutoff = (
-            now - max(longest_window(ctx), ctx.settings.hold_ttl) - ctx.settings.retention_margin
-        )
+        profiles_cutoff = now - max(longest_window(policies), s.hold_ttl) - s.retention_margin
         try:
-            pruned = await ctx.store.prune(cutoff, profiles_cutoff)
+            pruned = await store.prune(cutoff, profiles_cutoff)
         except Exception as exc:  # the store may be down: try again next time
             log.warning("retention_failed", error=type(exc).__name__)
             continue
         for kind, n in pruned.items():
             if n:
-                ctx.metrics.retention_pruned.labels(kind).inc(n)
+                metrics.retention_pruned.labels(kind).inc(n)
         if any(pruned.values()):
             log.info("retention_pruned", cutoff=cutoff.isoformat(), **pruned)
 
@@ -208,24 +278,6 @@ def _master_key(s: Settings) -> bytes:
     db = sqlite_path(s.database_url)
     path = (db.parent if db else Path.cwd()) / "dmgate.key"
     return load_or_create_key_file(path)
-
-
-async def _review_tokens(ctx: Context) -> list[tuple[str, str]]:
-    if ctx.settings.review_tokens:
-        return [(n, token_digest(t.get_secret_value())) for n, t in ctx.settings.review_tokens]
-    stored = await ctx.store.tokens.all()
-    if stored:
-        return stored
-    token = secrets.token_urlsafe(32)
-    if await ctx.store.tokens.add("generated", token_digest(token), datetime.now(UTC)):
-        # Printed once, to the operator's terminal, never to the structured log.
-        print(
-            "dmgate: no DMGATE_REVIEW_TOKENS set; generated a review API token "
-            f"(shown only now, store it safely):\n\n    {token}\n",
-            file=sys.stderr,
-            flush=True,
-        )
-    return await ctx.store.tokens.all()
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -19,22 +19,21 @@ with no history it would slip past every per-account policy.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import ClientError
 
+from proxy.clock import Clock
+from proxy.crypto import Keyring
 from proxy.errors import DMGateError
 from proxy.facts import Identity
+from proxy.metrics import Metrics
 from proxy.platforms.base import Classified, Platform
+from proxy.relay import Relay
 from proxy.routing import Target, upstream_for
+from proxy.store.signals import StoreSignals
 from proxy.streams import read_capped
-
-if TYPE_CHECKING:
-    from proxy.context import Context
 
 log = structlog.get_logger("dmgate")
 
@@ -62,13 +61,19 @@ class Sender:
 class SenderIdentities:
     """Identifies senders; one `whoami` lookup in flight per credential."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, keyring: Keyring, signals: StoreSignals, relay: Relay, metrics: Metrics, clock: Clock
+    ) -> None:
+        self._keyring = keyring
+        self._signals = signals
+        self._relay = relay
+        self._metrics = metrics
+        self._clock = clock
         self._inflight: dict[str, asyncio.Future[str | None]] = {}
         self._failed: dict[str, float] = {}  # credential hash -> monotonic time
 
     async def identify(
         self,
-        ctx: Context,
         target: Target | None,
         platform: Platform,
         call: Classified,
@@ -77,14 +82,14 @@ class SenderIdentities:
         """The sending account. With `target`, an unknown credential is looked up on the
         platform (DMs); without, it stays unverified (signals: nothing waits on it)."""
         credential = platform.credential(call.request)
-        cred_hash = ctx.keyring.credential_hash(credential) if credential else None
-        sender = await self._verified(ctx, target, platform, call, cred_hash, hint)
+        cred_hash = self._keyring.credential_hash(credential) if credential else None
+        sender = await self._verified(target, platform, call, cred_hash, hint)
         asserted = call.request.headers.get(ACCOUNT_HEADER, "").strip()
         if sender is None:
             standin = f"credential:{cred_hash[:16]}" if cred_hash else "anonymous"
             return Sender(asserted or standin, cred_hash, "unverified")
         if asserted and asserted != sender.account:
-            ctx.metrics.account_header_mismatches.labels(platform.name).inc()
+            self._metrics.account_header_mismatches.labels(platform.name).inc()
             log.warning(
                 "account_header_mismatch",
                 platform=platform.name,
@@ -96,7 +101,6 @@ class SenderIdentities:
 
     async def _verified(
         self,
-        ctx: Context,
         target: Target | None,
         platform: Platform,
         call: Classified,
@@ -108,19 +112,19 @@ class SenderIdentities:
             return Sender(named, cred_hash, "request")
         if cred_hash is None:
             return None
-        known = await ctx.store.signals.account_for_credential(platform.name, cred_hash)
+        known = await self._signals.account_for_credential(platform.name, cred_hash)
         if known:
             return Sender(known, cred_hash, "learnt")
         if target is None:
             return None
-        account = await self._lookup_once(ctx, target, platform, call, cred_hash)
+        account = await self._lookup_once(target, platform, call, cred_hash)
         return Sender(account, cred_hash, "lookup") if account else None
 
     async def _lookup_once(
-        self, ctx: Context, target: Target, platform: Platform, call: Classified, cred_hash: str
+        self, target: Target, platform: Platform, call: Classified, cred_hash: str
     ) -> str | None:
         failed_at = self._failed.get(cred_hash)
-        if failed_at is not None and time.monotonic() - failed_at < _FAILED_LOOKUP_TTL:
+        if failed_at is not None and self._clock.monotonic() - failed_at < _FAILED_LOOKUP_TTL:
             return None
         pending = self._inflight.get(cred_hash)
         if pending is not None:  # the same new credential sending several DMs at once
@@ -128,7 +132,7 @@ class SenderIdentities:
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._inflight[cred_hash] = future
         try:
-            account = await self._lookup(ctx, target, platform, call, cred_hash)
+            account = await self._lookup(target, platform, call, cred_hash)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it, nobody else must
@@ -140,20 +144,20 @@ class SenderIdentities:
         if account is None:
             if len(self._failed) >= _FAILED_LOOKUP_MAX:
                 self._failed.clear()
-            self._failed[cred_hash] = time.monotonic()
+            self._failed[cred_hash] = self._clock.monotonic()
         else:
             self._failed.pop(cred_hash, None)
         return account
 
     async def _lookup(
-        self, ctx: Context, target: Target, platform: Platform, call: Classified, cred_hash: str
+        self, target: Target, platform: Platform, call: Classified, cred_hash: str
     ) -> str | None:
         me = platform.whoami(call)
         if me is None:
             return None
         url = upstream_for(target, me.path, me.query)
         try:
-            async with await ctx.relay.send(
+            async with await self._relay.send(
                 target.route_name, me.method, url, list(me.headers.items()), None, target.host
             ) as resp:
                 status = resp.status
@@ -167,8 +171,8 @@ class SenderIdentities:
             log.warning("sender_not_identified", platform=platform.name, upstream_status=status)
             return None
         # Kept like an identity learnt from the tool's own `me` call: asked once.
-        await ctx.store.signals.record_facts(
-            platform.name, facts, datetime.now(UTC), cred_hash, source="lookup"
+        await self._signals.record_facts(
+            platform.name, facts, self._clock.now(), cred_hash, source="lookup"
         )
         log.info("sender_identified", platform=platform.name, account=account)
         return account

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import aiohttp
@@ -136,18 +136,32 @@ def upstream_tls(routes: dict[str, Route]) -> dict[str, ssl.SSLContext]:
 
 
 class Relay:
-    """Sends requests to upstreams and maps their failures to dmgate errors."""
+    """Sends requests to upstreams and maps their failures to dmgate errors. Its pooled
+    session is opened on start-up (`start`) and closed on cleanup (`close`)."""
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
         metrics: Metrics,
+        new_session: Callable[[], aiohttp.ClientSession],
         tls: dict[str, ssl.SSLContext] | None = None,
     ) -> None:
-        self.session = session
         self._metrics = metrics
+        self._new_session = new_session
+        self._session: aiohttp.ClientSession | None = None
         self._durations: dict[str, Histogram] = {}
         self._tls = tls or {}
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "Relay.start() was not called"
+        return self._session
+
+    def start(self) -> None:
+        self._session = self._new_session()  # needs the running loop: not at build time
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     def _duration(self, route: str) -> Histogram:
         # prometheus_client's labels() takes a lock and builds a key on every call.

@@ -10,11 +10,10 @@ object, nested too deeply, unknown or wrongly typed fields, values out of range)
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -33,6 +32,7 @@ from proxy.context import CTX
 from proxy.errors import (
     BadRequest,
     BearerRequired,
+    Conflict,
     DMGateError,
     MethodNotAllowed,
     NotFound,
@@ -40,6 +40,7 @@ from proxy.errors import (
     Unprocessable,
 )
 from proxy.facts import Followed
+from proxy.holds import HoldNotPending
 from proxy.inbox import actions, views
 from proxy.openapi import (
     DEFAULT_PAGE,
@@ -55,6 +56,7 @@ from proxy.openapi import (
     SPACE,
     TEMPLATE_ID_PATTERN,
 )
+from proxy.store.database import Row
 from proxy.store.holds import STATUSES
 from proxy.store.inbox import HoldFilter
 from proxy.streams import read_capped
@@ -120,8 +122,33 @@ class FollowEventBody(_Body):
     followed_at: Annotated[datetime, BeforeValidator(_rfc3339)] | None = None
 
 
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def hold_view(row: Row) -> dict[str, Any]:
+    """The review API's `Hold` (also the body of a hold's announcement): never
+    credentials, never the stored request."""
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "platform": row["platform"],
+        "route": row["route"],
+        "account": row["account"],
+        "recipients": row["recipients"],
+        "text": row["text"],
+        "policies": row["policies"],
+        "created_at": _ts(row["created_at"]),
+        "expires_at": _ts(row["expires_at"]),
+        "decided_at": _ts(row["decided_at"]),
+        "decided_by": row["decided_by"],
+        "note": row["note"],
+        "reason": row["reason"],
+        "sent_text": row["sent_text"],
+        "upstream_status": row["upstream_status"],
+        "upstream_body": row["upstream_body"],
+    }
+
+
+def announcement(row: Row) -> str:
+    """A new hold as the review endpoint hears of it."""
+    return json.dumps({"event": "hold.created", "hold": hold_view(row)})
 
 
 def authenticate(request: web.Request) -> str:
@@ -130,15 +157,7 @@ def authenticate(request: web.Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise BearerRequired("the review API needs 'Authorization: Bearer <token>'")
-    try:
-        digest = token_digest(token.strip())
-    except UnicodeEncodeError:  # header bytes that are not UTF-8: no token dmgate knows
-        raise BearerRequired("invalid review token") from None
-    name = None
-    # Compare against every token, always, so timing says nothing about which matched.
-    for candidate, expected in request.app[CTX].review_tokens:
-        if hmac.compare_digest(digest, expected):
-            name = candidate
+    name = request.app[CTX].reviewers.name_for(token.strip())
     if name is None:
         raise BearerRequired("invalid review token")
     return name
@@ -215,8 +234,8 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
-def _ts(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")
+def _ts(at: datetime | None) -> str | None:
+    return at.isoformat().replace("+00:00", "Z") if at is not None else None
 
 
 def _utc(at: datetime) -> datetime:
@@ -248,10 +267,10 @@ async def list_holds(request: web.Request) -> web.Response:
     template = _one(request, "template")
     if template is not None and not _TEMPLATE_ID.fullmatch(template):
         raise BadRequest("template must be a hold's template_id")
-    ctx = request.app[CTX]
+    store = request.app[CTX].store
     where = HoldFilter(status=status, template=template)
-    rows = await ctx.store.inbox.page(where, limit + 1, cursor, oldest_first=False)
-    items = await views.detailed(ctx, rows[:limit])
+    rows = await store.inbox.page(where, limit + 1, cursor, oldest_first=False)
+    items = await views.detailed(store, rows[:limit])
     next_cursor = items[-1]["id"] if len(rows) > limit else None
     return _json({"items": items, "next_cursor": next_cursor})
 
@@ -259,9 +278,8 @@ async def list_holds(request: web.Request) -> web.Response:
 async def get_hold(request: web.Request) -> web.Response:
     authenticate(request)
     hold_id = _hold_id(request)
-    view = await views.one(request.app[CTX], hold_id)
-    if view is None:
-        raise NotFound(f"no hold with id {hold_id!r}")
+    ctx = request.app[CTX]
+    [view] = await views.detailed(ctx.store, [await ctx.holds.get(hold_id)])
     return _json(view)
 
 
@@ -270,8 +288,10 @@ async def approve_hold(request: web.Request) -> web.Response:
     hold_id = _hold_id(request)
     body = await _json_body(request, ApproveBody)
     ctx = request.app[CTX]
-    await actions.approve(ctx, hold_id, who, body.text, body.note)
-    return _json(await views.one(ctx, hold_id))
+    with _decided():
+        row = await actions.approve(ctx, hold_id, who, body.text, body.note)
+    [view] = await views.detailed(ctx.store, [row])
+    return _json(view)
 
 
 async def reject_hold(request: web.Request) -> web.Response:
@@ -279,8 +299,10 @@ async def reject_hold(request: web.Request) -> web.Response:
     hold_id = _hold_id(request)
     body = await _json_body(request, RejectBody)
     ctx = request.app[CTX]
-    await actions.reject(ctx, hold_id, who, body.reason, body.note)
-    return _json(await views.one(ctx, hold_id))
+    with _decided():
+        row = await actions.reject(ctx, hold_id, who, body.reason, body.note)
+    [view] = await views.detailed(ctx.store, [row])
+    return _json(view)
 
 
 async def reject_template(request: web.Request) -> web.Response:
@@ -307,8 +329,8 @@ async def export_decisions(request: web.Request) -> web.StreamResponse:
             since = _utc(datetime.fromisoformat(raw.upper().replace("Z", "+00:00")))
         except ValueError:
             raise BadRequest("since must be an RFC 3339 date-time with a time zone") from None
-    ctx = request.app[CTX]
-    rows = await ctx.store.inbox.decided_since(since, None, _EXPORT_BATCH)
+    store = request.app[CTX].store
+    rows = await store.inbox.decided_since(since, None, _EXPORT_BATCH)
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await resp.prepare(request)
     while rows:
@@ -317,16 +339,25 @@ async def export_decisions(request: web.Request) -> web.StreamResponse:
         if len(rows) < _EXPORT_BATCH:
             break
         last = rows[-1]
-        rows = await ctx.store.inbox.decided_since(last["decided_at"], last["id"], _EXPORT_BATCH)
+        rows = await store.inbox.decided_since(last["decided_at"], last["id"], _EXPORT_BATCH)
     await resp.write_eof()
     return resp
+
+
+@contextmanager
+def _decided() -> Iterator[None]:
+    """A decision on a hold that is not pending: 409 with the hold as it is now."""
+    try:
+        yield
+    except HoldNotPending as exc:
+        raise Conflict(str(exc), hold=hold_view(exc.row)) from None
 
 
 async def follow_event(request: web.Request) -> web.Response:
     authenticate(request)
     ctx = request.app[CTX]
     body = await _json_body(request, FollowEventBody)
-    now = datetime.now(UTC)
+    now = ctx.clock.now()
     at = _utc(body.followed_at) if body.followed_at is not None else now
     await ctx.store.signals.record_facts(
         body.platform, [Followed(body.account, body.follower, at)], now, source="api"

@@ -17,8 +17,9 @@ replica is judged afresh.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
+
+from proxy.clock import Clock
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class Answer:
 
 
 class UnansweredSends:
-    def __init__(self, keep_seconds: float = 600.0) -> None:
+    def __init__(self, clock: Clock | None = None, keep_seconds: float = 600.0) -> None:
+        self._clock = clock or Clock()
         self.keep_seconds = keep_seconds
         self._in_flight: dict[str, _InFlight] = {}
         self._lost: dict[str, tuple[float, Answer]] = {}  # oldest first
@@ -60,10 +62,10 @@ class UnansweredSends:
             pending.answer.set_result(answer)
         # A retry that waited for this send got the answer itself: nothing left to replay.
         if answer is not None and not delivered and not (pending and pending.waiters):
-            self._lost[key] = (time.monotonic(), answer)
+            self._lost[key] = (self._clock.monotonic(), answer)
 
     def _forget_old(self) -> None:
-        cutoff = time.monotonic() - self.keep_seconds
+        cutoff = self._clock.monotonic() - self.keep_seconds
         while self._lost:
             key, (at, _) = next(iter(self._lost.items()))
             if at >= cutoff:

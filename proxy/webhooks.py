@@ -4,13 +4,11 @@ own webhook so putting dmgate in front loses nothing."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import aiohttp
 import structlog
 from aiohttp import web
 
-from proxy.context import CTX, Context
+from proxy.context import CTX
 from proxy.errors import NotFound, PayloadTooLarge, Unauthorized
 from proxy.gateway import as_http
 from proxy.platforms.base import WebhookPlatform
@@ -22,18 +20,18 @@ log = structlog.get_logger("dmgate.webhooks")
 MAX_WEBHOOK_BODY = 1024 * 1024
 
 
-def _platform(request: web.Request) -> tuple[Context, WebhookPlatform, str | None]:
+def _platform(request: web.Request) -> tuple[WebhookPlatform, str | None]:
     ctx = request.app[CTX]
     name = request.match_info["platform"]
     platform = ctx.platforms.get(name)
     if not isinstance(platform, WebhookPlatform):  # unknown, or a network without webhooks
         raise NotFound(f"no webhook receiver for platform {name!r}")
     secret = ctx.settings.webhook_secrets.get(name)
-    return ctx, platform, secret.get_secret_value() if secret else None
+    return platform, secret.get_secret_value() if secret else None
 
 
 async def challenge(request: web.Request) -> web.Response:
-    _ctx, platform, secret = _platform(request)
+    platform, secret = _platform(request)
     answer = platform.webhook_challenge(request.query, secret)
     if answer is None:
         raise NotFound("not a webhook challenge request")
@@ -41,7 +39,8 @@ async def challenge(request: web.Request) -> web.Response:
 
 
 async def receive(request: web.Request) -> web.Response:
-    ctx, platform, secret = _platform(request)
+    ctx = request.app[CTX]
+    platform, secret = _platform(request)
     too_large = PayloadTooLarge(
         f"webhook payloads are limited to {MAX_WEBHOOK_BODY} bytes", limit=MAX_WEBHOOK_BODY
     )
@@ -53,7 +52,7 @@ async def receive(request: web.Request) -> web.Response:
     if not platform.webhook_signature_valid(request.headers, body, secret):
         log.warning("webhook_signature_invalid", platform=platform.name)
         raise Unauthorized("webhook signature missing or invalid")
-    now = datetime.now(UTC)
+    now = ctx.clock.now()
     # Adapters read odd payloads as "no facts"; a store outage is a 503 (error_middleware),
     # so the platform delivers the event again.
     facts = platform.webhook_facts(body, now)
@@ -67,15 +66,17 @@ async def receive(request: web.Request) -> web.Response:
     log.info("webhook_received", platform=platform.name, facts=len(facts))
     relay = ctx.settings.webhook_relay.get(platform.name)
     if relay:
-        await _relay(ctx, relay, request, body)
+        await _relay(ctx.relay.session, relay, request, body)
     return web.Response(status=200)
 
 
-async def _relay(ctx: Context, url: str, request: web.Request, body: bytes) -> None:
+async def _relay(
+    session: aiohttp.ClientSession, url: str, request: web.Request, body: bytes
+) -> None:
     headers = request_headers_for_upstream(request.headers)
     headers.popall("Content-Length", None)
     try:
-        async with ctx.relay.session.post(url, data=body, headers=headers) as resp:
+        async with session.post(url, data=body, headers=headers) as resp:
             await resp.read()
             if resp.status >= 300:
                 log.warning("webhook_relay_failed", status=resp.status)

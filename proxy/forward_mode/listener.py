@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import signal
 import ssl
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -26,7 +27,7 @@ import structlog
 from aiohttp import web
 from aiohttp.web_server import Server
 
-from proxy.context import CTX, Context
+from proxy.context import CTX
 from proxy.errors import (
     BadRequest,
     DMGateError,
@@ -39,6 +40,9 @@ from proxy.errors import (
 )
 from proxy.forward_mode import access, tunnel
 from proxy.forward_mode.ca import CAError
+from proxy.forward_mode.certs import LeafCertificates
+from proxy.metrics import Metrics
+from proxy.settings import Settings
 
 log = structlog.get_logger("dmgate.forward")
 
@@ -61,9 +65,10 @@ class ProxySite(web.TCPSite):
         server = self._runner.server
         assert server is not None
         ctx = self._runner.app[CTX]  # type: ignore[attr-defined]
+        edge = Edge(ctx.settings, ctx.metrics, ctx.certs)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: FirstRequest(ctx, server, self._tunnels),
+            lambda: FirstRequest(edge, server, self._tunnels),
             self._host,
             self._port,
             backlog=self._backlog,
@@ -80,11 +85,20 @@ class ProxySite(web.TCPSite):
             transport.close()
 
 
+@dataclass(frozen=True)
+class Edge:
+    """What the listener needs before a request reaches the application."""
+
+    settings: Settings
+    metrics: Metrics
+    certs: LeafCertificates | None
+
+
 class FirstRequest(asyncio.Protocol):
     """A new connection until it is known what it is."""
 
-    def __init__(self, ctx: Context, server: Server, tunnels: set[asyncio.Transport]) -> None:
-        self.ctx = ctx
+    def __init__(self, edge: Edge, server: Server, tunnels: set[asyncio.Transport]) -> None:
+        self.edge = edge
         self.server = server
         self.tunnels = tunnels
         self.transport: asyncio.Transport | None = None
@@ -96,7 +110,7 @@ class FirstRequest(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
         self.transport = cast(asyncio.Transport, transport)
-        timeout = self.ctx.settings.client_handshake_timeout.total_seconds()
+        timeout = self.edge.settings.client_handshake_timeout.total_seconds()
         self.timer = asyncio.get_running_loop().call_later(timeout, self._too_slow)
 
     def data_received(self, data: bytes) -> None:
@@ -153,7 +167,7 @@ class FirstRequest(asyncio.Protocol):
 
     def _refuse(self, error: DMGateError) -> None:
         if self.is_connect:  # a slow head of a plain request is no CONNECT outcome
-            self.ctx.metrics.proxy_connects.labels(_OUTCOME.get(error.status, "refused")).inc()
+            self.edge.metrics.proxy_connects.labels(_OUTCOME.get(error.status, "refused")).inc()
         if self.transport is None or self.transport.is_closing():
             return
         self.transport.write(_answer(error))
@@ -176,7 +190,7 @@ class FirstRequest(asyncio.Protocol):
             self._refuse(BadRequest("malformed CONNECT request line"))
             return
         headers = _headers(lines[1:])
-        if not access.proxy_authorized(self.ctx.settings, headers.get("proxy-authorization")):
+        if not access.proxy_authorized(self.edge.settings, headers.get("proxy-authorization")):
             self._refuse(ProxyAuthRequired("proxy authentication required"))
             return
         try:
@@ -184,7 +198,7 @@ class FirstRequest(asyncio.Protocol):
         except ValueError as exc:
             self._refuse(Forbidden(str(exc)))
             return
-        decision = access.decide(self.ctx.settings, host, port)
+        decision = access.decide(self.edge.settings, host, port)
         if isinstance(decision, access.Refuse):
             log.info("connect_refused", host=host, port=port)
             self._refuse(Forbidden(decision.detail))
@@ -195,7 +209,7 @@ class FirstRequest(asyncio.Protocol):
             await self._tunnel(decision)
 
     async def _intercept(self, target: access.Intercept) -> None:
-        certs = self.ctx.certs
+        certs = self.edge.certs
         if certs is None:
             self._refuse(
                 ForwardModeUnavailable(
@@ -220,22 +234,22 @@ class FirstRequest(asyncio.Protocol):
                 handler,
                 tls_context,
                 server_side=True,
-                ssl_handshake_timeout=self.ctx.settings.client_handshake_timeout.total_seconds(),
+                ssl_handshake_timeout=self.edge.settings.client_handshake_timeout.total_seconds(),
             )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             # Most often: the client does not trust dmgate's CA yet.
-            self.ctx.metrics.proxy_connects.labels("tls_failed").inc()
+            self.edge.metrics.proxy_connects.labels("tls_failed").inc()
             log.info("tls_handshake_failed", host=target.host, error=_tls_error(exc))
             transport.abort()
             return
         if tls is None:  # the client went away during the handshake
             return
-        self.ctx.metrics.proxy_connects.labels("intercepted").inc()
+        self.edge.metrics.proxy_connects.labels("intercepted").inc()
         # start_tls does not announce the new transport to its protocol.
         handler.connection_made(tls)
 
     async def _tunnel(self, target: access.Tunnel) -> None:
-        settings = self.ctx.settings
+        settings = self.edge.settings
         connect_timeout = settings.upstream_connect_timeout.total_seconds()
         try:
             addresses = await asyncio.wait_for(
@@ -259,7 +273,7 @@ class FirstRequest(asyncio.Protocol):
             return
         client.write(_ESTABLISHED)
         client_pipe = tunnel.splice(client, upstream, pipe)
-        self.ctx.metrics.proxy_connects.labels("tunnelled").inc()
+        self.edge.metrics.proxy_connects.labels("tunnelled").inc()
         self.tunnels.add(client)
         try:
             await client_pipe.closed

@@ -1,31 +1,27 @@
 """The one door from the review inbox (and the campaign endpoint) to the hold state
-machine. Everything that decides a hold goes through here, so the hold service has one
-caller to repoint."""
+machine (`proxy.holds.HoldService`). Everything that decides a hold goes through here."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
-from proxy import holds
 from proxy.context import Context
-from proxy.errors import Conflict, NotFound
+from proxy.errors import NotFound
+from proxy.holds import HoldNotPending
+from proxy.store.database import Row
 
 log = structlog.get_logger("dmgate.inbox")
 
 
 async def approve(
     ctx: Context, hold_id: str, by: str, text: str | None, note: str | None = None
-) -> dict[str, Any]:
-    """Send exactly once (raises Conflict if decided or being released)."""
-    return await holds.approve(ctx, hold_id, by, text, note)
+) -> Row:
+    """Send exactly once (raises HoldNotPending if decided or being released)."""
+    return await ctx.holds.approve(hold_id, by, text, note)
 
 
-async def reject(
-    ctx: Context, hold_id: str, by: str, reason: str, note: str | None = None
-) -> dict[str, Any]:
-    return await holds.reject(ctx, hold_id, by, reason, note)
+async def reject(ctx: Context, hold_id: str, by: str, reason: str, note: str | None = None) -> Row:
+    return await ctx.holds.reject(hold_id, by, reason, note)
 
 
 async def reject_campaign(
@@ -36,8 +32,8 @@ async def reject_campaign(
     rejected = 0
     for hold_id in await ctx.store.inbox.pending_ids(template_id):
         try:
-            await holds.reject(ctx, hold_id, by, reason, note)
-        except (Conflict, NotFound):
+            await ctx.holds.reject(hold_id, by, reason, note)
+        except (HoldNotPending, NotFound):
             continue
         rejected += 1
     log.info("campaign_rejected", template_id=template_id, rejected=rejected, decided_by=by)

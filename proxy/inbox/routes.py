@@ -8,9 +8,8 @@ Every state change is a POST with the session's CSRF token; every decision goes 
 
 from __future__ import annotations
 
-import hmac
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -19,12 +18,13 @@ import jinja2
 from aiohttp import web
 
 from proxy.context import CTX, Context
-from proxy.errors import Conflict, NotFound, Unprocessable
+from proxy.errors import NotFound, Unprocessable
+from proxy.holds import HoldNotPending
 from proxy.inbox import actions, present, sessions
 from proxy.inbox.campaigns import fixed_and_varying
 from proxy.inbox.views import history
 from proxy.openapi import HOLD_ID_PATTERN, MAX_NOTE, MAX_REASON, MAX_TEXT, TEMPLATE_ID_PATTERN
-from proxy.review import token_digest
+from proxy.reviewers import token_digest
 from proxy.store.holds import PENDING
 from proxy.store.inbox import HoldFilter
 
@@ -147,13 +147,9 @@ async def signin(request: web.Request) -> web.Response:
     token = form.get("token")
     name, digest = None, ""
     if isinstance(token, str) and token.strip():
-        try:
-            sent = token_digest(token.strip())
-        except UnicodeEncodeError:
-            sent = ""
-        for candidate, expected in _ctx(request).review_tokens:
-            if hmac.compare_digest(sent, expected):
-                name, digest = candidate, expected
+        name = _ctx(request).reviewers.name_for(token.strip())
+        if name is not None:
+            digest = token_digest(token.strip())
     if name is None:
         return _signin_form(request, nxt, error=True)
     resp = web.HTTPSeeOther(nxt)
@@ -237,7 +233,7 @@ async def inbox(request: web.Request) -> web.Response:
     rows = rows[:PAGE]
     profiles = await ctx.store.profiles.for_holds(rows)
     facets = await ctx.store.inbox.facets(PENDING)
-    now = datetime.now(UTC)
+    now = ctx.clock.now()
     senders = await _senders(ctx, sorted({r["account"] for r in rows} | set(facets["account"])))
     holds = [_hold_summary(r, profiles.get(r["id"], []), now, senders[r["account"]]) for r in rows]
     campaign_names = await _campaign_labels(ctx, list(facets["template"]))
@@ -297,7 +293,7 @@ async def _hold_response(
     if row is None:
         return _render(request, "missing.html", status=404, session=session)
     profiles = (await ctx.store.profiles.for_holds([row])).get(row["id"], [])
-    now = datetime.now(UTC)
+    now = ctx.clock.now()
     senders = await _senders(ctx, [row["account"]])
     hold = _hold_summary(row, profiles, now, senders[row["account"]])
     copies: list[dict[str, Any]] = []
@@ -367,7 +363,7 @@ async def approve(request: web.Request) -> web.Response:
     )
     try:
         await actions.approve(ctx, hold_id, session.name, edited, _field(form, "note", MAX_NOTE))
-    except Conflict:
+    except HoldNotPending:
         raise web.HTTPSeeOther(f"/review/holds/{hold_id}?m=taken") from None
     except Unprocessable as exc:
         return await _hold_response(request, session, hold_id, 422, exc.detail, text)
@@ -387,7 +383,7 @@ async def reject(request: web.Request) -> web.Response:
         await actions.reject(
             _ctx(request), hold_id, session.name, reason, _field(form, "note", MAX_NOTE)
         )
-    except Conflict:
+    except HoldNotPending:
         raise web.HTTPSeeOther(f"/review/holds/{hold_id}?m=taken") from None
     except NotFound:
         return _render(request, "missing.html", status=404, session=session)
@@ -443,7 +439,7 @@ async def bulk(request: web.Request) -> web.Response:
                 await actions.reject(ctx, hold_id, session.name, reason)
             else:
                 break
-        except (Conflict, NotFound, Unprocessable):
+        except (HoldNotPending, NotFound, Unprocessable):
             continue
         done += 1
     raise web.HTTPSeeOther(_with_message(_back(form), f"bulk-{done}"))

@@ -88,7 +88,7 @@ def current(request: web.Request) -> Session | None:
     doc = _decode(ctx, request.cookies.get(COOKIE))
     if doc is None or not all(isinstance(doc.get(k), str) for k in ("n", "c", "t")):
         return None
-    fingerprints = {digest[:16] for name, digest in ctx.review_tokens if name == doc["n"]}
+    fingerprints = {digest[:16] for digest in ctx.reviewers.digests(str(doc["n"]))}
     if doc["t"] not in fingerprints:
         return None
     return Session(str(doc["n"]), str(doc["c"]), int(str(doc["exp"])))

@@ -8,8 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from proxy import holds
-from proxy.context import Context
+from proxy.store import Store
 from proxy.store.holds import EXPIRED, PENDING, REJECTED, SEND_FAILED, SENT
 
 APPROVED, EDITED, HELD = "approved", "edited_and_approved", "held"
@@ -54,13 +53,15 @@ def history(row: dict[str, Any]) -> list[dict[str, Any]]:
     return steps
 
 
-async def detailed(ctx: Context, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+async def detailed(store: Store, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Review API `Hold`s with their profiles and history (one query per table)."""
+    from proxy.review import hold_view  # the review API imports this module
+
     rows = list(rows)
-    profiles = await ctx.store.profiles.for_holds(rows)
+    profiles = await store.profiles.for_holds(rows)
     return [
         {
-            **holds.hold_view(r),
+            **hold_view(r),
             "template_id": r.get("template_id"),
             "recipient_profiles": [
                 {k: v for k, v in p.items() if k not in _PAGE_ONLY}
@@ -70,11 +71,6 @@ async def detailed(ctx: Context, rows: Iterable[dict[str, Any]]) -> list[dict[st
         }
         for r in rows
     ]
-
-
-async def one(ctx: Context, hold_id: str) -> dict[str, Any] | None:
-    row = await ctx.store.holds.get(hold_id)
-    return None if row is None else (await detailed(ctx, [row]))[0]
 
 
 def decision_record(row: dict[str, Any]) -> dict[str, Any]:

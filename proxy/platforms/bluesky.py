@@ -10,6 +10,11 @@ returns `ParsedDM(recipients=(), conversation_id=convoId)` and the proxy fills i
 members learnt from `getConvoForMembers` / `getConvo` / `listConvos` answers
 (`ConversationMembers` facts); `recipients_for` drops the sender.
 
+Text: `message.text`, and an embedded record (`app.bsky.embed.record`, the only embed
+chat takes) as the link the recipient sees it as (`https://bsky.app/profile/{did}/post/
+{rkey}`): the record's own text is not in the request, so a post embedded in a first
+message counts as a link in it (`first_contact_pitch`).
+
 The sender: atproto access tokens are JWTs whose `sub` claim is the account's DID, so
 `account_from_request` reads it without a lookup, which also follows token refreshes
 (every refreshed token names the same DID). The signature is not checked: the claim only
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -164,7 +170,40 @@ def _item(doc: Any, where: str) -> tuple[str, str]:
     text = message.get("text")
     if not isinstance(text, str):
         raise BadDMRequest(f"{where}message.text is required and must be a string", 400)
-    return convo, sendable(text, f"{where}message.text")
+    text = sendable(text, f"{where}message.text")
+    link = embed_link(message, where)
+    return convo, (text + "\n" + link if text else link) if link else text
+
+
+EMBED_RECORD = "app.bsky.embed.record"
+_AT_URI = re.compile(r"at://([^/\s]+)/([^/\s]+)/([^/?#\s]+)")
+# Where bsky.app shows a record, by collection: what the recipient opens.
+_APP_PATHS = {
+    "app.bsky.feed.post": "post",
+    "app.bsky.graph.list": "lists",
+    "app.bsky.feed.generator": "feed",
+    "app.bsky.graph.starterpack": "starter-pack",
+}
+
+
+def embed_link(message: dict[str, Any], where: str) -> str:
+    """A message's embedded record (`app.bsky.embed.record`, the one embed chat allows) as
+    the link the recipient sees it as (`https://bsky.app/profile/{did}/post/{rkey}`), ""
+    without one. The record's own text is not in the request (it would take a lookup), so
+    the link is what is judged: a post embedded in a first message is a link in it."""
+    embed = message.get("embed")
+    if embed is None:
+        return ""
+    if not isinstance(embed, dict) or embed.get("$type") != EMBED_RECORD:
+        raise BadDMRequest(f"{where}message.embed must be an {EMBED_RECORD}", 400)
+    record = embed.get("record")
+    uri = record.get("uri") if isinstance(record, dict) else None
+    if not isinstance(uri, str) or not uri.startswith("at://") or not uri[5:].strip():
+        raise BadDMRequest(f"{where}message.embed.record.uri must be an at:// URI", 400)
+    uri = sendable(uri, f"{where}message.embed.record.uri")
+    m = _AT_URI.fullmatch(uri)
+    path = _APP_PATHS.get(m.group(2)) if m else None
+    return f"https://bsky.app/profile/{m.group(1)}/{path}/{m.group(3)}" if m and path else uri
 
 
 def _batch_items(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -286,7 +325,13 @@ class BlueskyPlatform(Platform):
                 doc["items"] = doc["items"][:1]
             messages = [item["message"] for item in doc["items"]]
         for message in messages:
-            message["text"] = text
+            link = embed_link(message, "")
+            if link and (text == link or text.endswith("\n" + link)):
+                message["text"] = text[: -len(link)].removesuffix("\n")
+            else:
+                # The reviewer removed the embedded post's link: the post goes with it.
+                message.pop("embed", None)
+                message["text"] = text
             message.pop("facets", None)
         return dump_json(doc)
 

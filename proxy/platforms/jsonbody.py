@@ -32,6 +32,14 @@ def _reject_constant(name: str) -> Any:
 
 def load_json_object(body: bytes, what: str = "DM request body") -> dict[str, Any]:
     """`body` as a JSON object, or `BadDMRequest` (400) naming `what` was wrong."""
+    doc = load_json(body, what)
+    if not isinstance(doc, dict):
+        raise BadDMRequest(f"{what} must be a JSON object", 400)
+    return doc
+
+
+def load_json(body: bytes, what: str = "DM request body") -> Any:
+    """`body` as any strict JSON value (an array too), or `BadDMRequest` (400)."""
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -44,8 +52,6 @@ def load_json_object(body: bytes, what: str = "DM request body") -> dict[str, An
         raise BadDMRequest(f"{what} has the key {exc} twice", 400) from exc
     except (ValueError, RecursionError) as exc:
         raise BadDMRequest(f"{what} is not valid JSON: {exc}", 400) from exc
-    if not isinstance(doc, dict):
-        raise BadDMRequest(f"{what} must be a JSON object", 400)
     return doc
 
 

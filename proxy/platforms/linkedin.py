@@ -21,6 +21,21 @@ newer tools) send through `POST /voyager/api/voyagerMessagingDashMessengerMessag
 ?action=createMessage` with `{"message": {"body": {"text"}, "conversationUrn"?},
 "mailboxUrn", "hostRecipientUrns"?}`, answered 200 with the message in `value`: judged too.
 
+Connection invitations are first contacts: a note is a message to a person who has never
+written (recipient = the invitee, text = the note), and an invitation without a note is a
+first contact with no text (`burst` counts it). Voyager's
+`POST /voyager/api/voyagerRelationshipsDashMemberRelationships?action=verifyQuotaAndCreateV2`
+(LinkedIn's web client; tomquirk/linkedin-api `add_connection`) with `{"invitee":
+{"inviteeUnion": {"memberProfile": URN}}, "customMessage"}`, answered 200 (linkedin-api
+treats anything else as a failure); the legacy `POST /voyager/api/growth/normInvitations`
+with `{"invitee": {"com.linkedin.voyager.growth.invitation.InviteeProfile": {"profileId"}},
+"message"}`, a Rest.li create answered 201. Sales Navigator (same host and session):
+`POST /sales-api/salesApiConnection?action=connectV2` `{"member", "message"}` (200) and
+messages/InMail `POST /sales-api/salesApiMessageActions?action=createMessage`
+`{"createMessageRequest": {"subject", "body", "recipients" | "threadId"}}` (200, ids in
+`value`). Everywhere on LinkedIn a `subject` is part of the judged text (`subject`, a blank
+line, the body); a reviewer's edit writes its first paragraph back as the subject.
+
 Member ids are kept bare: `urn:li:person:abc` → `abc`, `urn:li:fs_miniProfile:ACoAA…` and
 `urn:li:fsd_profile:ACoAA…` → `ACoAA…` (Voyager's profile id, what `me` and conversation
 answers name too), whatever the case of the `urn:li:<type>:` prefix and however often the
@@ -92,6 +107,9 @@ _CONVERSATION_URN = re.compile(
     # The messenger ("dash") form names the mailbox owner and the thread.
     r"|(?i:urn:li:msg_conversation):\((?i:urn:li):[A-Za-z_]+:[^,]+,(.+)\)"
 )
+# Sales Navigator names a lead `urn:li:fs_salesProfile:(ACwAA…,NAME_SEARCH,abc)`: the
+# first element is the member's Sales Navigator id, which `member` in a connect names bare.
+_SALES_PROFILE_URN = re.compile(r"(?i:urn:li:fs_salesProfile):\(([^,()]+)(?:,[^()]*)?\)")
 _URN_PREFIX = re.compile(r"(?i:urn:li):")
 _ID_CHARS = re.compile(r"[^\s/?#]{1,200}")
 
@@ -99,6 +117,10 @@ OFFICIAL_SEND = "official_send"
 VOYAGER_CREATE = "voyager_create"
 VOYAGER_EVENT = "voyager_event"
 VOYAGER_DASH_SEND = "voyager_dash_send"
+VOYAGER_INVITE = "voyager_invite"
+VOYAGER_NORM_INVITE = "voyager_norm_invite"
+SALES_MESSAGE = "sales_message"
+SALES_CONNECT = "sales_connect"
 OFFICIAL_ME = "official_me"
 OFFICIAL_USERINFO = "official_userinfo"
 VOYAGER_ME = "voyager_me"
@@ -113,15 +135,15 @@ def _actions(req: RequestView) -> list[str]:
     return [v.lower() for k, v in req.query.items() if k.lower() == "action"]
 
 
-def _action(name: str) -> Callable[[RequestView], bool]:
+def _action(*names: str) -> Callable[[RequestView], bool]:
     """Voyager's Rest.li actions: the `action` query parameter names the verb, and a POST
-    with no action is a plain create, which is a send too. Any `create` among repeated
+    with no action is a plain create, which is a send too. Any of `names` among repeated
     actions is judged: which one LinkedIn reads is not documented, and erring towards "a
     send" is the safe side."""
 
     def names_it(req: RequestView) -> bool:
         actions = _actions(req)
-        return not actions or name in actions
+        return not actions or any(name in actions for name in names)
 
     return names_it
 
@@ -157,6 +179,41 @@ _ROUTES = RouteTable(
         reads=_VOYAGER_READS,
         when=_action("createmessage"),
     ),
+    # Connection invitations: a note is a first message to someone who never wrote, and
+    # one without a note is still a first contact (`burst` counts it).
+    Route(
+        VOYAGER_INVITE,
+        "POST",
+        Kind.DM,
+        route_pattern("/voyager/api/voyagerRelationshipsDashMemberRelationships"),
+        reads=_VOYAGER_READS,
+        when=_action("verifyquotaandcreatev2", "verifyquotaandcreate", "create"),
+    ),
+    Route(
+        VOYAGER_NORM_INVITE,
+        "POST",
+        Kind.DM,
+        route_pattern("/voyager/api/growth/normInvitations"),
+        reads=_VOYAGER_READS,
+    ),
+    # Sales Navigator (same host and session as Voyager): messages and InMail, and
+    # connection requests with a note.
+    Route(
+        SALES_MESSAGE,
+        "POST",
+        Kind.DM,
+        route_pattern("/sales-api/salesApiMessageActions"),
+        reads=_VOYAGER_READS,
+        when=_action("createmessage"),
+    ),
+    Route(
+        SALES_CONNECT,
+        "POST",
+        Kind.DM,
+        route_pattern("/sales-api/salesApiConnection"),
+        reads=_VOYAGER_READS,
+        when=_action("connectv2", "connect"),
+    ),
     Route(OFFICIAL_ME, "GET", Kind.SIGNAL, route_pattern("/v2/me", "/rest/me")),
     Route(OFFICIAL_USERINFO, "GET", Kind.SIGNAL, route_pattern("/v2/userinfo")),
     Route(VOYAGER_ME, "GET", Kind.SIGNAL, route_pattern("/voyager/api/me")),
@@ -170,12 +227,26 @@ _VOYAGER = frozenset(
         VOYAGER_CREATE,
         VOYAGER_EVENT,
         VOYAGER_DASH_SEND,
+        VOYAGER_INVITE,
+        VOYAGER_NORM_INVITE,
+        SALES_MESSAGE,
+        SALES_CONNECT,
         VOYAGER_ME,
         VOYAGER_CONVERSATIONS,
         VOYAGER_CONVERSATION,
         VOYAGER_EVENTS,
     }
 )
+
+# Connection requests and the body keys their note may travel in (one at most: a body
+# with two is refused, since which one LinkedIn reads is not documented).
+_NOTE_FIELDS: dict[str, tuple[str, ...]] = {
+    VOYAGER_INVITE: ("customMessage",),
+    VOYAGER_NORM_INVITE: ("message", "customMessage"),
+    SALES_CONNECT: ("message",),
+}
+_INVITATIONS = frozenset(_NOTE_FIELDS)
+INVITEE_PROFILE = "com.linkedin.voyager.growth.invitation.InviteeProfile"
 
 
 # --- small helpers ---------------------------------------------------------------------
@@ -186,7 +257,7 @@ def member_id(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     value = percent_decoded(value.strip()).strip()
-    m = _PROFILE_URN.fullmatch(value)
+    m = _PROFILE_URN.fullmatch(value) or _SALES_PROFILE_URN.fullmatch(value)
     if m:
         value = m.group(1).strip()
     else:
@@ -288,6 +359,10 @@ class LinkedInPlatform(Platform):
             return self._parse_official(doc)
         if endpoint == VOYAGER_DASH_SEND:
             return _parse_dash(doc)
+        if endpoint in _INVITATIONS:
+            return _parse_invitation(endpoint, doc)
+        if endpoint == SALES_MESSAGE:
+            return _parse_sales_message(doc)
         if endpoint == VOYAGER_CREATE:
             create = json_object(doc, "conversationCreate", "")
             recipients = _recipients(create.get("recipients"), "conversationCreate.recipients")
@@ -306,7 +381,7 @@ class LinkedInPlatform(Platform):
             if not doc.get("attachments"):
                 raise BadDMRequest("body is required", 400)
             body = ""
-        text = _text(body, "body")
+        text = with_subject(doc, _text(body, "body"), "subject")
         has_recipients = "recipients" in doc
         thread = doc.get("thread")
         if has_recipients == (thread is not None):
@@ -322,15 +397,26 @@ class LinkedInPlatform(Platform):
         self.parse_dm(call, body)  # the same validation, so the edit lands in a sane body
         endpoint = call.endpoint
         doc = load_json_object(body)
+        if endpoint in _INVITATIONS:
+            note = _NOTE_FIELDS[endpoint]
+            key = next((k for k in note if k in doc), note[0])
+            doc[key] = text  # "" sends the invitation without a note
+            return dump_json(doc)
+        if endpoint == SALES_MESSAGE:
+            request = doc["createMessageRequest"]
+            request["body"] = split_subject(request, text, "createMessageRequest.")
+            return dump_json(doc)
         if endpoint == OFFICIAL_SEND:
-            if not text and not doc.get("attachments"):
+            body_text = split_subject(doc, text, "")
+            if not body_text and not doc.get("attachments"):
                 raise BadDMRequest(
                     "the edited text is empty and the message has no attachment", 422
                 )
-            doc["body"] = text
+            doc["body"] = body_text
             return dump_json(doc)
         if endpoint == VOYAGER_DASH_SEND:
             body = doc["message"]["body"]
+            text = split_subject(doc["message"], text, "message.")
             if not text and not doc["message"].get("renderContentUnions"):
                 raise BadDMRequest(
                     "the edited text is empty and the message has no attachment", 422
@@ -340,6 +426,7 @@ class LinkedInPlatform(Platform):
             return dump_json(doc)
         holder = doc["conversationCreate"] if endpoint == VOYAGER_CREATE else doc
         create = holder["eventCreate"]["value"][MESSAGE_CREATE]
+        text = split_subject(create, text, "MessageCreate.")
         if not text and not create.get("attachments"):
             raise BadDMRequest("the edited text is empty and the message has no attachment", 422)
         if isinstance(create.get("attributedBody"), dict):
@@ -369,6 +456,14 @@ class LinkedInPlatform(Platform):
             )
         if call.endpoint == VOYAGER_DASH_SEND:
             return self._dash_hold(dm, account, hold_id, marker)
+        if call.endpoint in _INVITATIONS:
+            return _invitation_hold(call, hold_id, marker)
+        if call.endpoint == SALES_MESSAGE:
+            # Sales Navigator answers the action 200 with the message and thread ids in
+            # `value` (what automation code reads back); clients check the status.
+            thread = dm.conversation_id or f"2-{_synthetic(hold_id, 'conversation')}"
+            value = {"messageId": f"2-{_synthetic(hold_id, 'message')}", "threadId": thread}
+            return PlatformResponse(200, {"value": value, "dmgate": marker})
         # Voyager's create answer (`{"value": {...}}`); tomquirk/linkedin-api checks the
         # status only (`res.status_code != 201`), bridges read `value`'s URNs.
         conversation = dm.conversation_id or f"2-{_synthetic(hold_id, 'conversation')}"
@@ -454,7 +549,7 @@ def _parse_dash(doc: dict[str, Any]) -> ParsedDM:
         if not message.get("renderContentUnions"):
             raise BadDMRequest("message.body.text or message.renderContentUnions is required", 400)
         text = ""
-    text = _text(text, "message.body.text")
+    text = with_subject(message, _text(text, "message.body.text"), "message.subject")
     if doc.get("hostRecipientUrns") is not None:
         return ParsedDM(_recipients(doc["hostRecipientUrns"], "hostRecipientUrns"), text)
     conversation = conversation_id(message.get("conversationUrn"))
@@ -479,8 +574,177 @@ def _voyager_text(event_create: dict[str, Any]) -> str:
     if text is None or text == "":
         if not create.get("attachments"):
             raise BadDMRequest(f"{where}{field} or {where}attachments is required", 400)
+        return with_subject(create, "", where + "subject")
+    return with_subject(create, _text(text, where + field), where + "subject")
+
+
+# --- subjects, invitations, Sales Navigator --------------------------------------------
+
+SUBJECT_SEPARATOR = "\n\n"
+
+
+def with_subject(holder: dict[str, Any], body: str, where: str) -> str:
+    """The text a recipient reads: the `subject` (official messages, InMail, Sales
+    Navigator), a blank line, then the body. Without a subject, the body alone."""
+    subject = holder.get("subject")
+    if subject is None or subject == "":
+        return body
+    subject = _text(subject, where)
+    return subject + SUBJECT_SEPARATOR + body if body else subject
+
+
+def split_subject(holder: dict[str, Any], text: str, where: str) -> str:
+    """A reviewer's edit of a text `with_subject` made, written back: the first paragraph
+    becomes the subject (unchanged if the edit kept it), the rest the body, which is
+    returned. An edit with no paragraph break where a subject was is refused (422)."""
+    subject = holder.get("subject")
+    if subject is None or subject == "":
+        return text
+    if text.startswith(subject + SUBJECT_SEPARATOR):
+        return text[len(subject) + len(SUBJECT_SEPARATOR) :]
+    if text == subject:
         return ""
-    return _text(text, where + field)
+    new_subject, sep, body = text.partition(SUBJECT_SEPARATOR)
+    if not sep or not new_subject.strip():
+        raise BadDMRequest(
+            f"this message has a subject ({where}subject): keep it as the edit's first "
+            "paragraph (subject, a blank line, then the body)",
+            422,
+        )
+    holder["subject"] = new_subject
+    return body
+
+
+def _note(doc: dict[str, Any], keys: tuple[str, ...]) -> str:
+    """An invitation's note: "" when there is none (still a first contact)."""
+    present = [k for k in keys if k in doc and doc[k] is not None]
+    if len(present) > 1:
+        raise BadDMRequest(
+            f"the invitation carries a note in both {' and '.join(present)}: which one "
+            "LinkedIn reads is not documented",
+            400,
+        )
+    return _text(doc[present[0]], present[0]) if present else ""
+
+
+def _one_invitee(candidates: list[tuple[str, Any]]) -> tuple[str, ...]:
+    """The invitee, named in exactly one of the body's places."""
+    named = [(where, value) for where, value in candidates if value is not None]
+    if len(named) != 1:
+        places = ", ".join(where for where, _ in candidates)
+        raise BadDMRequest(f"an invitation must name its invitee in exactly one of {places}", 400)
+    where, value = named[0]
+    rid = member_id(value)
+    if rid is None:
+        raise BadDMRequest(f"{where} must be a member id or URN, got {value!r}", 400)
+    return (rid,)
+
+
+def _union(doc: dict[str, Any], key: str, member: str, where: str) -> Any:
+    """`doc[key][member]` of a Rest.li union (`{"inviteeUnion": {"memberProfile": …}}`),
+    None without `key`; a union naming anything else (an email invitee) is refused."""
+    union = doc.get(key)
+    if union is None:
+        return None
+    if not isinstance(union, dict) or set(union) != {member}:
+        raise BadDMRequest(f"{where}{key} must name only {member}", 400)
+    return union[member]
+
+
+def _parse_invitation(endpoint: str, doc: dict[str, Any]) -> ParsedDM:
+    """A connection request: recipient the invitee, text the note ("" without one).
+
+    - `voyagerRelationshipsDashMemberRelationships?action=verifyQuotaAndCreateV2`
+      (LinkedIn's web client, tomquirk/linkedin-api's `add_connection`):
+      `{"invitee": {"inviteeUnion": {"memberProfile": "urn:li:fsd_profile:…"}},
+      "customMessage"}`, or `{"inviteeProfileUrn", "customMessage"}` in older tools;
+    - `growth/normInvitations`: `{"invitee": {"com.linkedin.voyager.growth.invitation.
+      InviteeProfile": {"profileId"}}, "trackingId", "message", "invitations": []}`
+      (or `inviteeUrn`); a non-empty `invitations` list, which dmgate cannot read, is
+      refused;
+    - Sales Navigator `salesApiConnection?action=connectV2`: `{"member", "message"}`.
+    """
+    if endpoint == SALES_CONNECT:
+        recipients = _one_invitee([("member", doc.get("member"))])
+    elif endpoint == VOYAGER_INVITE:
+        invitee = doc.get("invitee")
+        if invitee is not None and not isinstance(invitee, dict):
+            raise BadDMRequest("invitee must be an object", 400)
+        union = _union(invitee or {}, "inviteeUnion", "memberProfile", "invitee.")
+        recipients = _one_invitee(
+            [
+                ("invitee.inviteeUnion.memberProfile", union),
+                ("inviteeProfileUrn", doc.get("inviteeProfileUrn")),
+            ]
+        )
+    else:
+        if doc.get("invitations"):
+            raise BadDMRequest("invitations must be empty: dmgate judges one invitee", 400)
+        invitee = doc.get("invitee")
+        if invitee is not None and not isinstance(invitee, dict):
+            raise BadDMRequest("invitee must be an object", 400)
+        profile = _union({"invitee": invitee} if invitee else {}, "invitee", INVITEE_PROFILE, "")
+        if profile is not None and (not isinstance(profile, dict) or set(profile) != {"profileId"}):
+            raise BadDMRequest(f"invitee[{INVITEE_PROFILE!r}] must name only profileId", 400)
+        recipients = _one_invitee(
+            [
+                (f"invitee[{INVITEE_PROFILE!r}].profileId", profile and profile["profileId"]),
+                ("inviteeUrn", doc.get("inviteeUrn")),
+            ]
+        )
+    return ParsedDM(recipients, _note(doc, _NOTE_FIELDS[endpoint]))
+
+
+def _parse_sales_message(doc: dict[str, Any]) -> ParsedDM:
+    """Sales Navigator messages and InMail, `salesApiMessageActions?action=createMessage`:
+    `{"createMessageRequest": {"subject"?, "body", "recipients": [fs_salesProfile URNs]
+    | "threadId", "copyToCrm", "trackingId"}}`."""
+    request = json_object(doc, "createMessageRequest", "")
+    where = "createMessageRequest."
+    body = request.get("body")
+    text = "" if body is None else _text(body, where + "body")
+    text = with_subject(request, text, where + "subject")
+    if not text and not request.get("attachments"):
+        raise BadDMRequest(f"{where}body is required", 400)
+    recipients, thread = request.get("recipients"), request.get("threadId")
+    if (recipients is None) == (thread is None):
+        raise BadDMRequest(f"exactly one of {where}recipients and {where}threadId", 400)
+    if recipients is not None:
+        return ParsedDM(_recipients(recipients, where + "recipients"), text)
+    conversation = conversation_id(thread)
+    if conversation is None:
+        raise BadDMRequest(f"{where}threadId is not valid: {thread!r}", 400)
+    return ParsedDM((), text, conversation_id=conversation)
+
+
+def _invitation_hold(call: Classified, hold_id: str, marker: dict[str, str]) -> PlatformResponse:
+    """What LinkedIn answers a sent invitation. `verifyQuotaAndCreateV2` is a Rest.li
+    action: 200 with the `InvitationCreationResult` (normalized, `data` + `included`, when
+    the client asks for it, as the web client and linkedin-api do); linkedin-api treats any
+    other status as a failure. `growth/normInvitations` is a Rest.li create: 201 (what
+    linkedin-api's older `add_connection` checks). Sales Navigator's `connectV2`: 200."""
+    number = _synthetic(hold_id, "invitation")
+    if call.endpoint == VOYAGER_NORM_INVITE:
+        urn = f"urn:li:fs_relInvitation:{number}"
+        return PlatformResponse(
+            201, {"dmgate": marker}, headers={"x-restli-id": urn, "x-linkedin-id": urn}
+        )
+    if call.endpoint == SALES_CONNECT:
+        return PlatformResponse(200, {"dmgate": marker})
+    urn = f"urn:li:fsd_invitation:{number}"
+    value = {
+        "invitationUrn": urn,
+        "*invitation": urn,
+        "$type": "com.linkedin.voyager.dash.relationships.invitation.InvitationCreationResult",
+    }
+    if "normalized" in call.request.headers.get("Accept", ""):
+        invitation = {
+            "entityUrn": urn,
+            "$type": "com.linkedin.voyager.dash.relationships.invitation.Invitation",
+        }
+        data = {"value": value, "$type": "com.linkedin.restli.common.ActionResponse"}
+        return PlatformResponse(200, {"data": data, "included": [invitation], "dmgate": marker})
+    return PlatformResponse(200, {"value": value, "dmgate": marker})
 
 
 # --- learning pieces -------------------------------------------------------------------

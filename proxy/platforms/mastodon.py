@@ -5,6 +5,9 @@ reaches exactly the accounts @mentioned in `status` (mastodon/documentation
 `content/en/methods/statuses.md`). Every status post is therefore a DM *candidate*:
 `classify` cannot see the body, `parse_dm` reads it and raises `NotADirectMessage` for
 public, unlisted and followers-only posts, which the proxy then forwards unjudged.
+The judged text is all the recipient reads: the content warning (`spoiler_text`), a blank
+line, the status, and a poll's options (a blank line, one a line); a reviewer's edit must
+keep the warning and the options as they were and changes only the status.
 
 Keys. The sending account is the Mastodon account `id` (what `verify_credentials`
 answers, what `DMGate-Account` carries, what `/api/v1/accounts/:id/followers` names).
@@ -154,6 +157,24 @@ class _Form:
             raise BadDMRequest(f"the status parameter {name!r} is given more than once", 400)
         return values[0].value if values else None
 
+    def poll_options(self) -> list[str]:
+        """A poll's options (JSON `poll.options`, form `poll[options][]`): the recipient
+        reads them with the status."""
+        if self.doc is not None:
+            poll = self.doc.get("poll")
+            if poll is None:
+                return []
+            options = poll.get("options") if isinstance(poll, dict) else None
+            if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+                raise BadDMRequest("poll.options must be an array of strings", 400)
+            return options
+        return [
+            f.value
+            for name, values in self.fields.items()
+            if name.startswith("poll[options]")
+            for f in values
+        ]
+
     def has_media(self) -> bool:
         if self.doc is not None:
             return bool(self.doc.get("media_ids"))
@@ -252,6 +273,14 @@ def _form(req: RequestView, body: bytes) -> _Form:
         f"got {req.headers.get('Content-Type')!r}",
         415,
     )
+
+
+def _around(spoiler: str | None, options: list[str]) -> tuple[str, str]:
+    """What is read before the status (the content warning and a blank line) and after it
+    (a blank line and the poll's options, one a line)."""
+    prefix = spoiler + "\n\n" if spoiler else ""
+    suffix = "\n\n" + "\n".join(options) if options else ""
+    return prefix, suffix
 
 
 def _is_direct(req: RequestView, form: _Form) -> bool:
@@ -361,10 +390,13 @@ class MastodonPlatform(Platform):
             # Rails would let the query's text override the body's: one text or none.
             raise BadDMRequest("a direct status must carry `status` in the body", 400)
         text = form.one("status") or ""
-        if not text.strip() and not form.has_media():
+        options = form.poll_options()
+        if not text.strip() and not form.has_media() and not options:
             raise BadDMRequest("status is required unless media_ids are attached", 400)
-        form.one("spoiler_text")  # a repeat is as ambiguous as a repeated status
-        return ParsedDM(mentions(text, self.local_domains), text)
+        # The mentions (recipients) are the status's own; what the recipient reads is the
+        # content warning, the status and the poll's options.
+        prefix, suffix = _around(form.one("spoiler_text"), options)
+        return ParsedDM(mentions(text, self.local_domains), prefix + text + suffix)
 
     def recipients_for(self, dm: ParsedDM, account: str) -> tuple[str, ...]:
         """The mentioned accounts. A direct status mentioning nobody reaches only its
@@ -375,6 +407,17 @@ class MastodonPlatform(Platform):
 
     def replace_text(self, call: Classified, body: bytes, text: str) -> bytes:
         dm = self.parse_dm(call, body)
+        form = _form(call.request, body)
+        prefix, suffix = _around(form.one("spoiler_text"), form.poll_options())
+        if not (text.startswith(prefix) and text.endswith(suffix)) or len(text) < len(
+            prefix + suffix
+        ):
+            raise BadDMRequest(
+                "the edit must keep the content warning (first paragraph) and the poll "
+                "options (last paragraph) as they are: only the status itself is edited",
+                422,
+            )
+        text = text[len(prefix) : len(text) - len(suffix)]
         if set(mentions(text, self.local_domains)) != set(dm.recipients):
             # The mentions are the recipients: an edit must not redirect a held DM.
             raise BadDMRequest(
@@ -382,7 +425,6 @@ class MastodonPlatform(Platform):
                 f"({', '.join('@' + r for r in dm.recipients) or 'none'})",
                 422,
             )
-        form = _form(call.request, body)
         if not text.strip() and not form.has_media():
             raise BadDMRequest("the edited text is empty and the status has no media", 422)
         if form.encoding == "json":

@@ -16,12 +16,19 @@ Recipients (developers.facebook.com/docs/messenger-platform/reference/send-api):
 `user_ref:…`, `comment:…`, `post:…`, `notification_token:…`, `phone:…`: distinct people
 count as distinct recipients for the template policy; follow timing never matches them.
 
+The judged text is what the recipient reads: `message.text`, then what the attachments show
+(button template `text` and button titles; generic/media template elements' `title`,
+`subtitle` and button titles; a `caption`), then quick-reply titles. Such a message cannot be
+edited on approval (the edit has no single place to go): approve it unedited or reject it.
+
 `sender_action` calls (typing_on, mark_seen) carry no message: `classify` cannot see that
 (it has no body), so `parse_dm` raises `NotADirectMessage` and the gateway passes them
 through unjudged.
 
 Graph batch requests (`POST /` with `batch`) that contain a send are refused (400): the
-sends inside would otherwise pass unjudged.
+sends inside would otherwise pass unjudged. Any key twice in the query string or a form or
+multipart body (`batch` twice: a harmless one first, the send last), `batch` in both the
+query and the body, and a batch item with a key twice are refused too.
 
 The sender is the page (or Instagram account) in the path; for `me`, the account a
 `GET /me` answer taught dmgate for the same access token (`access_token` query parameter or
@@ -71,7 +78,7 @@ from proxy.platforms.base import (
     normalize_path,
 )
 from proxy.platforms.ids import canonical_number, canonical_phone, number_or_none
-from proxy.platforms.jsonbody import dump_json, load_json_object
+from proxy.platforms.jsonbody import dump_json, load_json, load_json_object
 from proxy.platforms.routes import (
     SAFE_READS,
     Route,
@@ -158,11 +165,13 @@ class _Form:
 
 
 def _unique_pairs(pairs: list[tuple[str, str]], where: str) -> dict[str, str]:
+    """Every key once: which copy Graph keeps is not documented (`batch` twice, a
+    harmless one first and the send last, must not pass as the harmless one)."""
     out: dict[str, str] = {}
     for key, value in pairs:
-        if key in _FIELDS and key in out:
+        if key in out:
             raise BadDMRequest(f"{key} is given twice in the {where}", 400)
-        out.setdefault(key, value)
+        out[key] = value
     return out
 
 
@@ -255,14 +264,79 @@ def _recipient(value: Any) -> str:
 
 
 def _text(message: dict[str, Any]) -> str:
+    """What the recipient reads, top to bottom: the text, then what attachments show
+    (template text, elements' titles and subtitles, button titles, captions), then the
+    quick-reply titles. A bot builder's pitch lives in a button template as often as in
+    `text`."""
     text = message.get("text")
     if text is not None and not isinstance(text, str):
         raise BadDMRequest("message.text must be a string", 400)
-    if not text:
-        if not (message.get("attachment") or message.get("attachments")):
-            raise BadDMRequest("message.text or message.attachment is required", 400)
-        return ""
-    return sendable(text, "message.text")
+    if not text and not (message.get("attachment") or message.get("attachments")):
+        raise BadDMRequest("message.text or message.attachment is required", 400)
+    parts = [text] if text else []
+    parts += _shown_text(message)
+    return sendable("\n".join(parts), "message")
+
+
+def _shown_text(message: dict[str, Any]) -> list[str]:
+    """The text a recipient sees outside `message.text` (empty for a plain message)."""
+    attachments = message.get("attachments")
+    if attachments is not None and not isinstance(attachments, list):
+        raise BadDMRequest("message.attachments must be an array", 400)
+    parts: list[str] = []
+    for i, attachment in enumerate([message.get("attachment"), *(attachments or [])]):
+        if attachment is None:
+            continue
+        where = "message.attachment" if i == 0 else f"message.attachments[{i - 1}]"
+        if not isinstance(attachment, dict):
+            raise BadDMRequest(f"{where} must be an object", 400)
+        payload = attachment.get("payload")
+        if isinstance(payload, dict):
+            parts += _payload_text(payload, where + ".payload")
+    replies = message.get("quick_replies")
+    if replies is not None and not isinstance(replies, list):
+        raise BadDMRequest("message.quick_replies must be an array", 400)
+    for i, reply in enumerate(replies or []):
+        parts += _strings(reply, ("title",), f"message.quick_replies[{i}]")
+    return parts
+
+
+def _payload_text(payload: dict[str, Any], where: str) -> list[str]:
+    """Button template (`text`, `buttons`), generic/media templates (`elements` with
+    `title`, `subtitle`, `buttons`), and a media `caption`."""
+    parts = _strings(payload, ("text", "caption"), where)
+    elements = payload.get("elements")
+    if elements is not None and not isinstance(elements, list):
+        raise BadDMRequest(f"{where}.elements must be an array", 400)
+    for i, element in enumerate(elements or []):
+        parts += _strings(element, ("title", "subtitle"), f"{where}.elements[{i}]")
+        parts += _buttons(element, f"{where}.elements[{i}]")
+    return parts + _buttons(payload, where)
+
+
+def _buttons(holder: dict[str, Any], where: str) -> list[str]:
+    buttons = holder.get("buttons")
+    if buttons is not None and not isinstance(buttons, list):
+        raise BadDMRequest(f"{where}.buttons must be an array", 400)
+    parts: list[str] = []
+    for i, button in enumerate(buttons or []):
+        parts += _strings(button, ("title",), f"{where}.buttons[{i}]")
+    return parts
+
+
+def _strings(holder: Any, keys: tuple[str, ...], where: str) -> list[str]:
+    """The non-empty `keys` of an object, each a string or refused."""
+    if not isinstance(holder, dict):
+        raise BadDMRequest(f"{where} must be an object", 400)
+    parts: list[str] = []
+    for key in keys:
+        value = holder.get(key)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            raise BadDMRequest(f"{where}.{key} must be a string", 400)
+        parts.append(value)
+    return parts
 
 
 def _overrides(query: MultiDictProxy[str] | list[tuple[str, str]]) -> set[str]:
@@ -275,10 +349,8 @@ def _batch_has_send(value: Any) -> bool:
     """Whether a batch touches a send path with anything but a plain read: a send inside
     would pass unjudged, and another method there is refused like on its own."""
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as exc:
-            raise BadDMRequest(f"batch is not valid JSON: {exc}", 400) from exc
+        # Strict: a batch item naming `relative_url` or `method` twice is refused.
+        value = load_json(value.encode("utf-8"), "batch")
     if not isinstance(value, list):
         raise BadDMRequest("batch must be a JSON array", 400)
     for item in value:
@@ -357,7 +429,10 @@ class MetaPlatform(Platform):
         endpoint, req = call.dm_endpoint("a Graph API send"), call.request
         form = _read_body(req, body)
         if endpoint == BATCH:
-            batch = form.fields["batch"] if "batch" in form.fields else req.query.get("batch")
+            query = _unique_pairs(list(req.query.items()), "query string")
+            if "batch" in form.fields and "batch" in query:
+                raise BadDMRequest("batch is given both in the query string and the body", 400)
+            batch = form.fields["batch"] if "batch" in form.fields else query.get("batch")
             if batch is not None and _batch_has_send(batch):
                 raise BadDMRequest(
                     "Graph batch requests containing message sends are not judged; "
@@ -390,6 +465,12 @@ class MetaPlatform(Platform):
                 422,
             )
         message = _json_field(fields["message"], "message")
+        if _shown_text(message):
+            raise BadDMRequest(
+                "the message shows text in a template or quick replies, which dmgate cannot "
+                "edit in place: approve it unedited or reject it",
+                422,
+            )
         if not text and not (message.get("attachment") or message.get("attachments")):
             raise BadDMRequest("the edited text is empty and the message has no attachment", 422)
         if text:

@@ -45,13 +45,18 @@ class Store:
     @classmethod
     async def open(cls, url: str, pool_size: int = 10) -> Store:
         """Connect and apply pending migrations."""
-        db = Database(url, pool_size=pool_size)
+        store = cls(Database(url, pool_size=pool_size))
+        await store.start()
+        return store
+
+    async def start(self) -> None:
+        """Apply pending migrations (connecting on the way); a store that cannot start is
+        closed again."""
         try:
-            await db.migrate()
+            await self.db.migrate()
         except BaseException:
-            await db.close()
+            await self.db.close()
             raise
-        return cls(db)
 
     async def create_hold(
         self, hold: NewHold, decision: DecisionRecord, notification: NewNotification | None

@@ -56,6 +56,12 @@ class NewHold:
     template_id: str | None = None
     policy_names: str | None = None
 
+    def as_row(self) -> Row:
+        """The row this hold is once stored: pending, undecided (what the review API and
+        the hold's announcement show before the store has it)."""
+        undecided = {c.name: None for c in holds.c if c.name not in self.__dict__}
+        return {**undecided, **self.__dict__, "status": PENDING}
+
 
 def add_hold(conn: sa.Connection, hold: NewHold) -> None:
     """Insert a new pending hold (part of `Store.create_hold`'s transaction)."""

@@ -50,6 +50,14 @@ class Sent:
 
 
 @dataclass
+class Invitation:
+    api: str  # "voyager-dash" | "voyager-norm" | "sales"
+    sender: str  # profile id
+    invitee: str  # profile id (Sales Navigator: the lead's id as sent)
+    note: str  # "" without a note
+
+
+@dataclass
 class Conversation:
     id: str
     members: tuple[str, ...]  # profile ids
@@ -64,6 +72,7 @@ class FakeLinkedIn:
         self.by_cookie: dict[str, Member] = {}
         self.conversations: dict[str, Conversation] = {}
         self.sent: list[Sent] = []
+        self.invitations: list[Invitation] = []
         self._ids = itertools.count(1000)
 
     # --- helpers for tests -------------------------------------------------------------
@@ -121,6 +130,10 @@ class FakeLinkedIn:
         r.add_get("/voyager/api/messaging/conversations", self._voyager_list)
         r.add_post("/voyager/api/messaging/conversations/{id}/events", self._voyager_event)
         r.add_post("/voyager/api/voyagerMessagingDashMessengerMessages", self._dash_send)
+        r.add_post("/voyager/api/voyagerRelationshipsDashMemberRelationships", self._dash_invite)
+        r.add_post("/voyager/api/growth/normInvitations", self._norm_invite)
+        r.add_post("/sales-api/salesApiConnection", self._sales_connect)
+        r.add_post("/sales-api/salesApiMessageActions", self._sales_message)
         return app
 
     @web.middleware
@@ -304,6 +317,97 @@ class FakeLinkedIn:
             "deliveredAt": int(time.time() * 1000),
             "body": {"text": text, "attributes": []},
         }
+        return web.json_response({"value": value})
+
+    # --- invitations and Sales Navigator ----------------------------------------------
+
+    async def _session_body(
+        self, request: web.Request, action: str | None
+    ) -> tuple[Member, dict[str, Any]] | web.Response:
+        if action is not None and request.query.get("action") != action:
+            return web.json_response({"status": 400, "message": "unknown action"}, status=400)
+        member = self._session(request)
+        if isinstance(member, web.Response):
+            return member
+        doc = await self._voyager_body(request)
+        if isinstance(doc, web.Response):
+            return doc
+        return member, doc
+
+    def _invite(self, api: str, member: Member, invitee: Any, note: Any) -> web.Response | None:
+        if not isinstance(invitee, str) or not invitee or not isinstance(note, str):
+            return web.json_response({"status": 400, "message": "bad invitation"}, status=400)
+        invitee = invitee.rsplit(":", 1)[-1]
+        self.invitations.append(Invitation(api, member.profile_id, invitee, note))
+        return None
+
+    async def _dash_invite(self, request: web.Request) -> web.Response:
+        """`verifyQuotaAndCreateV2`: 200 with the `InvitationCreationResult` (normalized:
+        `data` + `included`), as LinkedIn answers the web client."""
+        got = await self._session_body(request, "verifyQuotaAndCreateV2")
+        if isinstance(got, web.Response):
+            return got
+        member, doc = got
+        union = ((doc.get("invitee") or {}).get("inviteeUnion")) or {}
+        error = self._invite(
+            "voyager-dash", member, union.get("memberProfile"), doc.get("customMessage", "")
+        )
+        if error is not None:
+            return error
+        urn = f"urn:li:fsd_invitation:{next(self._ids)}"
+        value = {
+            "invitationUrn": urn,
+            "*invitation": urn,
+            "$type": "com.linkedin.voyager.dash.relationships.invitation.InvitationCreationResult",
+        }
+        return web.json_response(
+            {
+                "data": {"value": value, "$type": "com.linkedin.restli.common.ActionResponse"},
+                "included": [{"entityUrn": urn}],
+            }
+        )
+
+    async def _norm_invite(self, request: web.Request) -> web.Response:
+        """The legacy Rest.li create: 201, the invitation's id in `x-restli-id`."""
+        got = await self._session_body(request, None)
+        if isinstance(got, web.Response):
+            return got
+        member, doc = got
+        profile = (doc.get("invitee") or {}).get(
+            "com.linkedin.voyager.growth.invitation.InviteeProfile"
+        ) or {}
+        error = self._invite(
+            "voyager-norm", member, profile.get("profileId"), doc.get("message", "")
+        )
+        if error is not None:
+            return error
+        return web.Response(
+            status=201, headers={"x-restli-id": f"urn:li:fs_relInvitation:{next(self._ids)}"}
+        )
+
+    async def _sales_connect(self, request: web.Request) -> web.Response:
+        got = await self._session_body(request, "connectV2")
+        if isinstance(got, web.Response):
+            return got
+        member, doc = got
+        error = self._invite("sales", member, doc.get("member"), doc.get("message", ""))
+        return error or web.json_response({})
+
+    async def _sales_message(self, request: web.Request) -> web.Response:
+        """Sales Navigator messages and InMail: 200 with the message and thread ids."""
+        got = await self._session_body(request, "createMessage")
+        if isinstance(got, web.Response):
+            return got
+        member, doc = got
+        req = doc.get("createMessageRequest") or {}
+        body, subject = req.get("body"), req.get("subject")
+        if not isinstance(body, str) or not isinstance(req.get("recipients"), list):
+            return web.json_response({"status": 400, "message": "bad message"}, status=400)
+        people = tuple(str(r).split("(", 1)[-1].split(",", 1)[0] for r in req["recipients"])
+        text = f"{subject}\n\n{body}" if subject else body
+        thread = f"2-sales{next(self._ids)}"
+        self.sent.append(Sent("sales", member.profile_id, people, text, thread))
+        value = {"messageId": f"2-msg{next(self._ids)}", "threadId": thread}
         return web.json_response({"value": value})
 
     async def _voyager_list(self, request: web.Request) -> web.Response:

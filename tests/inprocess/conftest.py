@@ -5,6 +5,7 @@ served on loopback inside the test's own event loop by the listener `dmgate serv
     async def test_something(gate, fake_x): ...              # a default dmgate before fake_x
     async def test_other(gate_factory):
         gate = await gate_factory(env={"DMGATE_HOLD_TTL": "2s"}, policy_yaml=POLICY)
+        gate = await gate_factory(clock=ManualClock())  # time moves when the test says
 
 Everything the subprocess tier (tests/integration) checks through HTTP works the same here
 — real sockets, the real store, real background loops — without a process start per test.
@@ -32,6 +33,7 @@ import pytest
 from aiohttp import web
 
 from proxy.app import build_app
+from proxy.clock import Clock
 from proxy.context import CTX, Context
 from proxy.forward_mode.listener import ProxySite
 from proxy.settings import Settings
@@ -170,7 +172,11 @@ async def gate_factory(
 ) -> AsyncIterator[Callable[..., Awaitable[Gate]]]:
     started: list[tuple[Gate, web.AppRunner]] = []
 
-    async def start(env: dict[str, str] | None = None, policy_yaml: str | None = None) -> Gate:
+    async def start(
+        env: dict[str, str] | None = None,
+        policy_yaml: str | None = None,
+        clock: Clock | None = None,
+    ) -> Gate:
         home = tmp_path / f"dmgate-{len(started)}"
         home.mkdir()
         full = {
@@ -193,7 +199,7 @@ async def gate_factory(
             _env_file=None,  # type: ignore[call-arg]
             **{k.removeprefix("DMGATE_").lower(): v for k, v in full.items()},
         )
-        app = build_app(settings)
+        app = build_app(settings, clock)
         # As proxy.forward_mode.listener.run serves it (short shutdown: tests end idle).
         runner = web.AppRunner(
             app,

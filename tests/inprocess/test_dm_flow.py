@@ -5,10 +5,12 @@ files on disk: tests/integration/test_dm_flow.py.)"""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import httpx
 import pytest
 
+from proxy.clock import ManualClock
 from tests.inprocess.conftest import Gate, wait_until
 from tests.inprocess.dm import learn_identity, send_dm
 from tests.integration.dm_helpers import SENDER, SENDER_TOKEN, TEMPLATE_ONLY, bearer, pitch
@@ -195,14 +197,24 @@ async def test_hold_status_202_setting(gate_factory, fake_x):
 
 
 async def test_unreviewed_hold_expires_and_is_never_sent(gate_factory, fake_x):
-    gate = await gate_factory(policy_yaml=TEMPLATE_ONLY, env={"DMGATE_HOLD_TTL": "2s"})
+    clock = ManualClock()
+    gate = await gate_factory(
+        policy_yaml=TEMPLATE_ONLY, env={"DMGATE_HOLD_TTL": "72h"}, clock=clock
+    )
     hold_id = await _hold_one(gate)
     review = gate.review()
 
-    async def expired() -> bool:
-        return (await review.get(f"/api/v1/holds/{hold_id}")).json()["status"] == "expired"
+    async def status() -> str:
+        return (await review.get(f"/api/v1/holds/{hold_id}")).json()["status"]
 
-    await wait_until(expired, seconds=15, what="hold expiry")  # the loop runs every second
+    clock.advance(timedelta(hours=71, minutes=59))
+    assert await status() == "pending"
+    clock.advance(timedelta(minutes=2))  # past the TTL: the sweep it wakes expires it
+
+    async def expired() -> bool:
+        return await status() == "expired"
+
+    await wait_until(expired, seconds=15, what="hold expiry")
     assert (await review.post(f"/api/v1/holds/{hold_id}/approve")).status_code == 409
     assert len(fake_x.state.sent) == 2
     assert gate.metric("dmgate_holds_resolved_total", outcome="expired") == 1
@@ -245,3 +257,17 @@ async def test_group_dm_counts_every_participant(gate, fake_x):
     assert r.headers["DMGate-Decision"] == "hold"
     hold = (await gate.review().get(f"/api/v1/holds/{r.headers['DMGate-Hold-Id']}")).json()
     assert sorted(hold["recipients"]) == ["201", "202", "203"]
+
+
+async def test_an_approved_hold_reaches_its_recipient(gate_factory, fake_x):
+    """After a reviewer sends a held first message, the next one is no first contact."""
+    policies = "mode: enforce\npolicies:\n  first_contact_pitch:\n    action: hold\n"
+    gate = await gate_factory(policy_yaml=policies)
+    link = "Hey! Join us at https://rocketly.example/launch, founders love it"
+    held = await send_dm(gate.client, "204", link)
+    assert held.headers["DMGate-Decision"] == "hold"
+    hold_id = held.headers["DMGate-Hold-Id"]
+    approved = await gate.review().post(f"/api/v1/holds/{hold_id}/approve")
+    assert approved.json()["status"] == "sent"
+    again = await send_dm(gate.client, "204", link + " (the recording is up too)")
+    assert again.headers["DMGate-Decision"] == "allow"

@@ -5,15 +5,16 @@ clock the test controls."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+from proxy.clock import ManualClock
 from proxy.inbox import slack
-from proxy.notify import deliver_once, minute_end, schedule_reminders
+from proxy.notify import minute_end
 from tests.inprocess.conftest import Gate
 from tests.inprocess.dm import learn_identity, send_dm
 from tests.integration.dm_helpers import SENDER, bearer
@@ -74,11 +75,28 @@ async def slack_hook(fake_factory):
     return await fake_factory(FakeSlack())
 
 
+START = datetime(2026, 12, 7, 9, 0, 10, tzinfo=UTC)
+
+
 @pytest.fixture
-async def gate(gate_factory, slack_hook, fake_x) -> Gate:
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+def quiet_notifier() -> None:
+    """The test is the clock and calls the notifier itself: dmgate's own delivery loop
+    stays out of the way."""
+    for task in asyncio.all_tasks():
+        if task.get_name() == "notify":
+            task.cancel()
+
+
+@pytest.fixture
+async def gate(gate_factory, slack_hook, fake_x, clock) -> Gate:
     for i in range(60):
         fake_x.state.add_user(str(500 + i), username=f"lead{i}", name=f"Lead {i}")
     gate = await gate_factory(
+        clock=clock,
         env={
             "DMGATE_REVIEW_WEBHOOK_URL": f"{slack_hook.url}/services/T000/B000/XXX",
             "DMGATE_REVIEW_NOTIFY": "slack",
@@ -87,15 +105,14 @@ async def gate(gate_factory, slack_hook, fake_x) -> Gate:
         },
         policy_yaml=POLICY,
     )
-    # The test is the clock: dmgate's own delivery loop stays out of the way.
-    for task in asyncio.all_tasks():
-        if task.get_name() == "notify":
-            task.cancel()
+    quiet_notifier()
     await learn_identity(gate.client)
     return gate
 
 
-async def test_forty_copies_of_a_campaign_are_one_message_per_minute(gate, slack_hook, fake_x):
+async def test_forty_copies_of_a_campaign_are_one_message_per_minute(
+    gate, slack_hook, fake_x, clock
+):
     fake_x.state.followers[SENDER] = [str(500 + i) for i in range(60)]
     r = await gate.client.get(f"/x/2/users/{SENDER}/followers", headers=bearer())
     assert r.status_code == 200  # dmgate learns their profiles (a first list: no timing)
@@ -105,22 +122,21 @@ async def test_forty_copies_of_a_campaign_are_one_message_per_minute(gate, slack
         if r.headers["DMGate-Decision"] == "hold":
             held.append(r.headers["DMGate-Hold-Id"])
     assert len(held) == 40
-    rows = [await gate.ctx.store.holds.get(h) for h in held]
-    minutes = {minute_end(r["created_at"]) for r in rows}
+    notifier = gate.ctx.notifier
     async with aiohttp.ClientSession() as session:
-        first = min(r["created_at"] for r in rows)
-        await deliver_once(gate.ctx, session, now=first)  # the minute is not over: wait
+        clock.advance(20)
+        await notifier.deliver_once(session)  # 09:00:30: the minute is not over, wait
         assert slack_hook.state.messages == []
-        await deliver_once(gate.ctx, session, now=max(minutes) + timedelta(seconds=1))
-        await deliver_once(gate.ctx, session, now=max(minutes) + timedelta(minutes=5))
-    messages = slack_hook.state.messages
-    assert len(messages) == len(minutes) <= 2  # one per campaign per minute, not 40
-    for m in messages:
-        assert block_kit_problems(m) == []
-        assert slack.check_limits(m) == []
-    total = sum(int(m["blocks"][0]["text"]["text"].split()[0]) for m in messages)
-    assert total == 40
-    text = str(messages[0])
+        clock.set(minute_end(START) + timedelta(seconds=1))
+        await notifier.deliver_once(session)
+        clock.advance(300)
+        await notifier.deliver_once(session)
+    [message] = slack_hook.state.messages  # one per campaign per minute, not 40
+    assert block_kit_problems(message) == []
+    assert slack.check_limits(message) == []
+    assert message["blocks"][0]["text"]["text"].startswith(f"40 held DMs from {SENDER}")
+    assert len(message["blocks"]) == 1 + 1 + slack.MAX_LISTED + 1 + 1  # "and 30 more"
+    text = str(message)
     assert "https://dmgate.example/review/holds/" in text
     assert "*To:* Lead 2 (@lead2)" in text, text  # as seen in the follower list
 
@@ -138,7 +154,7 @@ async def test_one_hold_is_announced_at_once_with_who_whom_why_text_and_link(
     r = await send_dm(gate.client, "510", "Thanks for the follow <!channel> *buy* now")
     hold_id = r.headers["DMGate-Hold-Id"]
     async with aiohttp.ClientSession() as session:
-        await deliver_once(gate.ctx, session)
+        await gate.ctx.notifier.deliver_once(session)  # a single hold: at once
     [message] = slack_hook.state.messages
     assert block_kit_problems(message) == []
     [header, section, context] = message["blocks"]
@@ -168,39 +184,43 @@ async def test_huge_text_still_fits_block_kit(gate):
             assert block_kit_problems(message) == []
 
 
-async def test_reminders_once_per_hold_per_interval_whoever_asks(gate, slack_hook):
+async def test_reminders_once_per_hold_per_interval_whoever_asks(gate, slack_hook, clock):
     await gate.review().post(
         "/api/v1/follow-events", json={"platform": "x", "account": SENDER, "follower": "520"}
     )
     r = await send_dm(gate.client, "520", "Thanks for the follow! Check out Launchpad")
     hold_id = r.headers["DMGate-Hold-Id"]
     created = (await gate.ctx.store.holds.get(hold_id))["created_at"]
+    notifier = gate.ctx.notifier
     async with aiohttp.ClientSession() as session:
-        await deliver_once(gate.ctx, session, now=created + timedelta(seconds=1))
+        clock.advance(1)
+        await notifier.deliver_once(session)
         assert len(slack_hook.state.messages) == 1  # the announcement
 
-        assert await schedule_reminders(gate.ctx, now=created + timedelta(hours=3)) == 0
-        at = created + timedelta(hours=4, seconds=30)
+        clock.set(created + timedelta(hours=3))
+        assert await notifier.schedule_reminders() == 0
+        clock.set(created + timedelta(hours=4, seconds=30))
         # Replicas sweeping at the same moment: one reminder between them.
-        added = await asyncio.gather(*(schedule_reminders(gate.ctx, now=at) for _ in range(4)))
+        added = await asyncio.gather(*(notifier.schedule_reminders() for _ in range(4)))
         assert sum(added) == 1
-        assert await schedule_reminders(gate.ctx, now=at + timedelta(minutes=1)) == 0
-        await asyncio.gather(*(deliver_once(gate.ctx, session, now=at) for _ in range(3)))
+        clock.advance(60)
+        assert await notifier.schedule_reminders() == 0
+        await asyncio.gather(*(notifier.deliver_once(session) for _ in range(3)))
         assert len(slack_hook.state.messages) == 2
         reminder = slack_hook.state.messages[1]
         assert reminder["blocks"][0]["text"]["text"] == "1 held DM still waiting for review"
         assert block_kit_problems(reminder) == []
 
-        later = created + timedelta(hours=8, seconds=10)
-        assert await schedule_reminders(gate.ctx, now=later) == 1
-        await deliver_once(gate.ctx, session, now=later)
+        clock.set(created + timedelta(hours=8, seconds=10))
+        assert await notifier.schedule_reminders() == 1
+        await notifier.deliver_once(session)
         assert len(slack_hook.state.messages) == 3
 
         # Decided: no more reminders go out.
         await gate.review().post(f"/api/v1/holds/{hold_id}/reject", json={"reason": "no"})
-        last = created + timedelta(hours=12, seconds=10)
-        await schedule_reminders(gate.ctx, now=last)
-        await deliver_once(gate.ctx, session, now=last)
+        clock.set(created + timedelta(hours=12, seconds=10))
+        await notifier.schedule_reminders()
+        await notifier.deliver_once(session)
         assert len(slack_hook.state.messages) == 3
 
 
@@ -226,7 +246,9 @@ async def test_json_webhook_reminders_are_signed_hold_reminder_events(
 ):
     receiver = await fake_factory(FakeReceiver())
     fake_x.state.add_user("530")
+    clock = ManualClock(START)
     gate = await gate_factory(
+        clock=clock,
         env={
             "DMGATE_REVIEW_WEBHOOK_URL": f"{receiver.url}/hook",
             "DMGATE_REVIEW_WEBHOOK_SECRET": "s3cret-for-the-hook",
@@ -234,20 +256,17 @@ async def test_json_webhook_reminders_are_signed_hold_reminder_events(
         },
         policy_yaml=POLICY,
     )
-    for task in asyncio.all_tasks():
-        if task.get_name() == "notify":
-            task.cancel()
+    quiet_notifier()
     await learn_identity(gate.client)
     await gate.review().post(
         "/api/v1/follow-events", json={"platform": "x", "account": SENDER, "follower": "530"}
     )
     r = await send_dm(gate.client, "530", "Thanks for the follow!")
     hold_id = r.headers["DMGate-Hold-Id"]
-    created = (await gate.ctx.store.holds.get(hold_id))["created_at"]
-    at = created + timedelta(hours=1, seconds=5)
+    clock.advance(timedelta(hours=1, seconds=5))
     async with aiohttp.ClientSession() as session:
-        assert await schedule_reminders(gate.ctx, now=at) == 1
-        await deliver_once(gate.ctx, session, now=at)
+        assert await gate.ctx.notifier.schedule_reminders() == 1
+        await gate.ctx.notifier.deliver_once(session)
     events = [(h["DMGate-Event"], body) for h, body in receiver.state.calls]
     assert [e for e, _ in events] == ["hold.created", "hold.reminder"]
     reminder_headers, reminder = receiver.state.calls[1]

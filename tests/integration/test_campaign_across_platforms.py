@@ -29,17 +29,30 @@ PERSONAL = "Hi, loved your talk on onboarding at the meetup, could I ask you two
 # (template), and the 6th first contact within the hour is blocked (burst).
 CAMPAIGN = [PERSONAL, pitch(1), pitch(2), pitch(3), pitch(4), pitch(5)]
 EXPECTED = ["allow", "allow", "allow", "hold", "hold", "block"]
-HELD_STATUS = {"x": 201, "linkedin": 201, "meta": 200, "mastodon": 200, "bluesky": 200}
+HELD_STATUS = {
+    "x": 201,
+    "linkedin": 201,
+    "linkedin-invitation": 200,  # verifyQuotaAndCreateV2 is a Rest.li action
+    "meta": 200,
+    "messenger-template": 200,
+    "mastodon": 200,
+    "bluesky": 200,
+}
 
 LI_AT = "AQEDAT-campaign-session"
 LI_HEADERS = {"Cookie": f'li_at={LI_AT}; JSESSIONID="ajax:1"', "csrf-token": "ajax:1"}
+# Invitations and templates come from accounts of their own (policies count per account).
+LI_INVITER = "AQEDAT-campaign-inviter"
+INVITER_HEADERS = {"Cookie": f'li_at={LI_INVITER}; JSESSIONID="ajax:2"', "csrf-token": "ajax:2"}
 PAGE, PAGE_TOKEN = "5566778899", "EAAB-campaign-page-token"
+BOT_PAGE, BOT_TOKEN = "6677889900", "EAAB-campaign-bot-token"
 M_TOKEN = "mastodon-campaign-token"
 B_ME = "did:plc:campaignsender000000"
 
 
 @dataclass
 class Channel:
+    name: str  # the channel (a platform's DMs, or another first-contact channel)
     platform: str
     learn: Callable[[httpx.Client], None]  # what a tool does at start (whoami, lookups)
     send: Callable[[httpx.Client, int, str], httpx.Response]  # to recipient number i
@@ -55,9 +68,11 @@ def fakes(fake_x) -> Iterator[dict[str, object]]:
         FakeBlueskyThread() as bsky,
     ):
         li.state.add_member("ACoAAAcampaigner", first="Sam", li_at=LI_AT)
+        li.state.add_member("ACoAAAinviter", first="Kim", li_at=LI_INVITER)
         for i in range(6):
             li.state.add_member(f"ACoAAAperson{i}", first=f"Person{i}")
         meta.state.add_page(PAGE, token=PAGE_TOKEN)
+        meta.state.add_page(BOT_PAGE, token=BOT_TOKEN)
         masto.state.add_account("1", "sam", token=M_TOKEN)
         for i in range(6):
             masto.state.add_account(str(10 + i), f"person{i}")
@@ -96,6 +111,36 @@ def channels() -> list[Channel]:
             "/linkedin-web/voyager/api/messaging/conversations?action=create",
             content=json.dumps(body).encode(),
             headers=LI_HEADERS,
+        )
+
+    def li_invite_learn(c: httpx.Client) -> None:
+        assert c.get("/linkedin-web/voyager/api/me", headers=INVITER_HEADERS).status_code == 200
+
+    def li_invite(c: httpx.Client, i: int, text: str) -> httpx.Response:
+        # A connection request with a note, as LinkedIn's web client sends it.
+        body = {
+            "invitee": {"inviteeUnion": {"memberProfile": f"urn:li:fsd_profile:ACoAAAinvitee{i}"}},
+            "customMessage": text,
+        }
+        return c.post(
+            "/linkedin-web/voyager/api/voyagerRelationshipsDashMemberRelationships"
+            "?action=verifyQuotaAndCreateV2",
+            content=json.dumps(body).encode(),
+            headers=INVITER_HEADERS,
+        )
+
+    def template_send(c: httpx.Client, i: int, text: str) -> httpx.Response:
+        # What Messenger bot builders send: the pitch in a button template.
+        button = {"type": "web_url", "url": "https://example.com", "title": "Learn more"}
+        payload = {"template_type": "button", "text": text, "buttons": [button]}
+        return c.post(
+            f"/meta/v21.0/{BOT_PAGE}/messages",
+            params={"access_token": BOT_TOKEN},
+            json={
+                "recipient": {"id": f"88{i}"},
+                "messaging_type": "RESPONSE",
+                "message": {"attachment": {"type": "template", "payload": payload}},
+            },
         )
 
     def meta_send(c: httpx.Client, i: int, text: str) -> httpx.Response:
@@ -154,11 +199,13 @@ def channels() -> list[Channel]:
         )
 
     return [
-        Channel("x", learn_identity, x_send),
-        Channel("linkedin", li_learn, li_send),
-        Channel("meta", lambda c: None, meta_send),
-        Channel("mastodon", m_learn, m_send),
-        Channel("bluesky", b_learn, b_send),
+        Channel("x", "x", learn_identity, x_send),
+        Channel("linkedin", "linkedin", li_learn, li_send),
+        Channel("linkedin-invitation", "linkedin", li_invite_learn, li_invite),
+        Channel("meta", "meta", lambda c: None, meta_send),
+        Channel("messenger-template", "meta", lambda c: None, template_send),
+        Channel("mastodon", "mastodon", m_learn, m_send),
+        Channel("bluesky", "bluesky", b_learn, b_send),
     ]
 
 
@@ -172,18 +219,18 @@ def test_same_campaign_same_decisions_on_every_platform(dmgate_factory, fakes):
     }
     gate: DMGate = dmgate_factory(env={"DMGATE_ROUTES": json.dumps(routes)}, policy_yaml=POLICY)
     outcomes: dict[str, list[str]] = {}
+    platforms: list[str] = []
     for channel in channels():
         channel.learn(gate.client)
         answers = [channel.send(gate.client, i, text) for i, text in enumerate(CAMPAIGN)]
-        outcomes[channel.platform] = [r.headers.get("DMGate-Decision", "?") for r in answers]
+        outcomes[channel.name] = [r.headers.get("DMGate-Decision", "?") for r in answers]
         held = [r for r in answers if r.headers.get("DMGate-Decision") == "hold"]
-        assert {r.status_code for r in held} == {HELD_STATUS[channel.platform]}, channel.platform
+        assert {r.status_code for r in held} == {HELD_STATUS[channel.name]}, channel.name
         blocked = answers[-1]
-        assert blocked.status_code == 403, (channel.platform, blocked.text)
-        assert "burst" in blocked.text, (channel.platform, blocked.text)
-    assert outcomes == {platform: EXPECTED for platform in outcomes}, outcomes
-    assert len(outcomes) == 5
+        assert blocked.status_code == 403, (channel.name, blocked.text)
+        assert "burst" in blocked.text, (channel.name, blocked.text)
+        platforms += [channel.platform] * 2
+    assert outcomes == {name: EXPECTED for name in outcomes}, outcomes
+    assert len(outcomes) == 7
     holds = gate.review().get("/api/v1/holds", params={"status": "pending", "limit": 50}).json()
-    assert sorted(h["platform"] for h in holds["items"]) == sorted(
-        [p for p in outcomes for _ in range(2)]
-    )
+    assert sorted(h["platform"] for h in holds["items"]) == sorted(platforms)

@@ -245,7 +245,9 @@ def test_replace_text_keeps_the_conversation_and_embed_and_drops_facets():
             "embed": {"$type": "app.bsky.embed.record", "record": {"uri": "at://x", "cid": "y"}},
         },
     }
-    out = json.loads(B.replace_text(B.classify(send()), dumps(body), "Hi Ann, no pitch ✓"))
+    # The embedded record is judged as its link, the edit's last line (test_bluesky_embeds.py).
+    edit = "Hi Ann, no pitch ✓\nat://x"
+    out = json.loads(B.replace_text(B.classify(send()), dumps(body), edit))
     assert out == {
         "convoId": "c1",
         "message": {"text": "Hi Ann, no pitch ✓", "embed": body["message"]["embed"]},

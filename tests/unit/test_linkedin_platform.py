@@ -109,7 +109,14 @@ def test_sends_are_dms(method: str, path: str, query: list[tuple[str, str]]) -> 
         ("POST", "/voyager/api/messaging/conversations/2-abc", [("action", "typing")]),
         ("POST", "/voyager/api/messaging/conversations/2-abc/events", [("action", "typing")]),
         ("POST", "/voyager/api/relationships/invitations/123", [("action", "accept")]),
-        ("POST", "/voyager/api/growth/normInvitations", []),
+        # Invitations are first contacts now (test_linkedin_invitations.py), other
+        # relationship actions are not.
+        (
+            "POST",
+            "/voyager/api/voyagerRelationshipsDashMemberRelationships",
+            [("action", "removeFromMyConnections")],
+        ),
+        ("POST", "/sales-api/salesApiConnection", [("action", "withdraw")]),
         ("POST", "/li/track", []),
         ("GET", "/voyager/api/identity/profiles/someone/profileView", []),
     ],
@@ -153,7 +160,8 @@ def test_official_send_to_person_urns() -> None:
         "messageType": "MEMBER_TO_MEMBER",
     }
     dm = LI.parse_dm(LI.classify(OFFICIAL_VIEW), dumps(doc))
-    assert dm == ParsedDM(("abc123", "def456"), "Hi both, quick question")
+    # The subject is read too: it is part of what the recipient reads.
+    assert dm == ParsedDM(("abc123", "def456"), "Hello\n\nHi both, quick question")
 
 
 def test_official_reply_names_only_the_thread() -> None:
@@ -281,9 +289,15 @@ def test_sender_is_dropped_from_learnt_members() -> None:
 
 def test_replace_text_official_round_trip() -> None:
     doc = {"recipients": ["urn:li:person:a"], "subject": "S", "body": "old"}
-    edited = LI.replace_text(LI.classify(OFFICIAL_VIEW), dumps(doc), "new words")
+    edited = LI.replace_text(LI.classify(OFFICIAL_VIEW), dumps(doc), "S\n\nnew words")
     assert json.loads(edited) == {**doc, "body": "new words"}
-    assert LI.parse_dm(LI.classify(OFFICIAL_VIEW), edited).text == "new words"
+    assert LI.parse_dm(LI.classify(OFFICIAL_VIEW), edited).text == "S\n\nnew words"
+    # The first paragraph of an edit is the subject.
+    edited = LI.replace_text(LI.classify(OFFICIAL_VIEW), dumps(doc), "T\n\nnew\n\nwords")
+    assert json.loads(edited) == {**doc, "subject": "T", "body": "new\n\nwords"}
+    with pytest.raises(BadDMRequest, match="subject") as exc:
+        LI.replace_text(LI.classify(OFFICIAL_VIEW), dumps(doc), "no paragraph break")
+    assert exc.value.status == 422
 
 
 @pytest.mark.parametrize(

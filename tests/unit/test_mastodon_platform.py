@@ -256,8 +256,9 @@ EDIT = "@bob Hi Bob, thanks for following - no pitch, promise."
 
 def test_replace_text_form_keeps_other_fields():
     body = form(status=PITCH, visibility="direct", spoiler_text="hey", media_ids__=["7"])
-    out = M.replace_text(M.classify(post(FORM)), body, EDIT)
-    assert M.parse_dm(M.classify(post(FORM)), out).text == EDIT
+    # The content warning is read first: the edit keeps it as its first paragraph.
+    out = M.replace_text(M.classify(post(FORM)), body, "hey\n\n" + EDIT)
+    assert M.parse_dm(M.classify(post(FORM)), out).text == "hey\n\n" + EDIT
     pairs = parse_qsl(out.decode(), keep_blank_values=True)
     assert ("visibility", "direct") in pairs and ("spoiler_text", "hey") in pairs
     assert ("media_ids[]", "7") in pairs

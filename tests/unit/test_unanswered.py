@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from proxy.clock import ManualClock
 from proxy.unanswered import Answer, UnansweredSends
 
 ANSWER = Answer(201, "Created", [("Content-Type", "application/json")], b'{"data": {}}')
@@ -50,8 +51,13 @@ async def test_a_failed_send_lets_waiters_send_themselves():
 
 
 async def test_old_answers_are_forgotten():
-    sends = UnansweredSends(keep_seconds=0)
+    clock = ManualClock()
+    sends = UnansweredSends(clock, keep_seconds=600)
     sends.begin("k")
     sends.finish("k", ANSWER, delivered=False)
-    await asyncio.sleep(0.01)
-    assert await sends.previous("k") is None
+    sends.begin("j")
+    sends.finish("j", ANSWER, delivered=False)
+    clock.advance(599)
+    assert await sends.previous("k") == ANSWER  # still kept (and now taken)
+    clock.advance(2)
+    assert await sends.previous("j") is None
