@@ -143,6 +143,7 @@ def hold_view(row: Row) -> dict[str, Any]:
         "sent_text": row["sent_text"],
         "upstream_status": row["upstream_status"],
         "upstream_body": row["upstream_body"],
+        "template_id": row.get("template_id"),
     }
 
 
