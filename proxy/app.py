@@ -31,6 +31,7 @@ from proxy.forward_mode.certs import LeafCertificates
 from proxy.gateway import Gateway
 from proxy.holds import HoldService
 from proxy.identity import SenderIdentities
+from proxy.inbox import routes as inbox
 from proxy.metrics import Metrics, create_metrics
 from proxy.notify import Notifier
 from proxy.pipeline import DecisionPipeline
@@ -65,6 +66,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> web.Application
     app.router.add_get("/metrics", metrics_endpoint)
     review.add_routes(app)
     webhooks.add_routes(app)
+    inbox.add_routes(app)
     app.router.add_route("*", "/{tail:.*}", ctx.gateway.handle)
     app.cleanup_ctx.append(_lifecycle)
     return app
@@ -115,7 +117,15 @@ def _build(s: Settings, clock: Clock) -> Context:
     notifier = None
     if s.review_webhook_url:
         notifier = Notifier(
-            store, s.review_webhook_url, s.review_webhook_secret, metrics, clock, wakeup
+            store,
+            s.review_webhook_url,
+            s.review_webhook_secret,
+            metrics,
+            clock,
+            wakeup,
+            slack=s.review_notify == "slack",
+            public_url=s.public_url,
+            reminder=s.review_reminder,
         )
     return Context(
         settings=s,
@@ -264,9 +274,12 @@ async def retention_loop(
     while True:
         await clock.sleep_until(next_pass)
         next_pass = clock.monotonic() + interval  # before the work: see proxy/clock.py
-        cutoff = clock.now() - longest_window(policies) - s.retention_margin
+        now = clock.now()
+        cutoff = now - longest_window(policies) - s.retention_margin
+        # Profiles: also while a hold naming them may still wait for a reviewer.
+        profiles_cutoff = now - max(longest_window(policies), s.hold_ttl) - s.retention_margin
         try:
-            pruned = await store.prune(cutoff)
+            pruned = await store.prune(cutoff, profiles_cutoff)
         except Exception as exc:  # the store may be down: try again next time
             log.warning("retention_failed", error=type(exc).__name__)
             continue

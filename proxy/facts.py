@@ -8,7 +8,7 @@ live here, at the proxy level, because both the adapters and the store need them
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 
@@ -55,13 +55,45 @@ class InboundMessage:
     at: datetime | None = None
 
 
+# Longest profile text kept (a bio); user objects are attacker-controlled.
+MAX_PROFILE_TEXT = 1000
+
+
+def _text(value: object) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip()[:MAX_PROFILE_TEXT]
+
+
 @dataclass(frozen=True)
 class Profile:
     """How `user` is addressed (display name, handle): a template's "Hi Anna" and
-    "Hi Ben" normalise to the same text when the recipient's names are known."""
+    "Hi Ben" normalise to the same text when the recipient's names are known.
+
+    The details (handle, display name, bio, location) are what a reviewer reads about the
+    recipient on a hold's page. They do not take part in equality: two sightings with the
+    same names are the same fact for the template index."""
 
     user: str
     names: tuple[str, ...]
+    username: str | None = field(default=None, compare=False)
+    name: str | None = field(default=None, compare=False)
+    description: str | None = field(default=None, compare=False)
+    location: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def seen(
+        cls,
+        user: str,
+        names: tuple[str, ...],
+        username: object = None,
+        name: object = None,
+        description: object = None,
+        location: object = None,
+    ) -> Profile:
+        """A profile from a user object's fields (anything not a non-blank string is
+        unknown; long texts are cut)."""
+        return cls(user, names, _text(username), _text(name), _text(description), _text(location))
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from proxy.crypto import Keyring, StoredRequest
 from proxy.edits import SentMessages
 from proxy.errors import DMGateError, NotFound, Unprocessable
 from proxy.ids import new_id
+from proxy.inbox.campaigns import template_id_for
 from proxy.metrics import Metrics
 from proxy.platforms.base import BadDMRequest, Classified, ParsedDM, Platform, RequestView
 from proxy.relay import Relay
@@ -37,6 +38,7 @@ from proxy.store import Store, StoreError
 from proxy.store.database import Row
 from proxy.store.decisions import DecisionRecord
 from proxy.store.holds import PENDING, SEND_FAILED, SENT, NewHold
+from proxy.store.inbox import policy_names
 from proxy.store.outbox import NewNotification
 
 log = structlog.get_logger("dmgate.holds")
@@ -136,6 +138,8 @@ class HoldService:
             response_body=answer.body_bytes(),
             created_at=now,
             expires_at=now + self._ttl,
+            template_id=template_id_for(message, decision),
+            policy_names=policy_names([m.as_dict() for m in decision.matches]),
         )
         notification = None
         if self._announce is not None:
@@ -149,7 +153,16 @@ class HoldService:
             await self._count_pending()
             if notification is not None:
                 self._on_announce()
+            await self._keep_profiles(message.platform, message.recipients)
         return row
+
+    async def _keep_profiles(self, platform: str, recipients: tuple[str, ...]) -> None:
+        """The recipients' profiles stay while the hold waits for a reviewer. Best effort:
+        the hold is stored; a failure only shortens how long they can be read."""
+        try:
+            await self._store.profiles.touch(platform, recipients, self._clock.now())
+        except StoreError as exc:
+            log.warning("profiles_not_kept", platform=platform, error=exc.cause)
 
     async def get(self, hold_id: str) -> Row:
         row = await self._store.holds.get(hold_id)

@@ -15,6 +15,8 @@ from typing import Any
 
 # Hold ids (and so cursors) are `proxy.ids.new_id()`: 32 lowercase hex digits.
 HOLD_ID_PATTERN = "^[0-9a-f]{32}$"
+# Campaign (template) ids: opaque, short, URL-safe.
+TEMPLATE_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 MAX_TEXT = 10000
@@ -366,5 +368,161 @@ OPENAPI: dict[str, Any] = {
                 ],
             },
         },
+    },
+}
+
+
+# --- added with the review inbox: campaigns, recipient profiles, history, audit export ---
+
+_HOLD_PROPERTIES = OPENAPI["components"]["schemas"]["Hold"]["properties"]
+# Not `required`: a 409's `hold` is the plain hold (proxy.holds), without them.
+_HOLD_PROPERTIES["template_id"] = {
+    "type": ["string", "null"],
+    "pattern": TEMPLATE_ID_PATTERN,
+    "description": "The campaign (template) a template_reuse hold belongs to, else null",
+}
+_HOLD_PROPERTIES["recipient_profiles"] = {
+    "type": "array",
+    "description": "What dmgate saw of each recipient in traffic that passed through it",
+    "items": {"$ref": "#/components/schemas/RecipientProfile"},
+}
+_HOLD_PROPERTIES["history"] = {
+    "type": "array",
+    "description": "Held, decided (with edits and reasons), sent: oldest first",
+    "items": {"$ref": "#/components/schemas/HistoryStep"},
+}
+OPENAPI["components"]["schemas"]["RecipientProfile"] = {
+    "type": "object",
+    "required": ["id", "wrote_first"],
+    "properties": {
+        "id": {"type": "string"},
+        "username": _NULLABLE_STR,
+        "name": _NULLABLE_STR,
+        "description": _NULLABLE_STR,
+        "location": _NULLABLE_STR,
+        "followed_at": _NULLABLE_TS,
+        "wrote_first": {"type": "boolean"},
+    },
+}
+OPENAPI["components"]["schemas"]["HistoryStep"] = {
+    "type": "object",
+    "required": ["at", "by", "action"],
+    "properties": {
+        "at": _NULLABLE_TS,
+        "by": _NULLABLE_STR,
+        "action": {
+            "type": "string",
+            "enum": [
+                "held",
+                "approved",
+                "edited_and_approved",
+                "rejected",
+                "sent",
+                "send_failed",
+                "expired",
+                "releasing",
+            ],
+        },
+        "reason": _NULLABLE_STR,
+        "note": _NULLABLE_STR,
+        "text_before": _NULLABLE_STR,
+        "text_after": _NULLABLE_STR,
+    },
+}
+OPENAPI["paths"]["/api/v1/holds"]["get"]["parameters"].append(
+    {
+        "name": "template",
+        "in": "query",
+        "schema": {"type": "string", "pattern": TEMPLATE_ID_PATTERN},
+        "description": "Only the holds of this campaign (a hold's `template_id`)",
+    }
+)
+OPENAPI["paths"]["/api/v1/templates/{id}/reject"] = {
+    "post": {
+        "operationId": "rejectCampaign",
+        "summary": "Reject every pending copy of one campaign",
+        "parameters": [
+            {
+                "name": "id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": TEMPLATE_ID_PATTERN},
+            }
+        ],
+        "requestBody": _body(
+            {
+                "additionalProperties": False,
+                "required": ["reason"],
+                "properties": {
+                    "reason": _string(MAX_REASON),
+                    "note": _string(MAX_NOTE, required=False, nullable=True),
+                },
+            },
+            required=True,
+        ),
+        "responses": {
+            "200": _json(
+                "How many pending copies were rejected (0 if none, or an unknown campaign)",
+                {
+                    "type": "object",
+                    "required": ["rejected"],
+                    "properties": {"rejected": {"type": "integer", "minimum": 0}},
+                },
+            ),
+            "400": _BAD_REQUEST,
+            "401": _UNAUTHORIZED,
+            "404": _error("Not a campaign id", "not_found"),
+            "413": _TOO_LARGE,
+            "422": _error("No reason given (missing, null or blank)", "unprocessable"),
+            "503": _STORE_UNAVAILABLE,
+        },
+    }
+}
+OPENAPI["paths"]["/api/v1/decisions"] = {
+    "get": {
+        "operationId": "exportDecisions",
+        "summary": "Every decision on a hold since `since`, as JSON Lines (audit export)",
+        "parameters": [
+            {
+                "name": "since",
+                "in": "query",
+                "schema": {"type": "string", "format": "date-time"},
+                "description": "RFC 3339 with a time zone; default: all",
+            }
+        ],
+        "responses": {
+            "200": {
+                "description": "One JSON object per line, in decision order",
+                "content": {
+                    "application/x-ndjson": {
+                        "schema": {"$ref": "#/components/schemas/DecisionRecord"}
+                    }
+                },
+            },
+            "400": _BAD_REQUEST,
+            "401": _UNAUTHORIZED,
+            "503": _STORE_UNAVAILABLE,
+        },
+    }
+}
+OPENAPI["components"]["schemas"]["DecisionRecord"] = {
+    "type": "object",
+    "required": ["hold_id", "at", "by", "action", "status"],
+    "properties": {
+        "hold_id": {"type": "string", "pattern": HOLD_ID_PATTERN},
+        "at": _TS,
+        "by": _NULLABLE_STR,
+        "action": {"type": "string"},
+        "status": {"$ref": "#/components/schemas/HoldStatus"},
+        "reason": _NULLABLE_STR,
+        "note": _NULLABLE_STR,
+        "text_before": _NULLABLE_STR,
+        "text_after": _NULLABLE_STR,
+        "platform": {"type": "string"},
+        "account": {"type": "string"},
+        "recipients": {"type": "array", "items": {"type": "string"}},
+        "template_id": _NULLABLE_STR,
+        "policies": {"type": "array", "items": {"type": ["string", "null"]}},
+        "held_at": _TS,
     },
 }

@@ -41,6 +41,7 @@ from proxy.errors import (
 )
 from proxy.facts import Followed
 from proxy.holds import HoldNotPending
+from proxy.inbox import actions, views
 from proxy.openapi import (
     DEFAULT_PAGE,
     HOLD_ID_PATTERN,
@@ -53,12 +54,16 @@ from proxy.openapi import (
     MAX_USER_ID,
     OPENAPI,
     SPACE,
+    TEMPLATE_ID_PATTERN,
 )
 from proxy.store.database import Row
 from proxy.store.holds import STATUSES
+from proxy.store.inbox import HoldFilter
 from proxy.streams import read_capped
 
 _HOLD_ID = re.compile(HOLD_ID_PATTERN)
+_TEMPLATE_ID = re.compile(TEMPLATE_ID_PATTERN)
+_EXPORT_BATCH = 1000
 # RFC 3339 `date-time` exactly (what the document promises); pydantic alone would also
 # take a space for the `T`, or no seconds.
 _RFC3339 = re.compile(
@@ -138,6 +143,7 @@ def hold_view(row: Row) -> dict[str, Any]:
         "sent_text": row["sent_text"],
         "upstream_status": row["upstream_status"],
         "upstream_body": row["upstream_body"],
+        "template_id": row.get("template_id"),
     }
 
 
@@ -259,8 +265,13 @@ async def list_holds(request: web.Request) -> web.Response:
     cursor = _one(request, "cursor")
     if cursor is not None and not _HOLD_ID.fullmatch(cursor):
         raise BadRequest("cursor must be the next_cursor of a previous page")
-    rows = await request.app[CTX].store.holds.list(status, limit + 1, cursor)
-    items = [hold_view(r) for r in rows[:limit]]
+    template = _one(request, "template")
+    if template is not None and not _TEMPLATE_ID.fullmatch(template):
+        raise BadRequest("template must be a hold's template_id")
+    store = request.app[CTX].store
+    where = HoldFilter(status=status, template=template)
+    rows = await store.inbox.page(where, limit + 1, cursor, oldest_first=False)
+    items = await views.detailed(store, rows[:limit])
     next_cursor = items[-1]["id"] if len(rows) > limit else None
     return _json({"items": items, "next_cursor": next_cursor})
 
@@ -268,25 +279,70 @@ async def list_holds(request: web.Request) -> web.Response:
 async def get_hold(request: web.Request) -> web.Response:
     authenticate(request)
     hold_id = _hold_id(request)
-    return _json(hold_view(await request.app[CTX].holds.get(hold_id)))
+    ctx = request.app[CTX]
+    [view] = await views.detailed(ctx.store, [await ctx.holds.get(hold_id)])
+    return _json(view)
 
 
 async def approve_hold(request: web.Request) -> web.Response:
     who = authenticate(request)
     hold_id = _hold_id(request)
     body = await _json_body(request, ApproveBody)
+    ctx = request.app[CTX]
     with _decided():
-        row = await request.app[CTX].holds.approve(hold_id, who, body.text, body.note)
-    return _json(hold_view(row))
+        row = await actions.approve(ctx, hold_id, who, body.text, body.note)
+    [view] = await views.detailed(ctx.store, [row])
+    return _json(view)
 
 
 async def reject_hold(request: web.Request) -> web.Response:
     who = authenticate(request)
     hold_id = _hold_id(request)
     body = await _json_body(request, RejectBody)
+    ctx = request.app[CTX]
     with _decided():
-        row = await request.app[CTX].holds.reject(hold_id, who, body.reason, body.note)
-    return _json(hold_view(row))
+        row = await actions.reject(ctx, hold_id, who, body.reason, body.note)
+    [view] = await views.detailed(ctx.store, [row])
+    return _json(view)
+
+
+async def reject_template(request: web.Request) -> web.Response:
+    """Reject every pending copy of one campaign."""
+    who = authenticate(request)
+    template_id = request.match_info["id"]
+    if not _TEMPLATE_ID.fullmatch(template_id):
+        raise NotFound(f"no campaign with id {template_id[:64]!r}")
+    body = await _json_body(request, RejectBody)
+    n = await actions.reject_campaign(request.app[CTX], template_id, who, body.reason, body.note)
+    return _json({"rejected": n})
+
+
+async def export_decisions(request: web.Request) -> web.StreamResponse:
+    """Every decided hold since `since` (default: all), one JSON object per line, in
+    decision order: the audit export."""
+    authenticate(request)
+    raw = _one(request, "since")
+    since = datetime.min.replace(tzinfo=UTC)
+    if raw is not None:
+        if not _RFC3339.fullmatch(raw):
+            raise BadRequest("since must be an RFC 3339 date-time with a time zone")
+        try:
+            since = _utc(datetime.fromisoformat(raw.upper().replace("Z", "+00:00")))
+        except ValueError:
+            raise BadRequest("since must be an RFC 3339 date-time with a time zone") from None
+    store = request.app[CTX].store
+    rows = await store.inbox.decided_since(since, None, _EXPORT_BATCH)
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await resp.prepare(request)
+    while rows:
+        lines = "".join(json.dumps(views.decision_record(r)) + "\n" for r in rows)
+        await resp.write(lines.encode())
+        if len(rows) < _EXPORT_BATCH:
+            break
+        last = rows[-1]
+        rows = await store.inbox.decided_since(last["decided_at"], last["id"], _EXPORT_BATCH)
+    await resp.write_eof()
+    return resp
 
 
 @contextmanager
@@ -345,6 +401,8 @@ def add_routes(app: web.Application) -> None:
         ("/api/v1/holds/{id}/approve", "POST", approve_hold),
         ("/api/v1/holds/{id}/reject", "POST", reject_hold),
         ("/api/v1/follow-events", "POST", follow_event),
+        ("/api/v1/templates/{id}/reject", "POST", reject_template),
+        ("/api/v1/decisions", "GET", export_decisions),
     ]
     for path, method, handler in routes:
         resource = app.router.add_resource(path)

@@ -56,3 +56,8 @@ class Reviewers:
             if hmac.compare_digest(digest, expected):
                 name = candidate
         return name
+
+    def digests(self, name: str) -> set[str]:
+        """The sha256 digests of `name`'s current tokens (a review inbox session ends when
+        its token is no longer among them)."""
+        return {digest for candidate, digest in self._tokens if candidate == name}

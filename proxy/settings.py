@@ -276,6 +276,18 @@ class Settings(BaseSettings):
         "platform",
         description="answer to a held DM: the platform's own success status, or 202",
     )
+    review_notify: Literal["json", "slack"] = Field(
+        "json",
+        description="format of hold announcements to DMGATE_REVIEW_WEBHOOK_URL: json (signed) "
+        "or slack (Block Kit incoming webhook, one message per campaign per minute)",
+    )
+    review_reminder: Duration = Field(
+        timedelta(hours=4),
+        description="holds pending longer than this are announced again, once per interval",
+    )
+    review_session_ttl: Duration = Field(
+        timedelta(hours=12), description="a review inbox sign-in lasts this long"
+    )
     public_url: str | None = Field(
         None,
         description="how clients reach dmgate (e.g. behind a TLS load balancer), for answers "

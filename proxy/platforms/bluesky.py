@@ -239,7 +239,15 @@ def _profiles(users: Any) -> list[Fact]:
             continue
         names = names_in(user, ("displayName", "handle"))
         if names:
-            out.append(Profile(did, names))
+            out.append(
+                Profile.seen(
+                    did,
+                    names,
+                    username=user.get("handle"),
+                    name=user.get("displayName"),
+                    description=user.get("description"),
+                )
+            )
     return out
 
 

@@ -781,7 +781,17 @@ def _mini_profile_facts(mini: Any) -> tuple[str | None, list[Fact]]:
     if uid is None:
         return None, []
     names = _names(mini.get("firstName"), mini.get("lastName"), mini.get("publicIdentifier"))
-    return uid, [Profile(uid, names)] if names else []
+    if not names:
+        return uid, []
+    full = _names(mini.get("firstName"), mini.get("lastName"))
+    profile = Profile.seen(
+        uid,
+        names,
+        username=mini.get("publicIdentifier"),
+        name=full[0] if full else None,
+        description=mini.get("occupation"),
+    )
+    return uid, [profile]
 
 
 def _included(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:

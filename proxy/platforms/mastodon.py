@@ -410,7 +410,23 @@ def _profile(account: Any, key: str | None = None, local: Collection[str] = ()) 
         return []
     user = key or _acct_of(account, local)
     names = names_in(account, ("display_name", "username"))
-    return [Profile(user, names)] if user and names else []
+    if not user or not names:
+        return []
+    note = account.get("note")
+    return [
+        Profile.seen(
+            user,
+            names,
+            username=user,
+            name=account.get("display_name"),
+            # The bio is HTML: kept as plain text (the page escapes whatever remains).
+            description=_plain(note) if isinstance(note, str) else None,
+        )
+    ]
+
+
+def _plain(markup: str) -> str:
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]*>", " ", markup))).strip()
 
 
 def _synthetic_id(hold_id: str) -> str:

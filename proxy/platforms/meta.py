@@ -649,7 +649,9 @@ def _profile(user: Any) -> list[Fact]:
     names = [user.get("name"), " ".join(p for p in (first, last) if isinstance(p, str) and p)]
     names += [first, user.get("username")]
     kept = tuple(dict.fromkeys(n for n in names if isinstance(n, str) and n))
-    return [Profile(uid, kept)] if kept else []
+    if not kept:
+        return []
+    return [Profile.seen(uid, kept, username=user.get("username"), name=kept[0])]
 
 
 def _time(value: Any) -> datetime | None:

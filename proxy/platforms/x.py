@@ -672,5 +672,14 @@ def _profiles(users: list[Any]) -> list[Fact]:
             continue
         names = tuple(n for k in ("name", "username") if isinstance(n := user.get(k), str) and n)
         if names:
-            out.append(Profile(uid, names))
+            out.append(
+                Profile.seen(
+                    uid,
+                    names,
+                    username=user.get("username"),
+                    name=user.get("name"),
+                    description=user.get("description"),
+                    location=user.get("location"),
+                )
+            )
     return out

@@ -19,7 +19,9 @@ from proxy.store.database import Database, Row
 from proxy.store.decisions import DecisionLog, DecisionRecord, add_decision
 from proxy.store.errors import ConstraintViolation, StoreError, StoreUnavailable, UnstorableValue
 from proxy.store.holds import HoldStore, NewHold, add_hold
+from proxy.store.inbox import InboxQueries
 from proxy.store.outbox import NewNotification, Outbox, add_notification
+from proxy.store.profiles import ProfileStore
 from proxy.store.retention import prune
 from proxy.store.signals import StoreSignals
 from proxy.store.tokens import ReviewTokens
@@ -37,6 +39,8 @@ class Store:
         self.decisions = DecisionLog(db)
         self.outbox = Outbox(db)
         self.tokens = ReviewTokens(db)
+        self.profiles = ProfileStore(db)
+        self.inbox = InboxQueries(db)
 
     @classmethod
     async def open(cls, url: str, pool_size: int = 10) -> Store:
@@ -82,9 +86,12 @@ class Store:
         assert row is not None
         return row, True
 
-    async def prune(self, cutoff: datetime) -> dict[str, int]:
-        """One retention pass over facts older than `cutoff` (`proxy.store.retention`)."""
-        return await prune(self.db, cutoff)
+    async def prune(
+        self, cutoff: datetime, profiles_cutoff: datetime | None = None
+    ) -> dict[str, int]:
+        """One retention pass over facts older than `cutoff`, and profiles neither seen nor
+        used by a hold since `profiles_cutoff` (`proxy.store.retention`)."""
+        return await prune(self.db, cutoff, profiles_cutoff)
 
     async def ping(self) -> None:
         await self.db.read(lambda conn: conn.execute(sa.text("SELECT 1")))

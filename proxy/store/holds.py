@@ -51,6 +51,10 @@ class NewHold:
     response_body: bytes
     created_at: datetime
     expires_at: datetime
+    # The campaign (template) a template_reuse hold belongs to; the matched policies'
+    # names, space-delimited (`proxy.store.inbox.policy_names`).
+    template_id: str | None = None
+    policy_names: str | None = None
 
     def as_row(self) -> Row:
         """The row this hold is once stored: pending, undecided (what the review API and

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from proxy.store.database import Database, Row
+from proxy.store.database import Database, Row, insert_ignore
 from proxy.store.tables import outbox
 
 PENDING, DELIVERED, ABANDONED = "pending", "delivered", "abandoned"
@@ -43,7 +43,9 @@ class Outbox:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def claim_due(self, now: datetime, lease: timedelta) -> list[Row]:
+    async def claim_due(
+        self, now: datetime, lease: timedelta, limit: int = CLAIM_BATCH
+    ) -> list[Row]:
         """Due notifications, leased to this process for `lease`: another replica skips
         them (SKIP LOCKED, then the pushed-back due time) so each is sent by one replica.
         If this one dies mid-delivery, the lease runs out and another takes over."""
@@ -55,7 +57,7 @@ class Outbox:
                     sa.select(outbox)
                     .where(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now)
                     .order_by(outbox.c.next_attempt_at)
-                    .limit(CLAIM_BATCH)
+                    .limit(limit)
                     .with_for_update(skip_locked=True)
                 )
             ]
@@ -66,6 +68,39 @@ class Outbox:
                     .values(next_attempt_at=now + lease)
                 )
             return rows
+
+        return await self._db.write(_op)
+
+    async def defer(self, notification_id: str, until: datetime) -> None:
+        """Not yet (a campaign's copies wait for the rest of their minute); no attempt
+        is counted."""
+
+        def _op(conn: sa.Connection) -> None:
+            conn.execute(
+                sa.update(outbox)
+                .where(outbox.c.id == notification_id, outbox.c.status == PENDING)
+                .values(next_attempt_at=until)
+            )
+
+        await self._db.write(_op)
+
+    async def add_once(self, notifications: list[NewNotification]) -> int:
+        """Add notifications whose ids are not taken yet (a reminder's id names its hold
+        and interval, so replicas adding the same reminder add it once); how many were
+        new."""
+        if not notifications:
+            return 0
+
+        def _op(conn: sa.Connection) -> int:
+            stmt = insert_ignore(conn, outbox).on_conflict_do_nothing()
+            added = 0
+            for n in notifications:
+                added += conn.execute(
+                    stmt.values(
+                        status=PENDING, attempts=0, next_attempt_at=n.created_at, **n.__dict__
+                    )
+                ).rowcount
+            return added
 
         return await self._db.write(_op)
 

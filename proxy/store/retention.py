@@ -2,11 +2,13 @@
 change a decision, so they are pruned — in bounded batches, each its own short transaction,
 so pruning never holds locks long or competes with DMs for more than a moment.
 
-Kept forever (small, and still true): who wrote first, whose credential is whose, profiles,
-conversation members, holds (the review record). Follows lose only their time, never the
-fact that someone follows: a later follower-list snapshot must not mistake them for new.
-Direct messages dmgate saw sent are forgotten like other facts: an edit of a forgotten one
-makes dmgate ask the platform.
+Kept forever (small, and still true): who wrote first, whose credential is whose,
+conversation members, holds (the review record). Profiles (names, bios: personal data)
+are kept only while a policy window or a pending hold may need them: `profiles_cutoff`
+reaches back the longest window or the hold TTL, whichever is longer. Follows lose only
+their time, never the fact that someone follows: a later follower-list snapshot must not
+mistake them for new. Direct messages dmgate saw sent are forgotten like other facts: an
+edit of a forgotten one makes dmgate ask the platform.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from proxy.store.tables import (
     follows,
     lsh_bands,
     outbox,
+    profiles,
     sent_messages,
     template_recipients,
     template_signatures,
@@ -102,6 +105,16 @@ def _notifications(conn: sa.Connection, cutoff: datetime) -> int:
     return conn.execute(sa.delete(outbox).where(outbox.c.id.in_(ids))).rowcount
 
 
+def _profiles(conn: sa.Connection, cutoff: datetime) -> int:
+    key = sa.tuple_(profiles.c.platform, profiles.c.user_id)
+    old = (
+        sa.select(profiles.c.platform, profiles.c.user_id)
+        .where(profiles.c.updated_at < cutoff)
+        .limit(BATCH)
+    )
+    return conn.execute(sa.delete(profiles).where(key.in_(old))).rowcount
+
+
 def _sent_messages(conn: sa.Connection, cutoff: datetime) -> int:
     key = sa.tuple_(sent_messages.c.platform, sent_messages.c.account, sent_messages.c.message_id)
     old = (
@@ -123,13 +136,20 @@ PRUNERS = {
 }
 
 
-async def prune(db: Database, cutoff: datetime) -> dict[str, int]:
-    """One pass: up to MAX_BATCHES batches per kind of fact older than `cutoff`."""
+async def prune(
+    db: Database, cutoff: datetime, profiles_cutoff: datetime | None = None
+) -> dict[str, int]:
+    """One pass: up to MAX_BATCHES batches per kind of fact older than `cutoff` (profiles:
+    `profiles_cutoff`, when given)."""
     pruned: dict[str, int] = {}
-    for name, pruner in PRUNERS.items():
+    pruners = dict(PRUNERS)
+    if profiles_cutoff is not None:
+        pruners["profiles"] = _profiles
+    for name, pruner in pruners.items():
         total = 0
+        at = profiles_cutoff if name == "profiles" else cutoff
         for _ in range(MAX_BATCHES):
-            n = await db.write(pruner, cutoff)
+            n = await db.write(pruner, at)
             total += n
             if n < BATCH:
                 break

@@ -40,6 +40,8 @@ from proxy.store.tables import (
     templates,
 )
 
+# What a reviewer reads about a recipient, besides the names.
+PROFILE_DETAILS = ("username", "name", "description", "location")
 # Enough earlier copies of a template to compare a new message against; beyond this the
 # template is well described and rows would only grow.
 MAX_SIGNATURES_PER_TEMPLATE = 16
@@ -430,7 +432,16 @@ class StoreSignals:
                 conn.execute(
                     stmt.on_conflict_do_update(
                         index_elements=[profiles.c.platform, profiles.c.user_id],
-                        set_={"names": stmt.excluded.names, "updated_at": stmt.excluded.updated_at},
+                        set_={
+                            "names": stmt.excluded.names,
+                            "updated_at": stmt.excluded.updated_at,
+                            # A sparser user object (a bare lookup) keeps what a fuller
+                            # one taught.
+                            **{
+                                c: sa.func.coalesce(getattr(stmt.excluded, c), profiles.c[c])
+                                for c in PROFILE_DETAILS
+                            },
+                        },
                     ),
                     [
                         {
@@ -438,6 +449,7 @@ class StoreSignals:
                             "user_id": p.user,
                             "names": list(p.names),
                             "updated_at": now,
+                            **{c: getattr(p, c) for c in PROFILE_DETAILS},
                         }
                         for p in {p.user: p for p in names}.values()
                     ],

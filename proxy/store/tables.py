@@ -69,12 +69,20 @@ holds = sa.Table(
     # The dedupe key of what the reviewer approved (their edit, if any): after a failed
     # release only a repeat of exactly that may pass, never the original text.
     sa.Column("release_key", sa.String(64)),
+    # The campaign a template_reuse hold belongs to (the review inbox groups and rejects
+    # by it); NULL for other holds.
+    sa.Column("template_id", sa.String(32)),
+    # The names of the policies that matched, space-delimited (" follow_timing "), so the
+    # inbox can filter by policy without reading JSON.
+    sa.Column("policy_names", sa.String(256)),
 )
 sa.Index("ix_holds_status_id", holds.c.status, holds.c.id)
 sa.Index("ix_holds_release_key", holds.c.release_key)
 sa.Index("ix_holds_status_expires", holds.c.status, holds.c.expires_at)
 sa.Index("ix_holds_dedupe", holds.c.dedupe_key)
 sa.Index("ix_holds_created", holds.c.created_at)
+sa.Index("ix_holds_template_status", holds.c.template_id, holds.c.status)
+sa.Index("ix_holds_decided", holds.c.decided_at)
 sa.Index(
     "uq_holds_pending_dedupe",
     holds.c.dedupe_key,
@@ -163,7 +171,9 @@ sent_messages = sa.Table(
 )
 sa.Index("ix_sent_messages_seen_at", sent_messages.c.seen_at)
 
-# How recipients are addressed, for the template `<name>` placeholder.
+# How recipients are addressed, for the template `<name>` placeholder, and what a reviewer
+# reads about them (handle, display name, bio, location). `updated_at`: last seen in
+# traffic or named by a new hold; retention drops profiles no window or hold needs.
 profiles = sa.Table(
     "profiles",
     metadata,
@@ -171,7 +181,12 @@ profiles = sa.Table(
     sa.Column("user_id", sa.String(128), primary_key=True),
     sa.Column("names", sa.JSON, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("username", sa.Text),
+    sa.Column("name", sa.Text),
+    sa.Column("description", sa.Text),
+    sa.Column("location", sa.Text),
 )
+sa.Index("ix_profiles_updated", profiles.c.updated_at)
 
 # Template index (research/template-reuse.md, "Storage shape that scaled").
 templates = sa.Table(

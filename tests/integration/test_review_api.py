@@ -3,6 +3,7 @@ listing and paging, and bad input."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
@@ -130,7 +131,17 @@ def test_openapi_document_matches_the_implementation(gate, fake_x):
         op = doc["paths"][path][method]
         documented = op["responses"]
         assert str(response.status_code) in documented, (path, method, response.status_code)
-        schema = documented[str(response.status_code)]["content"]["application/json"]["schema"]
+        content = documented[str(response.status_code)]["content"]
+        if "application/x-ndjson" in content:  # the decisions export: one object a line
+            validator = jsonschema.Draft202012Validator(
+                {**doc, **content["application/x-ndjson"]["schema"]}
+            )
+            lines = response.text.splitlines()
+            assert lines, "the export is empty"
+            for line in lines:
+                validator.validate(json.loads(line))
+            return
+        schema = content["application/json"]["schema"]
         jsonschema.Draft202012Validator({**doc, **schema}).validate(response.json())
 
     hold_a, hold_b, hold_c = _holds(gate, 3)
@@ -182,6 +193,22 @@ def test_openapi_document_matches_the_implementation(gate, fake_x):
             "/api/v1/follow-events",
             "post",
             lambda: review.post("/api/v1/follow-events", json={"platform": "x"}),
+        ),
+        (
+            "/api/v1/templates/{id}/reject",
+            "post",
+            lambda: review.post("/api/v1/templates/unknown/reject", json={"reason": "spam"}),
+        ),
+        (
+            "/api/v1/templates/{id}/reject",
+            "post",
+            lambda: review.post("/api/v1/templates/unknown/reject", json={}),
+        ),
+        ("/api/v1/decisions", "get", lambda: review.get("/api/v1/decisions")),
+        (
+            "/api/v1/decisions",
+            "get",
+            lambda: review.get("/api/v1/decisions", params={"since": "now"}),
         ),
     ]
     seen_ops = set()

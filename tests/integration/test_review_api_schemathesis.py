@@ -83,5 +83,7 @@ def test_review_api_matches_its_document(dmgate_factory, fake_x):
         "POST /api/v1/holds/{id}/approve",
         "POST /api/v1/holds/{id}/reject",
         "POST /api/v1/follow-events",
+        "POST /api/v1/templates/{id}/reject",
+        "GET /api/v1/decisions",
     }
     assert "internal_error" not in gate.logs()

@@ -2,7 +2,7 @@
 as a new DM to its recipients.
 
 Revision ID: 0007
-Revises: 0004 (to become 0006: the lead merges 0005 and 0006 from other branches first)
+Revises: 0005 (to become 0006: the lead merges 0006 from another branch first)
 Create Date: 2026-12-06
 """
 
@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
-# TEMPORARY: "0006" once the branches adding 0005 and 0006 are merged (they are not on
-# main yet, and Alembic refuses a down_revision it cannot find).
-down_revision: str | None = "0004"
+# TEMPORARY: "0006" once the branch adding 0006 is merged (it is not on main yet, and
+# Alembic refuses a down_revision it cannot find).
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
