@@ -1,8 +1,8 @@
 """Direct messages dmgate saw sent (Mastodon direct statuses), so an edit of one is judged
 as a new DM to its recipients.
 
-Revision ID: 0007
-Revises: 0005 (to become 0006: the lead merges 0006 from another branch first)
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-06
 """
 
@@ -11,9 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-# TEMPORARY: "0006" once the branch adding 0006 is merged (it is not on main yet, and
-# Alembic refuses a down_revision it cannot find).
+revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
