@@ -114,19 +114,6 @@ def _build(s: Settings, clock: Clock) -> Context:
         clock,
         sent=sent,
     )
-    notifier = None
-    if s.review_webhook_url:
-        notifier = Notifier(
-            store,
-            s.review_webhook_url,
-            s.review_webhook_secret,
-            metrics,
-            clock,
-            wakeup,
-            slack=s.review_notify == "slack",
-            public_url=s.public_url,
-            reminder=s.review_reminder,
-        )
     return Context(
         settings=s,
         clock=clock,
@@ -141,9 +128,28 @@ def _build(s: Settings, clock: Clock) -> Context:
         pipeline=pipeline,
         gateway=gateway,
         reviewers=Reviewers(s.review_tokens, store.tokens, clock),
-        notifier=notifier,
+        notifier=_notifier(s, store, metrics, clock, wakeup),
         certs=_forward_mode_certificates(s),
         notify_wakeup=wakeup,
+    )
+
+
+def _notifier(
+    s: Settings, store: Store, metrics: Metrics, clock: Clock, wakeup: asyncio.Event
+) -> Notifier | None:
+    """The review endpoint's announcer, when there is an endpoint to announce to."""
+    if not s.review_webhook_url:
+        return None
+    return Notifier(
+        store,
+        s.review_webhook_url,
+        s.review_webhook_secret,
+        metrics,
+        clock,
+        wakeup,
+        slack=s.review_notify == "slack",
+        public_url=s.public_url,
+        reminder=s.review_reminder,
     )
 
 

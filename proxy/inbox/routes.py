@@ -296,25 +296,8 @@ async def _hold_response(
     now = ctx.clock.now()
     senders = await _senders(ctx, [row["account"]])
     hold = _hold_summary(row, profiles, now, senders[row["account"]])
-    copies: list[dict[str, Any]] = []
-    pending_copies = 0
-    if row.get("template_id"):
-        copies = await ctx.store.inbox.campaign(row["template_id"])
-        pending_copies = len(await ctx.store.inbox.pending_ids(row["template_id"]))
+    copies, pending_copies, campaign_recipients = await _campaign(ctx, row)
     others = [c["text"] for c in copies if c["id"] != row["id"]]
-    copy_profiles = await ctx.store.profiles.for_holds(copies)
-    campaign_recipients = [
-        present.short_name(p) for c in copies for p in copy_profiles.get(c["id"], [])
-    ]
-    reasons = [
-        {
-            "label": present.policy_label(m["policy"]),
-            "sentence": present.policy_sentence(m["policy"]),
-            "detail": present.reason_text(m, profiles),
-            "shadow": m.get("mode") == "shadow",
-        }
-        for m in row["policies"]
-    ]
     earlier = await ctx.store.inbox.earlier_to(
         row["platform"], row["account"], row["recipients"], row["id"]
     )
@@ -326,7 +309,7 @@ async def _hold_response(
         hold=hold,
         row=row,
         recipients=hold["recipients"],
-        reasons=reasons,
+        reasons=_reasons(row, profiles),
         runs=fixed_and_varying(row["text"], others),
         copies=len(copies),
         pending_copies=pending_copies,
@@ -343,6 +326,30 @@ async def _hold_response(
         back=_back(request.query),
         version=await ctx.store.inbox.version(),
     )
+
+
+async def _campaign(ctx: Any, row: dict[str, Any]) -> tuple[list[dict[str, Any]], int, list[str]]:
+    """The held copies of this hold's campaign, how many still wait, and their recipients."""
+    if not row.get("template_id"):
+        return [], 0, []
+    copies = await ctx.store.inbox.campaign(row["template_id"])
+    pending = len(await ctx.store.inbox.pending_ids(row["template_id"]))
+    profiles = await ctx.store.profiles.for_holds(copies)
+    recipients = [present.short_name(p) for c in copies for p in profiles.get(c["id"], [])]
+    return copies, pending, recipients
+
+
+def _reasons(row: dict[str, Any], profiles: list[Any]) -> list[dict[str, Any]]:
+    """Why it was held, one entry per policy that had an opinion, in plain words."""
+    return [
+        {
+            "label": present.policy_label(m["policy"]),
+            "sentence": present.policy_sentence(m["policy"]),
+            "detail": present.reason_text(m, profiles),
+            "shadow": m.get("mode") == "shadow",
+        }
+        for m in row["policies"]
+    ]
 
 
 async def approve(request: web.Request) -> web.Response:

@@ -90,23 +90,7 @@ def message(
                 },
             }
         )
-    for hold in holds[:MAX_LISTED]:
-        link = hold_link(public_url, hold["id"])
-        lines = [f"*To:* {_escape(_who(hold))}", f"*Why:* {_escape(_why(hold))}"]
-        if n == 1 or reminder:
-            lines.append(_quote(hold["text"], 1500))
-        section: dict[str, Any] = {
-            "type": "section",
-            "text": {"type": "mrkdwn", "text": _cut("\n".join(lines), MAX_SECTION_TEXT)},
-        }
-        if link and len(link) <= MAX_URL:
-            section["accessory"] = {
-                "type": "button",
-                "text": {"type": "plain_text", "text": "Review"},
-                "url": link,
-                "action_id": f"review-{hold['id']}",
-            }
-        blocks.append(section)
+    blocks += [_hold_section(h, public_url, n == 1 or reminder) for h in holds[:MAX_LISTED]]
     if n > MAX_LISTED:
         blocks.append(
             {
@@ -124,6 +108,26 @@ def message(
     )
     fallback = _cut(f"{title}: {_escape(first['text'])}", MAX_FALLBACK_TEXT)
     return {"text": fallback, "blocks": blocks[:MAX_BLOCKS]}
+
+
+def _hold_section(hold: dict[str, Any], public_url: str | None, text: bool) -> dict[str, Any]:
+    """One held DM: to whom, why, (its text,) and a button to its page."""
+    lines = [f"*To:* {_escape(_who(hold))}", f"*Why:* {_escape(_why(hold))}"]
+    if text:
+        lines.append(_quote(hold["text"], 1500))
+    section: dict[str, Any] = {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": _cut("\n".join(lines), MAX_SECTION_TEXT)},
+    }
+    link = hold_link(public_url, hold["id"])
+    if link and len(link) <= MAX_URL:
+        section["accessory"] = {
+            "type": "button",
+            "text": {"type": "plain_text", "text": "Review"},
+            "url": link,
+            "action_id": f"review-{hold['id']}",
+        }
+    return section
 
 
 def check_limits(payload: dict[str, Any]) -> list[str]:

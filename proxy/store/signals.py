@@ -470,20 +470,8 @@ class StoreSignals:
         source: str,
     ) -> None:
         if isinstance(fact, Identity):
-            if credential_hash is None:
-                return
-            stmt = insert_ignore(conn, identities)
-            conn.execute(
-                stmt.values(
-                    platform=platform,
-                    credential_hash=credential_hash,
-                    account=fact.account,
-                    seen_at=now,
-                ).on_conflict_do_update(
-                    index_elements=[identities.c.platform, identities.c.credential_hash],
-                    set_={"account": stmt.excluded.account, "seen_at": stmt.excluded.seen_at},
-                )
-            )
+            if credential_hash is not None:
+                _identity(conn, platform, fact, credential_hash, now)
         elif isinstance(fact, Followed):
             self._follow(conn, platform, fact.account, fact.follower, fact.at, now, source)
         elif isinstance(fact, Unfollowed):
@@ -497,38 +485,10 @@ class StoreSignals:
         elif isinstance(fact, FollowerSnapshot):
             self._snapshot(conn, platform, fact, now)
         elif isinstance(fact, ConversationMembers):
-            stmt = insert_ignore(conn, conversations).values(
-                platform=platform,
-                conversation_id=fact.conversation_id,
-                members=list(fact.members),
-                updated_at=now,
-            )
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[conversations.c.platform, conversations.c.conversation_id],
-                    set_={"members": stmt.excluded.members, "updated_at": now},
-                )
-            )
+            _members(conn, platform, fact, now)
         elif isinstance(fact, SentMessage):
-            if not fact.direct:  # only direct messages' edits are judged
-                return
-            stmt = insert_ignore(conn, sent_messages).values(
-                platform=platform,
-                account=fact.account,
-                message_id=fact.message_id,
-                recipients=list(fact.recipients),
-                seen_at=now,
-            )
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[
-                        sent_messages.c.platform,
-                        sent_messages.c.account,
-                        sent_messages.c.message_id,
-                    ],
-                    set_={"recipients": stmt.excluded.recipients, "seen_at": now},
-                )
-            )
+            if fact.direct:  # only direct messages' edits are judged
+                _sent_message(conn, platform, fact, now)
         elif isinstance(fact, InboundMessage):
             conn.execute(
                 insert_ignore(conn, inbound)
@@ -620,3 +580,48 @@ class StoreSignals:
                 .values(platform=platform, account=snap.account, first_seen_at=now)
                 .on_conflict_do_nothing()
             )
+
+
+def _identity(
+    conn: sa.Connection, platform: str, fact: Identity, credential_hash: str, now: datetime
+) -> None:
+    stmt = insert_ignore(conn, identities)
+    conn.execute(
+        stmt.values(
+            platform=platform, credential_hash=credential_hash, account=fact.account, seen_at=now
+        ).on_conflict_do_update(
+            index_elements=[identities.c.platform, identities.c.credential_hash],
+            set_={"account": stmt.excluded.account, "seen_at": stmt.excluded.seen_at},
+        )
+    )
+
+
+def _members(conn: sa.Connection, platform: str, fact: ConversationMembers, now: datetime) -> None:
+    stmt = insert_ignore(conn, conversations).values(
+        platform=platform,
+        conversation_id=fact.conversation_id,
+        members=list(fact.members),
+        updated_at=now,
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[conversations.c.platform, conversations.c.conversation_id],
+            set_={"members": stmt.excluded.members, "updated_at": now},
+        )
+    )
+
+
+def _sent_message(conn: sa.Connection, platform: str, fact: SentMessage, now: datetime) -> None:
+    stmt = insert_ignore(conn, sent_messages).values(
+        platform=platform,
+        account=fact.account,
+        message_id=fact.message_id,
+        recipients=list(fact.recipients),
+        seen_at=now,
+    )
+    key = [sent_messages.c.platform, sent_messages.c.account, sent_messages.c.message_id]
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=key, set_={"recipients": stmt.excluded.recipients, "seen_at": now}
+        )
+    )
