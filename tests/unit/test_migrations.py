@@ -40,4 +40,4 @@ def test_migrations_are_idempotent_across_restarts(tmp_path: Path) -> None:
             await store.close()
         return version
 
-    assert asyncio.run(twice()) == "0004"
+    assert asyncio.run(twice()) == "0005"
