@@ -63,11 +63,14 @@ class TemplateFingerprint:
     tokens: int
     # Campaign features (policies.template_reuse): the sorted unique uint32 (<u4) hashes of
     # the text's 5-grams and link hosts, the link hosts' hashes alone, the float16 sentence
-    # embedding (b"" when not computed: no link) and its band keys (scoped like band_keys).
+    # embedding (b"" when not computed: no link) and its band keys (scoped like band_keys;
+    # every attempt's template takes them).
     features: bytes = b""
     hosts: tuple[int, ...] = ()
     meaning: bytes = b""
     meaning_keys: tuple[int, ...] = ()
+    # Loose MinHash band keys (more, shorter bands): a kept copy's template takes them.
+    loose_keys: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

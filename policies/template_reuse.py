@@ -39,7 +39,7 @@ signature: earlier copies stop matching until they age out of the store.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -92,6 +92,12 @@ SHINGLE = 5  # characters per shingle
 # 197 spam / 105 ham, 14x4 178 / 98, 32x2 200 / 105 for ~30% more evaluation time.
 BANDS = 21
 ROWS = 3
+# Loose bands of the same signature, for finding campaigns whose copies resemble each other
+# little (spintax copies: Jaccard ~0.3): 32 bands of 2 rows make a copy at s=0.3 a
+# candidate with probability 0.95 (21x3: 0.43). Too loose to name one template for good,
+# so the latest kept copy's template takes a loose key (verification is containment).
+LOOSE_BANDS = 32
+LOOSE_ROWS = 2
 # How many recipients a hold reason counts up to: enough to tell a reviewer the scale.
 REPORT_CAP = 100
 
@@ -165,6 +171,7 @@ def fingerprint(
         vector, meaning_keys = _meaning_of(words, scope)
     return TemplateFingerprint(
         band_keys=signature_band_keys(signature, scope, bands, rows),
+        loose_keys=signature_band_keys(signature, f"{scope}~loose", LOOSE_BANDS, LOOSE_ROWS),
         signature=signature,
         text_key=xxhash.xxh64_intdigest(normalised.encode()) & _SIGNED_63,
         tokens=len(words),
@@ -198,8 +205,10 @@ def signature_band_keys(
 
 
 def copy_band_keys(signature: bytes, vector: bytes | None, scope: str) -> tuple[int, ...]:
-    """Every band key a stored copy indexed (MinHash and meaning), for pruning."""
+    """Every band key a stored copy indexed (MinHash, loose and meaning), for pruning."""
     keys = signature_band_keys(signature, scope)
+    if len(signature) >= LOOSE_BANDS * LOOSE_ROWS * 4:
+        keys += signature_band_keys(signature, f"{scope}~loose", LOOSE_BANDS, LOOSE_ROWS)
     if vector:
         keys += meaning.band_keys(meaning.from_bytes(vector), scope)
     return keys
@@ -224,6 +233,9 @@ class CampaignScore:
     meaning: float  # cosine to the copies' mean embedding, 0 without a shared link host
     closest: float  # the closest single copy: max(resemblance, its cosine if linked)
     exact: bool  # an identical normalised text is stored
+    # Every candidate campaign the copy matches, this one included: a campaign whose first
+    # copies shared too little to join each other is counted as one (see closest_campaign).
+    matched: tuple[int, ...] = ()
 
     def matches(self, t: MatchThresholds) -> bool:
         return (
@@ -267,16 +279,24 @@ def closest_campaign(
     fp: TemplateFingerprint, rows: Iterable[StoredCopy], thresholds: MatchThresholds
 ) -> CampaignScore | None:
     """The campaign `fp` belongs to among the candidates' stored copies, or None. The
-    strongest match wins; among equals the oldest campaign (smallest id)."""
+    strongest match wins (among equals the oldest campaign, the smallest id) and names every
+    matching candidate in `matched`: the early copies of a spintax campaign share little
+    with each other (a second copy is compared with one earlier copy, not a union) and may
+    start separate templates, which a later copy bridges; their recipients are counted
+    together."""
     by_template: dict[int, list[StoredCopy]] = {}
     for row in rows:
         by_template.setdefault(row.template_id, []).append(row)
     best: CampaignScore | None = None
+    matched: list[int] = []
     for template_id in sorted(by_template):
         score = score_campaign(fp, template_id, by_template[template_id])
-        if score.matches(thresholds) and (best is None or score.strength > best.strength):
+        if not score.matches(thresholds):
+            continue
+        matched.append(template_id)
+        if best is None or score.strength > best.strength:
             best = score
-    return best
+    return None if best is None else replace(best, matched=tuple(matched))
 
 
 class TemplateReuse:

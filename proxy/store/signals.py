@@ -91,12 +91,14 @@ def _template_queries(
     )
     seen = insert(template_recipients)
     claim = insert(lsh_bands)
+    # Distinct recipients of every matched template (one campaign's fragments), capped.
     recent = (
-        sa.select(sa.literal(1))
+        sa.select(template_recipients.c.recipient)
         .where(
-            template_recipients.c.template_id == sa.bindparam("tid"),
+            template_recipients.c.template_id.in_(sa.bindparam("tids", expanding=True)),
             template_recipients.c.last_seen >= sa.bindparam("since"),
         )
+        .distinct()
         .limit(sa.bindparam("cap"))
         .subquery()
     )
@@ -262,7 +264,7 @@ class StoreSignals:
         cap: int,
     ) -> CampaignMatch:
         now_s, since_s = now.timestamp(), since.timestamp()
-        keys = list(fingerprint.band_keys + fingerprint.meaning_keys)
+        keys = list(fingerprint.band_keys + fingerprint.loose_keys + fingerprint.meaning_keys)
 
         def _op(conn: sa.Connection) -> CampaignMatch:
             q = _TEMPLATE_QUERIES[conn.dialect.name]
@@ -300,8 +302,9 @@ class StoreSignals:
                 ],
             )
             # 4. Distinct recipients in the window, capped: only "at least N" matters.
+            tids = list(best.matched) if best is not None else [template_id]
             count = conn.execute(
-                q.count_recent, {"tid": template_id, "since": since_s, "cap": cap}
+                q.count_recent, {"tids": tids, "since": since_s, "cap": cap}
             ).scalar_one()
             if best is None:
                 return CampaignMatch(template_id, count)
@@ -336,10 +339,15 @@ class StoreSignals:
                     "meaning": fp.meaning or None,
                 },
             ).rowcount
-            if kept:  # band keys that already name a template keep it
+            if kept:  # band keys that already name a template keep it; loose keys move
                 conn.execute(
                     q.index_bands, [{"key": k, "template_id": template_id} for k in fp.band_keys]
                 )
+                if fp.loose_keys:
+                    conn.execute(
+                        q.claim_bands,
+                        [{"key": k, "template_id": template_id} for k in fp.loose_keys],
+                    )
         if fp.meaning_keys:
             conn.execute(
                 q.claim_bands, [{"key": k, "template_id": template_id} for k in fp.meaning_keys]

@@ -16,8 +16,9 @@ production does:
    the union of the copies, meaning with a shared link host);
 3. the attempt is recorded under the campaign it names, or a new template. A new text
    becomes a copy while the template keeps fewer than MAX_COPIES, and only a kept copy
-   indexes its MinHash band keys (a key already taken keeps its template); meaning keys are
-   claimed by every attempt (the latest template takes the key). Each recipient's seen_at
+   indexes its MinHash band keys (a key already taken keeps its template) and claims its
+   loose keys (the latest kept copy's template takes them); meaning keys are claimed by
+   every attempt. Each recipient's seen_at
    becomes `now`;
 4. the answer is the number of that template's distinct recipients seen at or after
    `since`, this attempt's recipients included, counted up to `cap`.
@@ -149,7 +150,7 @@ class MemorySignals:
             # keeps at least one recipient).
             raise ValueError("template_recipients needs at least one recipient")
         hits: dict[int, int] = {}
-        for key in fingerprint.band_keys + fingerprint.meaning_keys:
+        for key in fingerprint.band_keys + fingerprint.loose_keys + fingerprint.meaning_keys:
             if (template_id := self.bands.get(key)) is not None:
                 hits[template_id] = hits.get(template_id, 0) + 1
         candidates = sorted(hits, key=lambda tid: (-hits[tid], tid))[:MAX_CANDIDATE_TEMPLATES]
@@ -168,12 +169,21 @@ class MemorySignals:
             )
             for key in fingerprint.band_keys:  # only a kept copy's keys are indexed
                 self.bands.setdefault(key, target)
+            for key in fingerprint.loose_keys:  # the latest kept copy takes a loose key
+                self.bands[key] = target
         for key in fingerprint.meaning_keys:  # the latest template takes a meaning key
             self.bands[key] = target
         for recipient in recipients:
             template.recipients[recipient] = now  # the latest attempt's time, as stored
 
-        recent = min(sum(1 for at in template.recipients.values() if at >= since), cap)
+        # Distinct recipients of every campaign the copy matched (fragments of one campaign).
+        counted = {
+            r
+            for tid in (best.matched if best is not None else (target,))
+            for r, at in self.templates[tid].recipients.items()
+            if at >= since
+        }
+        recent = min(len(counted), cap)
         if best is None:
             return CampaignMatch(target, recent)
         by_meaning = not (
