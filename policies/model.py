@@ -83,6 +83,10 @@ class StoredCopy:
     signature: bytes
     features: bytes = b""
     meaning: bytes = b""
+    # The campaign shares one of the new text's MinHash band keys: only then is resemblance
+    # judged (as before campaign features), so looser candidates join only by containment
+    # or meaning.
+    banded: bool = True
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from pydantic import Field
 
 from policies import meaning
 from policies.model import (
+    CampaignMatch,
     Finding,
     MatchThresholds,
     OutboundMessage,
@@ -76,8 +77,10 @@ class TemplateReuseConfig(PolicyConfig):
     # whose true similarity is just above it (bench/detection.py: +15 spam for +5 ham).
     similarity: float = Field(default=0.45, gt=0, le=1, strict=True)
     # Share of a copy's 5-grams found in the campaign's earlier copies: spintax copies
-    # 0.54-0.95, genuine messages at most 0.27 (bench/evasion.py). 1 turns the test off.
-    containment: float = Field(default=0.5, gt=0, le=1, strict=True)
+    # 0.54-0.95, hand-written genuine messages at most 0.27 (bench/evasion.py); 0.55, not
+    # 0.5, keeps SMS ham held at its earlier level (bench/detection.py: 107 at 0.5, 105 at
+    # 0.55 and before) for ~2% of spintax copies.
+    containment: float = Field(default=0.55, gt=0, le=1, strict=True)
     # Cosine to the campaign's mean embedding, for copies linking where the campaign links:
     # AI-reworded copies 0.34-0.8 (5th percentile 0.44), genuine messages at most 0.34.
     meaning: float = Field(default=0.4, gt=0, le=1, strict=True)
@@ -98,6 +101,12 @@ ROWS = 3
 # so the latest kept copy's template takes a loose key (verification is containment).
 LOOSE_BANDS = 32
 LOOSE_ROWS = 2
+# The campaign view (containment, loose band keys, fragments counted together) is taken only
+# for texts of at least this many tokens: a short everyday text ("cool, text me when you're
+# ready") is mostly inside any large union of chat, while a campaign DM carries a pitch.
+# Shorter texts keep the pairwise resemblance test alone (bench/detection.py: SMS ham held
+# 105 before; 169 with the campaign view on every text; 105 with this floor).
+CAMPAIGN_MIN_TOKENS = 12
 # How many recipients a hold reason counts up to: enough to tell a reviewer the scale.
 REPORT_CAP = 100
 
@@ -171,7 +180,9 @@ def fingerprint(
         vector, meaning_keys = _meaning_of(words, scope)
     return TemplateFingerprint(
         band_keys=signature_band_keys(signature, scope, bands, rows),
-        loose_keys=signature_band_keys(signature, f"{scope}~loose", LOOSE_BANDS, LOOSE_ROWS),
+        loose_keys=signature_band_keys(signature, f"{scope}~loose", LOOSE_BANDS, LOOSE_ROWS)
+        if len(words) >= CAMPAIGN_MIN_TOKENS
+        else (),
         signature=signature,
         text_key=xxhash.xxh64_intdigest(normalised.encode()) & _SIGNED_63,
         tokens=len(words),
@@ -257,15 +268,26 @@ def score_campaign(
     for c in copies:
         if c.text_key == fp.text_key:
             resemblance, exact = 1.0, True
-        elif len(c.signature) == len(fp.signature):
+        elif c.banded and len(c.signature) == len(fp.signature):
             resemblance = max(resemblance, similarity(c.signature, fp.signature))
     mine = np.frombuffer(fp.features, dtype="<u4")
-    stored = [np.frombuffer(c.features, dtype="<u4") for c in copies if c.features]
+    # Copies of a campaign have similar lengths; a text inside a much longer one (a part of
+    # a long chain letter) is a quotation, not a copy: only copies up to twice as long form
+    # the union (SMS ham: 6 parts of one chain message otherwise).
+    stored = [
+        np.frombuffer(c.features, dtype="<u4")
+        for c in copies
+        if c.features and len(c.features) <= 2 * len(fp.features)
+    ]
     containment, linked = 0.0, False
-    if stored and len(mine):
+    if stored and len(mine) and fp.tokens >= CAMPAIGN_MIN_TOKENS:
         union = np.concatenate(stored)
         containment = float(np.count_nonzero(np.isin(mine, union))) / len(mine)
-        linked = bool(fp.hosts) and bool(np.isin(np.array(fp.hosts, "<u4"), union).any())
+    if fp.hosts:
+        hosts = [np.frombuffer(c.features, dtype="<u4") for c in copies if c.features]
+        linked = bool(hosts) and bool(
+            np.isin(np.array(fp.hosts, "<u4"), np.concatenate(hosts)).any()
+        )
     cos, closest = 0.0, resemblance
     vectors = [meaning.from_bytes(c.meaning) for c in copies if c.meaning]
     if linked and fp.meaning and vectors:
@@ -296,7 +318,10 @@ def closest_campaign(
         matched.append(template_id)
         if best is None or score.strength > best.strength:
             best = score
-    return None if best is None else replace(best, matched=tuple(matched))
+    if best is None:
+        return None
+    together = tuple(matched) if fp.tokens >= CAMPAIGN_MIN_TOKENS else (best.template_id,)
+    return replace(best, matched=together)
 
 
 class TemplateReuse:
@@ -341,15 +366,20 @@ class TemplateReuse:
         )
         if found.recipients < cfg.min_recipients:
             return None
-        count = (
-            f"at least {found.recipients}" if found.recipients >= REPORT_CAP else found.recipients
-        )
-        return Finding(
-            # "at least": the count stops at REPORT_CAP, and concurrent copies may add more.
-            f"same text sent to at least {found.recipients} recipients in "
-            f"{format_duration(cfg.window, exact=True)} (this one included); closest earlier "
-            f"copy {found.closest:.2f} similar, {found.containment:.0%} of its wording in the "
-            f"campaign's earlier copies"
-            + ("; same link, same meaning" if found.by_meaning else ""),
-            template_id=str(found.template_id),
-        )
+        return Finding(_reason(found, cfg.window), template_id=str(found.template_id))
+
+
+def _reason(found: CampaignMatch, window: timedelta) -> str:
+    """What a reviewer reads: how many recipients got copies, how close the closest earlier
+    copy is, and how the copy matched. "at least": the count stops at REPORT_CAP, and copies
+    judged concurrently may add more."""
+    how = (
+        "the same link and meaning as its earlier copies"
+        if found.by_meaning
+        else f"{found.containment:.0%} of its wording in its earlier copies"
+    )
+    return (
+        f"same text sent to at least {found.recipients} recipients in "
+        f"{format_duration(window, exact=True)} (this one included); closest earlier copy "
+        f"{found.closest:.0%} similar, {how}"
+    )

@@ -78,7 +78,14 @@ def _template_queries(
 ) -> _TemplateQueries:
     sig = template_signatures
     hits = (
-        sa.select(lsh_bands.c.template_id, sa.func.count().label("hits"))
+        sa.select(
+            lsh_bands.c.template_id,
+            sa.func.count().label("hits"),
+            # Found by a MinHash band key (not only a loose or meaning key): see StoredCopy.
+            sa.func.max(
+                sa.case((lsh_bands.c.key.in_(sa.bindparam("strict", expanding=True)), 1), else_=0)
+            ).label("banded"),
+        )
         .where(lsh_bands.c.key.in_(sa.bindparam("keys", expanding=True)))
         .group_by(lsh_bands.c.template_id)
         # Oldest template first among equals: the same history always picks the same one.
@@ -104,7 +111,12 @@ def _template_queries(
     )
     return _TemplateQueries(
         candidates=sa.select(
-            sig.c.template_id, sig.c.text_key, sig.c.signature, sig.c.features, sig.c.meaning
+            sig.c.template_id,
+            sig.c.text_key,
+            sig.c.signature,
+            sig.c.features,
+            sig.c.meaning,
+            hits.c.banded,
         )
         .join(hits, hits.c.template_id == sig.c.template_id)
         .order_by(sig.c.template_id),
@@ -282,8 +294,10 @@ class StoreSignals:
             # key names one template, so at most len(keys) of them whatever the history),
             # most band hits first, with every stored copy of each.
             rows = [
-                StoredCopy(t, k, s, f or b"", m or b"")
-                for t, k, s, f, m in conn.execute(q.candidates, {"keys": keys})
+                StoredCopy(t, k, s, f or b"", m or b"", bool(banded))
+                for t, k, s, f, m, banded in conn.execute(
+                    q.candidates, {"keys": keys, "strict": list(fingerprint.band_keys)}
+                )
             ]
             # 2. The policy's own comparison (pure), against every stored copy of each.
             best = closest_campaign(fingerprint, rows, thresholds)

@@ -12,8 +12,9 @@ production does:
    itself, as in the store: the index holds bare keys), at most MAX_CANDIDATE_TEMPLATES of
    them, those sharing the most bands first;
 2. the candidates' stored copies go to the policy's own pure comparison
-   (`policies.template_reuse.closest_campaign`: resemblance to any copy, containment in
-   the union of the copies, meaning with a shared link host);
+   (`policies.template_reuse.closest_campaign`: resemblance to any copy of a template found
+   by a MinHash band key — `StoredCopy.banded` —, containment in the union of the copies,
+   meaning with a shared link host);
 3. the attempt is recorded under the campaign it names, or a new template. A new text
    becomes a copy while the template keeps fewer than MAX_COPIES, and only a kept copy
    indexes its MinHash band keys (a key already taken keeps its template) and claims its
@@ -35,7 +36,7 @@ contacts first attempted at or after `since`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from policies.model import (
@@ -154,7 +155,12 @@ class MemorySignals:
             if (template_id := self.bands.get(key)) is not None:
                 hits[template_id] = hits.get(template_id, 0) + 1
         candidates = sorted(hits, key=lambda tid: (-hits[tid], tid))[:MAX_CANDIDATE_TEMPLATES]
-        rows = [c for tid in sorted(candidates) for c in self.templates[tid].copies.values()]
+        banded = {self.bands.get(key) for key in fingerprint.band_keys}
+        rows = [
+            replace(c, banded=tid in banded)
+            for tid in sorted(candidates)
+            for c in self.templates[tid].copies.values()
+        ]
         best = closest_campaign(fingerprint, rows, thresholds)
 
         target = best.template_id if best is not None else len(self.templates) + 1
