@@ -259,6 +259,17 @@ class CampaignScore:
     def strength(self) -> float:
         return max(self.resemblance, self.containment, self.meaning)
 
+    @property
+    def campaign(self) -> int:
+        """Where the copy is recorded: the oldest campaign it matched, so fragments of one
+        campaign converge into its first template and its id stays stable for a reviewer."""
+        return min(self.matched, default=self.template_id)
+
+    @property
+    def known_text(self) -> bool:
+        """The campaign it is recorded under already keeps this exact text."""
+        return self.exact and self.campaign == self.template_id
+
 
 def score_campaign(
     fp: TemplateFingerprint, template_id: int, copies: Sequence[StoredCopy]

@@ -306,8 +306,10 @@ class StoreSignals:
                     q.new_template, {"platform": platform, "account": account, "first_seen": now_s}
                 ).scalar_one()
             else:
-                template_id = best.template_id
-            self._index_copy(conn, q, template_id, fingerprint, known=bool(best and best.exact))
+                template_id = best.campaign
+            self._index_copy(
+                conn, q, template_id, fingerprint, known=bool(best and best.known_text)
+            )
             conn.execute(
                 q.seen,
                 [

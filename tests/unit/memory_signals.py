@@ -15,14 +15,16 @@ production does:
    (`policies.template_reuse.closest_campaign`: resemblance to any copy of a template found
    by a MinHash band key — `StoredCopy.banded` —, containment in the union of the copies,
    meaning with a shared link host);
-3. the attempt is recorded under the campaign it names, or a new template. A new text
+3. the attempt is recorded under the oldest campaign it matched (`CampaignScore.campaign`:
+   fragments of one campaign converge there), or a new template. A new text
    becomes a copy while the template keeps fewer than MAX_COPIES, and only a kept copy
    indexes its MinHash band keys (a key already taken keeps its template) and claims its
    loose keys (the latest kept copy's template takes them); meaning keys are claimed by
    every attempt. Each recipient's seen_at
    becomes `now`;
-4. the answer is the number of that template's distinct recipients seen at or after
-   `since`, this attempt's recipients included, counted up to `cap`.
+4. the answer is the number of distinct recipients, seen at or after `since`, of every
+   campaign the copy matched (`CampaignScore.matched`), this attempt's recipients included,
+   counted up to `cap`.
 
 Which of two equally good candidates wins is not specified (the store takes whichever
 row comes first); this double takes the oldest.
@@ -163,7 +165,7 @@ class MemorySignals:
         ]
         best = closest_campaign(fingerprint, rows, thresholds)
 
-        target = best.template_id if best is not None else len(self.templates) + 1
+        target = best.campaign if best is not None else len(self.templates) + 1
         template = self.templates.setdefault(target, StoredTemplate(target))
         if fingerprint.text_key not in template.copies and len(template.copies) < MAX_COPIES:
             template.copies[fingerprint.text_key] = StoredCopy(
