@@ -8,6 +8,8 @@ with the shipped policy file — the old detector and the new one in one run.
 Each sending account gets its own stream, every DM to a distinct recipient, campaign copies
 interleaved at random with the genuine first messages (bench/evasion_genuine.py) and the
 short replies:
+- each account first reads its follower list through dmgate, as auto-DM suites do, so
+  dmgate knows every recipient's display name (old and new detector alike);
 - one account per spintax variant (bench/evasion_spintax.py, seeded): 15 templates x 12
   recipients; variants add, in order, spintax, emoji, zero-width characters and look-alike
   letters, shuffled sentences to "merge fields + links only";
@@ -34,18 +36,21 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import the repo's packages
 sys.path.insert(0, str(ROOT / "bench"))
 
 from evasion_ai import AI_CAMPAIGNS  # noqa: E402
 from evasion_genuine import GENUINE, SHORT_REPLIES  # noqa: E402
-from evasion_spintax import TEMPLATES, VARIANTS, copy, recipients  # noqa: E402
+from evasion_spintax import FIRST, TEMPLATES, VARIANTS, copy, recipients  # noqa: E402
 
 from tests.fakes.x_upstream import FakeXThread  # noqa: E402
 from tests.support import DMGate  # noqa: E402
 
 COPIES = 12
+SURNAMES = ["Smith", "Okafor", "Novak", "Silva", "Kowalski", "Tanaka", "Haddad", "Berg"]
 # The AI campaigns' links: their own domains with per-recipient parameters, or a shortener.
 AI_LINKS = [
     "https://{c}.example-offer.com/start?ref={r}",
@@ -62,6 +67,7 @@ class DM:
     index: int  # the copy's position in its campaign (0-based)
     text: str
     recipient: str
+    name: str  # the recipient's display name, as the platform's user objects carry it
 
 
 def _interleave(rnd: random.Random, campaigns: dict[str, list[str]]) -> list[tuple[str, int, str]]:
@@ -88,10 +94,12 @@ def _background() -> dict[str, list[str]]:
 def spintax_stream(account: str, variant: str, seed: int) -> list[DM]:
     rnd = random.Random(f"{seed}:{variant}")
     campaigns = _background()
+    names: dict[tuple[str, int], str] = {}
     for t, template in enumerate(TEMPLATES):
         who = recipients(rnd, COPIES, 0)
         campaigns[f"t{t}"] = [copy(template, variant, w, rnd) for w in who]
-    return _stream(account, f"spintax:{variant}", campaigns, rnd)
+        names.update({(f"t{t}", i): w.first_name for i, w in enumerate(who)})
+    return _stream(account, f"spintax:{variant}", campaigns, rnd, names)
 
 
 def ai_stream(account: str, seed: int) -> list[DM]:
@@ -106,12 +114,20 @@ def ai_stream(account: str, seed: int) -> list[DM]:
     return _stream(account, "ai", campaigns, rnd)
 
 
-def _stream(account: str, group: str, campaigns: dict[str, list[str]], rnd: random.Random):
+def _stream(
+    account: str,
+    group: str,
+    campaigns: dict[str, list[str]],
+    rnd: random.Random,
+    names: dict[tuple[str, int], str] | None = None,
+) -> list[DM]:
     dms = []
     for n, (name, index, text) in enumerate(_interleave(rnd, campaigns)):
         kind = name.split(":", 1)[0]
         grp = kind if kind in ("genuine", "short") else group
-        dms.append(DM(account, grp, name, index, text, str(5_000_000 + n)))
+        first = (names or {}).get((name, index)) or rnd.choice(FIRST)
+        full = f"{first} {rnd.choice(SURNAMES)}"
+        dms.append(DM(account, grp, name, index, text, str(5_000_000 + n), full))
     return dms
 
 
@@ -123,12 +139,18 @@ def run(dmgate_env: dict[str, str], streams: list[list[DM]], tmp: Path) -> dict[
         accounts = {dm.account for s in streams for dm in s}
         for account in accounts:
             fake.state.add_user(account, token=f"token-{account}")
+        for stream in streams:  # every recipient follows the account, with a display name
+            for dm in stream:
+                fake.state.add_user(dm.recipient, name=dm.name)
+            fake.state.followers[stream[0].account] = [dm.recipient for dm in stream]
         routes = f'{{"x": {{"upstream": "{fake.url}", "platform": "x"}}}}'
         gate = DMGate(tmp, {"DMGATE_ROUTES": routes, **dmgate_env}).start()
         try:
             client = gate.client
-            for account in accounts:  # tools ask who they are first
-                client.get("/x/2/users/me", headers={"Authorization": f"Bearer token-{account}"})
+            for account in accounts:  # tools ask who they are, then read their followers
+                auth = {"Authorization": f"Bearer token-{account}"}
+                client.get("/x/2/users/me", headers=auth)
+                read_followers(client, account, auth)
             for stream in streams:
                 for dm in stream:
                     r = client.post(
@@ -140,6 +162,18 @@ def run(dmgate_env: dict[str, str], streams: list[list[DM]], tmp: Path) -> dict[
         finally:
             gate.stop()
     return decisions
+
+
+def read_followers(client: httpx.Client, account: str, auth: dict[str, str]) -> None:
+    """What auto-DM suites do first: page through the account's followers (dmgate learns
+    their names and handles from the user objects)."""
+    params: dict[str, str] = {"max_results": "1000"}
+    while True:
+        page = client.get(f"/x/2/users/{account}/followers", params=params, headers=auth)
+        token = page.json().get("meta", {}).get("next_token")
+        if page.status_code != 200 or not token:
+            return
+        params["pagination_token"] = token
 
 
 def table(decisions: dict[DM, str]) -> dict[str, tuple[int, int]]:

@@ -107,6 +107,7 @@ LOOSE_ROWS = 2
 # Shorter texts keep the pairwise resemblance test alone (bench/detection.py: SMS ham held
 # 105 before; 169 with the campaign view on every text; 105 with this floor).
 CAMPAIGN_MIN_TOKENS = 12
+LINKED_CONTAINMENT_RELIEF = 0.05
 # How many recipients a hold reason counts up to: enough to tell a reviewer the scale.
 REPORT_CAP = 100
 
@@ -248,10 +249,15 @@ class CampaignScore:
     # copies shared too little to join each other is counted as one (see closest_campaign).
     matched: tuple[int, ...] = ()
 
+    linked: bool = False  # the copy links to a host the campaign's copies link to
+
     def matches(self, t: MatchThresholds) -> bool:
+        # A shared link destination is evidence of its own (Gao et al. 2010): it lowers the
+        # containment needed by LINKED_CONTAINMENT_RELIEF.
+        containment = t.containment - (LINKED_CONTAINMENT_RELIEF if self.linked else 0.0)
         return (
             self.resemblance >= t.resemblance
-            or self.containment >= t.containment
+            or self.containment >= containment
             or self.meaning >= t.meaning
         )
 
@@ -305,7 +311,7 @@ def score_campaign(
         mine_vec = meaning.from_bytes(fp.meaning)
         cos = meaning.cosine(mine_vec, np.sum(vectors, axis=0))
         closest = max(closest, max(meaning.cosine(mine_vec, v) for v in vectors))
-    return CampaignScore(template_id, resemblance, containment, cos, closest, exact)
+    return CampaignScore(template_id, resemblance, containment, cos, closest, exact, linked=linked)
 
 
 def closest_campaign(
