@@ -252,14 +252,14 @@ class CampaignScore:
     linked: bool = False  # the copy links to a host the campaign's copies link to
 
     def matches(self, t: MatchThresholds) -> bool:
+        return self.by_wording(t) or self.meaning >= t.meaning
+
+    def by_wording(self, t: MatchThresholds) -> bool:
+        """Matched by its wording (resemblance or containment), not only by meaning."""
         # A shared link destination is evidence of its own (Gao et al. 2010): it lowers the
         # containment needed by LINKED_CONTAINMENT_RELIEF.
         containment = t.containment - (LINKED_CONTAINMENT_RELIEF if self.linked else 0.0)
-        return (
-            self.resemblance >= t.resemblance
-            or self.containment >= containment
-            or self.meaning >= t.meaning
-        )
+        return self.resemblance >= t.resemblance or self.containment >= containment
 
     @property
     def strength(self) -> float:
@@ -339,6 +339,17 @@ def closest_campaign(
         return None
     together = tuple(matched) if fp.tokens >= CAMPAIGN_MIN_TOKENS else (best.template_id,)
     return replace(best, matched=together)
+
+
+def campaign_match(
+    best: CampaignScore | None, template_id: int, recipients: int, thresholds: MatchThresholds
+) -> CampaignMatch:
+    """The store's answer for a copy recorded under `template_id` (a new template when
+    `best` is None) whose campaign has `recipients` distinct recipients."""
+    if best is None:
+        return CampaignMatch(template_id, recipients)
+    by_meaning = not best.by_wording(thresholds)
+    return CampaignMatch(template_id, recipients, best.closest, best.containment, by_meaning)
 
 
 class TemplateReuse:

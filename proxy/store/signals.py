@@ -18,7 +18,7 @@ from policies.model import (
     StoredCopy,
     TemplateFingerprint,
 )
-from policies.template_reuse import closest_campaign
+from policies.template_reuse import campaign_match, closest_campaign
 from proxy.facts import (
     ConversationMembers,
     Fact,
@@ -73,15 +73,14 @@ def _scope_lock_key(platform: str, account: str) -> int:
     return digest - (1 << 64) if digest >= (1 << 63) else digest
 
 
-def _template_queries(
-    insert: Any, lock: Any = None, relaxed_commit: Any = None
-) -> _TemplateQueries:
-    sig = template_signatures
-    hits = (
+def _candidate_templates() -> Any:
+    """Templates named by any of the DM's band keys, most hits first (at most
+    MAX_CANDIDATE_TEMPLATES), and whether a MinHash band key (not only a loose or meaning
+    key) named it: see StoredCopy.banded."""
+    return (
         sa.select(
             lsh_bands.c.template_id,
             sa.func.count().label("hits"),
-            # Found by a MinHash band key (not only a loose or meaning key): see StoredCopy.
             sa.func.max(
                 sa.case((lsh_bands.c.key.in_(sa.bindparam("strict", expanding=True)), 1), else_=0)
             ).label("banded"),
@@ -93,13 +92,12 @@ def _template_queries(
         .limit(MAX_CANDIDATE_TEMPLATES)
         .subquery()
     )
-    stored = (
-        sa.select(sa.func.count()).where(sig.c.template_id == sa.bindparam("tid")).scalar_subquery()
-    )
-    seen = insert(template_recipients)
-    claim = insert(lsh_bands)
-    # Distinct recipients of every matched template (one campaign's fragments), capped.
-    recent = (
+
+
+def _recent_recipients() -> Any:
+    """Distinct recipients seen since `since` of every matched template (one campaign's
+    fragments), up to `cap`: only "at least N" matters."""
+    return (
         sa.select(template_recipients.c.recipient)
         .where(
             template_recipients.c.template_id.in_(sa.bindparam("tids", expanding=True)),
@@ -109,14 +107,27 @@ def _template_queries(
         .limit(sa.bindparam("cap"))
         .subquery()
     )
+
+
+def _template_queries(
+    insert: Any, lock: Any = None, relaxed_commit: Any = None
+) -> _TemplateQueries:
+    sig = template_signatures
+    hits = _candidate_templates()
+    stored = (
+        sa.select(sa.func.count()).where(sig.c.template_id == sa.bindparam("tid")).scalar_subquery()
+    )
+    seen = insert(template_recipients)
+    claim = insert(lsh_bands)
     return _TemplateQueries(
+        # Columns in StoredCopy's order; copies stored before 0005 have no features.
         candidates=sa.select(
             sig.c.template_id,
             sig.c.text_key,
             sig.c.signature,
-            sig.c.features,
-            sig.c.meaning,
-            hits.c.banded,
+            sa.func.coalesce(sig.c.features, b""),
+            sa.func.coalesce(sig.c.meaning, b""),
+            sa.cast(hits.c.banded, sa.Boolean),
         )
         .join(hits, hits.c.template_id == sig.c.template_id)
         .order_by(sig.c.template_id),
@@ -143,7 +154,7 @@ def _template_queries(
             index_elements=[template_recipients.c.template_id, template_recipients.c.recipient],
             set_={"last_seen": seen.excluded.last_seen},
         ),
-        count_recent=sa.select(sa.func.count()).select_from(recent),
+        count_recent=sa.select(sa.func.count()).select_from(_recent_recipients()),
         lock=lock,
         relaxed_commit=relaxed_commit,
     )
@@ -190,7 +201,7 @@ def _contact_queries(insert: Any) -> _ContactQueries:
         # The first attempt's row stays: later attempts change nothing.
         record=insert(c).on_conflict_do_nothing(),
         reached=sa.select(c.c.recipient).where(*scope, these, c.c.reached_at.is_not(None)),
-        count_recent=sa.select(sa.func.count()).select_from(recent),
+        count_recent=sa.select(sa.func.count()).select_from(_recent_recipients()),
         # An UPDATE reserves the column names as parameter names: hence the `b_` ones.
         mark_reached=sa.update(c)
         .where(
@@ -293,12 +304,8 @@ class StoreSignals:
             # 1. One indexed lookup: templates sharing a band key with this message (each
             # key names one template, so at most len(keys) of them whatever the history),
             # most band hits first, with every stored copy of each.
-            rows = [
-                StoredCopy(t, k, s, f or b"", m or b"", bool(banded))
-                for t, k, s, f, m, banded in conn.execute(
-                    q.candidates, {"keys": keys, "strict": list(fingerprint.band_keys)}
-                )
-            ]
+            params = {"keys": keys, "strict": list(fingerprint.band_keys)}
+            rows = [StoredCopy(*row) for row in conn.execute(q.candidates, params)]
             # 2. The policy's own comparison (pure), against every stored copy of each.
             best = closest_campaign(fingerprint, rows, thresholds)
             if best is None:
@@ -317,18 +324,12 @@ class StoreSignals:
                     for r in recipients
                 ],
             )
-            # 4. Distinct recipients in the window, capped: only "at least N" matters.
+            # 4. Distinct recipients in the window of every campaign it matched, capped.
             tids = list(best.matched) if best is not None else [template_id]
             count = conn.execute(
                 q.count_recent, {"tids": tids, "since": since_s, "cap": cap}
             ).scalar_one()
-            if best is None:
-                return CampaignMatch(template_id, count)
-            by_meaning = not (
-                best.resemblance >= thresholds.resemblance
-                or best.containment >= thresholds.containment
-            )
-            return CampaignMatch(template_id, count, best.closest, best.containment, by_meaning)
+            return campaign_match(best, template_id, count, thresholds)
 
         return await self._db.write(_op)
 

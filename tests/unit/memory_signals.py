@@ -48,7 +48,7 @@ from policies.model import (
     StoredCopy,
     TemplateFingerprint,
 )
-from policies.template_reuse import closest_campaign
+from policies.template_reuse import campaign_match, closest_campaign
 
 # As in the store (MAX_SIGNATURES_PER_TEMPLATE, MAX_CANDIDATE_TEMPLATES): copies kept per
 # template, so a hot template costs bounded comparisons (exact repeats are stored once),
@@ -183,7 +183,6 @@ class MemorySignals:
             self.bands[key] = target
         for recipient in recipients:
             template.recipients[recipient] = now  # the latest attempt's time, as stored
-
         # Distinct recipients of every campaign the copy matched (fragments of one campaign).
         counted = {
             r
@@ -191,13 +190,7 @@ class MemorySignals:
             for r, at in self.templates[tid].recipients.items()
             if at >= since
         }
-        recent = min(len(counted), cap)
-        if best is None:
-            return CampaignMatch(target, recent)
-        by_meaning = not (
-            best.resemblance >= thresholds.resemblance or best.containment >= thresholds.containment
-        )
-        return CampaignMatch(target, recent, best.closest, best.containment, by_meaning)
+        return campaign_match(best, target, min(len(counted), cap), thresholds)
 
     async def contact_history(
         self,
