@@ -201,7 +201,7 @@ def _contact_queries(insert: Any) -> _ContactQueries:
         # The first attempt's row stays: later attempts change nothing.
         record=insert(c).on_conflict_do_nothing(),
         reached=sa.select(c.c.recipient).where(*scope, these, c.c.reached_at.is_not(None)),
-        count_recent=sa.select(sa.func.count()).select_from(_recent_recipients()),
+        count_recent=sa.select(sa.func.count()).select_from(recent),
         # An UPDATE reserves the column names as parameter names: hence the `b_` ones.
         mark_reached=sa.update(c)
         .where(
