@@ -56,7 +56,8 @@ def _model() -> tuple[object, np.ndarray]:
     tokenizer.no_padding()
     tokenizer.no_truncation()
     with safe_open(str(weights), framework="np", device="cpu") as f:
-        matrix = np.ascontiguousarray(f.get_tensor("embedding.weight"), dtype=np.float32)
+        # Kept as shipped (float16, 16 MB); the few rows a DM uses are widened when pooled.
+        matrix = np.ascontiguousarray(f.get_tensor("embedding.weight"))
     return tokenizer, matrix
 
 
@@ -77,7 +78,7 @@ def embed(text: str) -> np.ndarray | None:
     ids = tokenizer.encode(text, add_special_tokens=False).ids  # type: ignore[attr-defined]
     if not ids:
         return None
-    vector = matrix[ids].mean(axis=0)
+    vector = matrix[ids].astype(np.float32).mean(axis=0)
     norm = float(np.linalg.norm(vector))
     return vector / norm if norm > 0 else None
 
