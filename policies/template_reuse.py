@@ -108,6 +108,12 @@ LOOSE_ROWS = 2
 # 105 before; 169 with the campaign view on every text; 105 with this floor).
 CAMPAIGN_MIN_TOKENS = 12
 LINKED_CONTAINMENT_RELIEF = 0.05
+# A campaign's second copy is compared with its first alone, and a spintax sibling shares
+# only ~0.37-0.5 of its 5-grams with one copy: for a DM carrying a link, a campaign of one
+# copy is joined at 0.15 less containment, so the first copies do not start separate
+# templates (bench/evasion.py, 4th-and-later spintax copies missed of 540: seed 1 15 → 7,
+# seed 2 25 → 5; SMS ham held unchanged at 105, its texts rarely carry links).
+SPARSE_RELIEF = 0.15
 # How many recipients a hold reason counts up to: enough to tell a reviewer the scale.
 REPORT_CAP = 100
 
@@ -250,6 +256,7 @@ class CampaignScore:
     matched: tuple[int, ...] = ()
 
     linked: bool = False  # the copy links to a host the campaign's copies link to
+    sparse: bool = False  # a linked DM against a campaign of one copy: see SPARSE_RELIEF
 
     def matches(self, t: MatchThresholds) -> bool:
         return self.by_wording(t) or self.meaning >= t.meaning
@@ -259,6 +266,7 @@ class CampaignScore:
         # A shared link destination is evidence of its own (Gao et al. 2010): it lowers the
         # containment needed by LINKED_CONTAINMENT_RELIEF.
         containment = t.containment - (LINKED_CONTAINMENT_RELIEF if self.linked else 0.0)
+        containment -= SPARSE_RELIEF if self.sparse else 0.0
         return self.resemblance >= t.resemblance or self.containment >= containment
 
     @property
@@ -311,7 +319,16 @@ def score_campaign(
         mine_vec = meaning.from_bytes(fp.meaning)
         cos = meaning.cosine(mine_vec, np.sum(vectors, axis=0))
         closest = max(closest, max(meaning.cosine(mine_vec, v) for v in vectors))
-    return CampaignScore(template_id, resemblance, containment, cos, closest, exact, linked=linked)
+    return CampaignScore(
+        template_id,
+        resemblance,
+        containment,
+        cos,
+        closest,
+        exact,
+        linked=linked,
+        sparse=len(stored) == 1 and bool(fp.hosts),
+    )
 
 
 def closest_campaign(
