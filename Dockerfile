@@ -9,6 +9,13 @@ FROM python:3.11.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
+# PyICU (look-alike letters, UTS #39) builds against ICU: headers and a compiler here,
+# the library alone in the runtime. Unpinned: Debian's stable security updates, not a
+# frozen patch level, are what an image should get.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libicu-dev pkg-config g++ \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/dmgate
 WORKDIR /src
 # Only what the package needs: no tests, benchmarks, deploy files or VCS metadata.
@@ -23,6 +30,10 @@ FROM python:3.11.11-slim-bookworm
 LABEL org.opencontainers.image.title="dmgate" \
       org.opencontainers.image.description="HTTP proxy that holds or blocks automated DMs for human review" \
       org.opencontainers.image.licenses="Apache-2.0"
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libicu72 \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 dmgate \
     && useradd --system --uid 10001 --gid dmgate --home-dir /data --create-home \
        --shell /usr/sbin/nologin dmgate

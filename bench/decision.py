@@ -74,12 +74,17 @@ def text_for(i: int) -> str:
     return " ".join(rnd.choice(VOCAB) for _ in range(32))
 
 
-def _rows(start: int, stop: int) -> list[tuple[int, tuple[int, ...], bytes, int]]:
+Row = tuple[int, tuple[int, ...], bytes, int, tuple[int, ...], bytes]
+
+
+def _rows(start: int, stop: int) -> list[Row]:
+    """Per message: its band keys, signature, text key, loose band keys and campaign
+    features, as template_reuse computes them."""
     out = []
     for i in range(start, stop):
         fp = fingerprint(text_for(i), scope=f"x:acct{i % ACCOUNTS}")
         assert fp is not None
-        out.append((i, fp.band_keys, fp.signature, fp.text_key))
+        out.append((i, fp.band_keys, fp.signature, fp.text_key, fp.loose_keys, fp.features))
     return out
 
 
@@ -105,11 +110,16 @@ def fill(url: str, start: int, stop: int, pool: ProcessPoolExecutor) -> None:
         )
         con.executemany(
             "INSERT OR IGNORE INTO lsh_bands (key, template_id) VALUES (?, ?)",
-            [(k, base + i) for i, keys, _s, _t in rows for k in keys],
+            [(k, base + i) for i, keys, *_ in rows for k in keys],
+        )
+        con.executemany(  # loose keys: the latest template takes them
+            "INSERT OR REPLACE INTO lsh_bands (key, template_id) VALUES (?, ?)",
+            [(k, base + i) for i, _k, _s, _t, loose, _f in rows for k in loose],
         )
         con.executemany(
-            "INSERT INTO template_signatures (template_id, text_key, signature) VALUES (?,?,?)",
-            [(base + i, t, s) for i, _k, s, t in rows],
+            "INSERT INTO template_signatures (template_id, text_key, signature, features)"
+            " VALUES (?,?,?,?)",
+            [(base + i, t, s, f) for i, _k, s, t, _l, f in rows],
         )
         con.executemany(
             "INSERT INTO template_recipients (template_id, recipient, last_seen) VALUES (?, ?, ?)",
@@ -139,13 +149,23 @@ async def fill_pg(url: str, start: int, stop: int, pool: ProcessPoolExecutor) ->
                 "(key bigint, template_id bigint) ON COMMIT DELETE ROWS"
             )
             await con.copy_records_to_table(
-                "bands_in", records=[(k, base + i) for i, keys, _s, _t in rows for k in keys]
+                "bands_in", records=[(k, base + i) for i, keys, *_ in rows for k in keys]
             )
             await con.execute("INSERT INTO lsh_bands SELECT * FROM bands_in ON CONFLICT DO NOTHING")
+            await con.execute("TRUNCATE bands_in")
+            await con.copy_records_to_table(
+                "bands_in",
+                records=[(k, base + i) for i, _k, _s, _t, loose, _f in rows for k in loose],
+            )
+            await con.execute(
+                "INSERT INTO lsh_bands SELECT DISTINCT ON (key) * FROM bands_in "
+                "ORDER BY key, template_id DESC "
+                "ON CONFLICT (key) DO UPDATE SET template_id = excluded.template_id"
+            )
             await con.copy_records_to_table(
                 "template_signatures",
-                columns=["template_id", "text_key", "signature"],
-                records=[(base + i, t, s) for i, _k, s, t in rows],
+                columns=["template_id", "text_key", "signature", "features"],
+                records=[(base + i, t, s, f) for i, _k, s, t, _l, f in rows],
             )
             await con.copy_records_to_table(
                 "template_recipients",
@@ -195,6 +215,8 @@ async def measure(url: str, indexed: int, probes: int) -> list[float]:
         else:
             i = 50_000_000 + indexed + n
             text, account = text_for(i), f"acct{i % ACCOUNTS}"
+        if n % 4 == 0:  # a link: the embedding is computed and its keys looked up too
+            text += f" https://offer{n % 7}.example.com/?r={n}"
         msg = OutboundMessage("x", account, (str(90_000_000 + n),), text, route="x")
         t0 = time.perf_counter()
         await engine.evaluate(msg, store.signals, now)

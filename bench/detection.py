@@ -48,6 +48,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -197,9 +198,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--min-recipients", type=int, default=DEFAULTS.min_recipients)
     parser.add_argument("--exact", action="store_true", help="also the exact-Jaccard reference")
+    parser.add_argument(
+        "--old-ref",
+        default="",
+        help="git ref of the old detector, run first (default: the merge-base with main)",
+    )
+    parser.add_argument("--no-old", action="store_true", help="only this tree's detector")
     args = parser.parse_args(argv)
 
     corpus_path = args.corpus or Path(os.environ.get("DMGATE_SMS_CORPUS", DEFAULT_CORPUS))
+    if not args.no_old:
+        run_old(args, corpus_path)
+        print("new (this tree):")
     corpus = load_corpus(corpus_path)
     totals = {label: sum(1 for lab, _ in corpus if lab == label) for label in ("spam", "ham")}
     judged = {
@@ -245,6 +255,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "   (exact Jaccard, pairwise, same online rule: reference)"
             )
     return 0
+
+
+def run_old(args: argparse.Namespace, corpus_path: Path) -> None:
+    """The old detector on the same corpus and settings: this script as it was at
+    --old-ref (git archive into a temporary directory), run by the same Python."""
+    ref = (
+        args.old_ref
+        or subprocess.run(
+            ["git", "-C", str(ROOT), "merge-base", "HEAD", "main"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    with tempfile.TemporaryDirectory(prefix="dmgate-old-") as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        print(f"old ({ref[:10]}):", flush=True)
+        command = [sys.executable, f"{tmp}/bench/detection.py", "--corpus", str(corpus_path)]
+        command += ["--bandings", args.bandings, "--similarity", args.similarity]
+        command += ["--min-recipients", str(args.min_recipients)]
+        subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": tmp})
 
 
 if __name__ == "__main__":

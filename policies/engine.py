@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from policies.config import LoadedPolicies, PolicyFile, load_policy_file
-from policies.model import Action, Decision, Mode, OutboundMessage, PolicyMatch, Signals
+from policies.model import (
+    Action,
+    Decision,
+    Finding,
+    Mode,
+    OutboundMessage,
+    PolicyMatch,
+    Signals,
+)
 from policies.registry import POLICY_TYPES
 from policies.schema import PolicyConfig
 
@@ -34,8 +42,9 @@ class Policy(Protocol):
 
     async def evaluate(
         self, message: OutboundMessage, signals: Signals, now: datetime
-    ) -> str | None:
-        """The reason this DM matches (without the policy name), or None."""
+    ) -> str | Finding | None:
+        """The reason this DM matches (without the policy name), or None; a Finding when
+        the match also names a campaign."""
         ...
 
 
@@ -99,7 +108,7 @@ class Engine:
             *(active.policy.evaluate(message, signals, now) for active in self.active)
         )
         matches = [
-            PolicyMatch(active.name, active.action, active.mode, f"{active.name}: {reason}")
+            _match(active, reason)
             for active, reason in zip(self.active, reasons, strict=True)
             if reason is not None
         ]
@@ -108,3 +117,14 @@ class Engine:
             evaluation_seconds=time.perf_counter() - started,
             policy_version=self.version,
         )
+
+
+def _match(active: ActivePolicy, reason: str | Finding) -> PolicyMatch:
+    found = reason if isinstance(reason, Finding) else Finding(reason)
+    return PolicyMatch(
+        active.name,
+        active.action,
+        active.mode,
+        f"{active.name}: {found.reason}",
+        template_id=found.template_id,
+    )

@@ -61,6 +61,52 @@ class TemplateFingerprint:
     signature: bytes
     text_key: int  # hash of the normalised text: exact copies share it
     tokens: int
+    # Campaign features (policies.template_reuse): the sorted unique uint32 (<u4) hashes of
+    # the text's 5-grams and link hosts, the link hosts' hashes alone, the float16 sentence
+    # embedding (b"" when not computed: no link) and its band keys (scoped like band_keys;
+    # every attempt's template takes them).
+    features: bytes = b""
+    hosts: tuple[int, ...] = ()
+    meaning: bytes = b""
+    meaning_keys: tuple[int, ...] = ()
+    # Loose MinHash band keys (more, shorter bands): a kept copy's template takes them.
+    loose_keys: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredCopy:
+    """One kept copy of a campaign, as the store returns it for comparison. Copies stored
+    before campaign features existed have empty `features` and `meaning`."""
+
+    template_id: int
+    text_key: int
+    signature: bytes
+    features: bytes = b""
+    meaning: bytes = b""
+    # The campaign shares one of the new text's MinHash band keys: only then is resemblance
+    # judged (as before campaign features), so looser candidates join only by containment
+    # or meaning.
+    banded: bool = True
+
+
+@dataclass(frozen=True)
+class MatchThresholds:
+    """When a copy joins a campaign (policies.template_reuse.CampaignScore.matches)."""
+
+    resemblance: float = 0.45
+    containment: float = 1.0
+    meaning: float = 1.0
+
+
+@dataclass(frozen=True)
+class CampaignMatch:
+    """The campaign a DM was recorded under, and how it compares with the earlier copies."""
+
+    template_id: int
+    recipients: int  # distinct recipients in the window, this DM's included, up to the cap
+    closest: float = 0.0  # similarity of the closest earlier copy (0: a new campaign)
+    containment: float = 0.0  # share of the DM's features in the earlier copies
+    by_meaning: bool = False  # joined by meaning and link destination only
 
 
 @dataclass(frozen=True)
@@ -107,6 +153,24 @@ class Signals(Protocol):
         counted up to `cap`."""
         ...
 
+    async def template_campaign(
+        self,
+        platform: str,
+        account: str,
+        fingerprint: TemplateFingerprint,
+        recipients: tuple[str, ...],
+        now: datetime,
+        since: datetime,
+        thresholds: MatchThresholds,
+        cap: int,
+    ) -> CampaignMatch:
+        """Record this attempt under the campaign it belongs to (found by index among the
+        campaigns sharing a band key with it, judged by
+        `policies.template_reuse.closest_campaign`), or a new one, and answer which, with
+        how many distinct recipients got (or were attempted with) a copy since `since`,
+        these included, counted up to `cap`."""
+        ...
+
     async def contact_history(
         self,
         platform: str,
@@ -130,6 +194,14 @@ class Signals(Protocol):
 
 
 @dataclass(frozen=True)
+class Finding:
+    """A policy's reason for matching, with the campaign it found (template_reuse)."""
+
+    reason: str
+    template_id: str | None = None
+
+
+@dataclass(frozen=True)
 class PolicyMatch:
     """One policy's verdict on one DM."""
 
@@ -137,6 +209,9 @@ class PolicyMatch:
     action: Action
     mode: Mode
     reason: str
+    # The campaign a template_reuse match belongs to (the store's template id), else None:
+    # lets a reviewer list and reject every held copy of one campaign.
+    template_id: str | None = None
 
     def as_dict(self) -> dict[str, str]:
         return {

@@ -1,9 +1,10 @@
 """Campaigns: the copies of one template a sending account sent to many recipients.
 
-Until campaign detection gives `template_reuse` matches an id of their own, a campaign is
-what the template index treats as one text: the same normalised text (names, handles,
-links and numbers replaced by placeholders) from the same account. The hold stores the id
-(`holds.template_id`), so swapping its source changes nothing downstream.
+A campaign is what `template_reuse` matched the DM to: its `PolicyMatch.template_id`, the
+store's id of the campaign (spintax, look-alike letters and reworded copies included).
+A DM held by template_reuse without one (an older policy file's verdict replayed, a
+store that did not answer with an id) falls back to its normalised text from the same
+account. The hold stores the id (`holds.template_id`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ _WORD = re.compile(r"\S+|\s+")
 
 def template_id_for(message: OutboundMessage, decision: Decision) -> str | None:
     """The campaign of a DM the template_reuse policy matched; None otherwise."""
-    if not any(m.policy == TEMPLATE_POLICY for m in decision.matches):
+    matches = [m for m in decision.matches if m.policy == TEMPLATE_POLICY]
+    if not matches:
         return None
+    found = next((m.template_id for m in matches if m.template_id), None)
+    if found is not None:
+        return f"t{found}"
     normalised = normalise(message.text, message.recipient_names)
     material = json.dumps([message.platform, message.account, normalised]).encode()
     return hashlib.sha256(material).hexdigest()[:24]

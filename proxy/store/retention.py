@@ -17,7 +17,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from policies.template_reuse import signature_band_keys, template_scope
+from policies.template_reuse import copy_band_keys, template_scope
 from proxy.store.database import Database
 from proxy.store.tables import (
     decisions,
@@ -66,12 +66,14 @@ def _templates(conn: sa.Connection, cutoff: datetime) -> int:
     ids = list(scopes)
     bands = [
         {"key": key, "tid": tid}
-        for tid, signature in conn.execute(
-            sa.select(template_signatures.c.template_id, template_signatures.c.signature).where(
-                template_signatures.c.template_id.in_(ids)
-            )
+        for tid, signature, vector in conn.execute(
+            sa.select(
+                template_signatures.c.template_id,
+                template_signatures.c.signature,
+                template_signatures.c.meaning,
+            ).where(template_signatures.c.template_id.in_(ids))
         )
-        for key in signature_band_keys(signature, scopes[tid])
+        for key in copy_band_keys(signature, vector, scopes[tid])
     ]
     if bands:
         conn.execute(

@@ -11,8 +11,14 @@ import sqlalchemy as sa
 import xxhash
 from sqlalchemy.dialects import postgresql, sqlite
 
-from policies.model import ContactHistory, TemplateFingerprint
-from policies.template_reuse import similarity
+from policies.model import (
+    CampaignMatch,
+    ContactHistory,
+    MatchThresholds,
+    StoredCopy,
+    TemplateFingerprint,
+)
+from policies.template_reuse import campaign_match, closest_campaign
 from proxy.facts import (
     ConversationMembers,
     Fact,
@@ -57,6 +63,7 @@ class _TemplateQueries:
     candidates: Any
     new_template: Any
     index_bands: Any
+    claim_bands: Any
     keep_signature: Any
     seen: Any
     count_recent: Any
@@ -70,12 +77,18 @@ def _scope_lock_key(platform: str, account: str) -> int:
     return digest - (1 << 64) if digest >= (1 << 63) else digest
 
 
-def _template_queries(
-    insert: Any, lock: Any = None, relaxed_commit: Any = None
-) -> _TemplateQueries:
-    sig = template_signatures
-    hits = (
-        sa.select(lsh_bands.c.template_id, sa.func.count().label("hits"))
+def _candidate_templates() -> Any:
+    """Templates named by any of the DM's band keys, most hits first (at most
+    MAX_CANDIDATE_TEMPLATES), and whether a MinHash band key (not only a loose or meaning
+    key) named it: see StoredCopy.banded."""
+    return (
+        sa.select(
+            lsh_bands.c.template_id,
+            sa.func.count().label("hits"),
+            sa.func.max(
+                sa.case((lsh_bands.c.key.in_(sa.bindparam("strict", expanding=True)), 1), else_=0)
+            ).label("banded"),
+        )
         .where(lsh_bands.c.key.in_(sa.bindparam("keys", expanding=True)))
         .group_by(lsh_bands.c.template_id)
         # Oldest template first among equals: the same history always picks the same one.
@@ -83,33 +96,61 @@ def _template_queries(
         .limit(MAX_CANDIDATE_TEMPLATES)
         .subquery()
     )
+
+
+def _recent_recipients() -> Any:
+    """Distinct recipients seen since `since` of every matched template (one campaign's
+    fragments), up to `cap`: only "at least N" matters."""
+    return (
+        sa.select(template_recipients.c.recipient)
+        .where(
+            template_recipients.c.template_id.in_(sa.bindparam("tids", expanding=True)),
+            template_recipients.c.last_seen >= sa.bindparam("since"),
+        )
+        .distinct()
+        .limit(sa.bindparam("cap"))
+        .subquery()
+    )
+
+
+def _template_queries(
+    insert: Any, lock: Any = None, relaxed_commit: Any = None
+) -> _TemplateQueries:
+    sig = template_signatures
+    hits = _candidate_templates()
     stored = (
         sa.select(sa.func.count()).where(sig.c.template_id == sa.bindparam("tid")).scalar_subquery()
     )
     seen = insert(template_recipients)
-    recent = (
-        sa.select(sa.literal(1))
-        .where(
-            template_recipients.c.template_id == sa.bindparam("tid"),
-            template_recipients.c.last_seen >= sa.bindparam("since"),
-        )
-        .limit(sa.bindparam("cap"))
-        .subquery()
-    )
+    claim = insert(lsh_bands)
     return _TemplateQueries(
-        candidates=sa.select(sig.c.template_id, sig.c.text_key, sig.c.signature)
+        # Columns in StoredCopy's order; copies stored before 0005 have no features.
+        candidates=sa.select(
+            sig.c.template_id,
+            sig.c.text_key,
+            sig.c.signature,
+            sa.func.coalesce(sig.c.features, b""),
+            sa.func.coalesce(sig.c.meaning, b""),
+            sa.cast(hits.c.banded, sa.Boolean),
+        )
         .join(hits, hits.c.template_id == sig.c.template_id)
         .order_by(sig.c.template_id),
         new_template=sa.insert(templates).returning(templates.c.id),
         index_bands=insert(lsh_bands).on_conflict_do_nothing(),
+        # Meaning keys: the latest template to use a key takes it (see tables.lsh_bands).
+        claim_bands=claim.on_conflict_do_update(
+            index_elements=[lsh_bands.c.key], set_={"template_id": claim.excluded.template_id}
+        ),
         # Keep up to MAX_SIGNATURES_PER_TEMPLATE distinct copies to compare against.
         keep_signature=insert(sig)
         .from_select(
-            ["template_id", "text_key", "signature"],
+            ["template_id", "text_key", "signature", "features", "meaning"],
             sa.select(
                 sa.bindparam("tid", type_=sa.BigInteger),
                 sa.bindparam("text_key", type_=sa.BigInteger),
                 sa.bindparam("signature", type_=sa.LargeBinary),
+                sa.bindparam("features", type_=sa.LargeBinary),
+                sa.bindparam("meaning", type_=sa.LargeBinary),
             ).where(stored < MAX_SIGNATURES_PER_TEMPLATE),
         )
         .on_conflict_do_nothing(),
@@ -117,7 +158,7 @@ def _template_queries(
             index_elements=[template_recipients.c.template_id, template_recipients.c.recipient],
             set_={"last_seen": seen.excluded.last_seen},
         ),
-        count_recent=sa.select(sa.func.count()).select_from(recent),
+        count_recent=sa.select(sa.func.count()).select_from(_recent_recipients()),
         lock=lock,
         relaxed_commit=relaxed_commit,
     )
@@ -231,10 +272,28 @@ class StoreSignals:
         threshold: float,
         cap: int,
     ) -> int:
-        now_s, since_s = now.timestamp(), since.timestamp()
-        keys = list(fingerprint.band_keys)
+        """template_campaign with the resemblance test alone, answering the count (the
+        form earlier versions asked; kept for benchmarks and tests of the count)."""
+        found = await self.template_campaign(
+            platform, account, fingerprint, recipients, now, since, MatchThresholds(threshold), cap
+        )
+        return found.recipients
 
-        def _op(conn: sa.Connection) -> int:
+    async def template_campaign(
+        self,
+        platform: str,
+        account: str,
+        fingerprint: TemplateFingerprint,
+        recipients: tuple[str, ...],
+        now: datetime,
+        since: datetime,
+        thresholds: MatchThresholds,
+        cap: int,
+    ) -> CampaignMatch:
+        now_s, since_s = now.timestamp(), since.timestamp()
+        keys = list(fingerprint.band_keys + fingerprint.loose_keys + fingerprint.meaning_keys)
+
+        def _op(conn: sa.Connection) -> CampaignMatch:
             q = _TEMPLATE_QUERIES[conn.dialect.name]
             if q.relaxed_commit is not None:
                 # The index is a heuristic count: losing its last few milliseconds of
@@ -246,38 +305,22 @@ class StoreSignals:
                 # not each start a template of their own: one account's template index is
                 # changed by one transaction at a time (SQLite: BEGIN IMMEDIATE does it).
                 conn.execute(q.lock, {"key": _scope_lock_key(platform, account)})
-            # 1. One indexed lookup: templates sharing a band with this message (each band
-            # key names one template, so at most `bands` of them whatever the history), most
-            # band hits first, with every stored copy of each.
-            rows = conn.execute(q.candidates, {"keys": keys})
-            # 2. Compare with every stored copy, not one representative: MinHash estimates
-            # are noisy near the threshold.
-            template_id, best, known_text = None, -1.0, False
-            for tid, text_key, sig in rows:
-                exact = text_key == fingerprint.text_key
-                score = 1.0 if exact else similarity(sig, fingerprint.signature)
-                if score >= threshold and score > best:
-                    best, template_id, known_text = score, tid, exact
-            if template_id is None:
+            # 1. One indexed lookup: templates sharing a band key with this message (each
+            # key names one template, so at most len(keys) of them whatever the history),
+            # most band hits first, with every stored copy of each.
+            params = {"keys": keys, "strict": list(fingerprint.band_keys)}
+            rows = [StoredCopy(*row) for row in conn.execute(q.candidates, params)]
+            # 2. The policy's own comparison (pure), against every stored copy of each.
+            best = closest_campaign(fingerprint, rows, thresholds)
+            if best is None:
                 template_id = conn.execute(
                     q.new_template, {"platform": platform, "account": account, "first_seen": now_s}
                 ).scalar_one()
-            # 3. Index this copy, if it is a new text and the template keeps fewer than
-            # MAX_SIGNATURES_PER_TEMPLATE copies: every band key then comes from a stored
-            # signature, so retention can recompute a template's keys (no index needed).
-            if not known_text:
-                kept = conn.execute(
-                    q.keep_signature,
-                    {
-                        "tid": template_id,
-                        "text_key": fingerprint.text_key,
-                        "signature": fingerprint.signature,
-                    },
-                ).rowcount
-                if kept:  # band keys that already name a template keep it
-                    conn.execute(
-                        q.index_bands, [{"key": k, "template_id": template_id} for k in keys]
-                    )
+            else:
+                template_id = best.campaign
+            self._index_copy(
+                conn, q, template_id, fingerprint, known=bool(best and best.known_text)
+            )
             conn.execute(
                 q.seen,
                 [
@@ -285,12 +328,51 @@ class StoreSignals:
                     for r in recipients
                 ],
             )
-            # 4. Distinct recipients in the window, capped: only "at least N" matters.
-            return conn.execute(
-                q.count_recent, {"tid": template_id, "since": since_s, "cap": cap}
+            # 4. Distinct recipients in the window of every campaign it matched, capped.
+            tids = list(best.matched) if best is not None else [template_id]
+            count = conn.execute(
+                q.count_recent, {"tids": tids, "since": since_s, "cap": cap}
             ).scalar_one()
+            return campaign_match(best, template_id, count, thresholds)
 
         return await self._db.write(_op)
+
+    @staticmethod
+    def _index_copy(
+        conn: sa.Connection,
+        q: _TemplateQueries,
+        template_id: int,
+        fp: TemplateFingerprint,
+        known: bool,
+    ) -> None:
+        """3. Keep this copy, if it is a new text and the template keeps fewer than
+        MAX_SIGNATURES_PER_TEMPLATE copies: every MinHash band key then comes from a stored
+        signature, so retention can recompute a template's keys (no index needed). Meaning
+        keys are claimed on every attempt, so an active campaign keeps them."""
+        if not known:
+            kept = conn.execute(
+                q.keep_signature,
+                {
+                    "tid": template_id,
+                    "text_key": fp.text_key,
+                    "signature": fp.signature,
+                    "features": fp.features or None,
+                    "meaning": fp.meaning or None,
+                },
+            ).rowcount
+            if kept:  # band keys that already name a template keep it; loose keys move
+                conn.execute(
+                    q.index_bands, [{"key": k, "template_id": template_id} for k in fp.band_keys]
+                )
+                if fp.loose_keys:
+                    conn.execute(
+                        q.claim_bands,
+                        [{"key": k, "template_id": template_id} for k in fp.loose_keys],
+                    )
+        if fp.meaning_keys:
+            conn.execute(
+                q.claim_bands, [{"key": k, "template_id": template_id} for k in fp.meaning_keys]
+            )
 
     async def contact_history(
         self,

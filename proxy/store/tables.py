@@ -200,6 +200,9 @@ templates = sa.Table(
 sa.Index("ix_templates_first_seen", templates.c.first_seen)
 
 # key = hash(scope, band, band values): one indexed lookup per DM, whatever the history.
+# MinHash keys name the first template that claimed them; meaning (embedding) keys, which
+# have only 256 values per band and account, name the latest one, so an active campaign
+# keeps its keys while older templates give them up.
 lsh_bands = sa.Table(
     "lsh_bands",
     metadata,
@@ -213,6 +216,10 @@ template_signatures = sa.Table(
     sa.Column("template_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("text_key", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("signature", sa.LargeBinary, nullable=False),
+    # Campaign features (policies.template_reuse): 5-gram and link-host hashes, and the
+    # float16 sentence embedding (NULL: none, or a copy stored before migration 0005).
+    sa.Column("features", sa.LargeBinary, nullable=True),
+    sa.Column("meaning", sa.LargeBinary, nullable=True),
     sqlite_with_rowid=False,
 )
 template_recipients = sa.Table(

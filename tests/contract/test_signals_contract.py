@@ -13,13 +13,20 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 import pytest
 
-from policies.model import ContactHistory, Signals, TemplateFingerprint
+from policies.model import (
+    CampaignMatch,
+    ContactHistory,
+    MatchThresholds,
+    Signals,
+    TemplateFingerprint,
+)
 from policies.template_reuse import fingerprint, similarity, template_scope
 from proxy.facts import Followed, InboundMessage, Unfollowed
 from proxy.store import Store
@@ -333,6 +340,74 @@ async def test_an_attempt_to_nobody_is_refused(world: World):
     it, so the double refuses it too rather than answer what production cannot."""
     with pytest.raises(Exception):  # noqa: B017 - the store says StoreUnavailable
         await sent(world, PITCH)
+
+
+# --- template_campaign: copies joining a campaign by containment and meaning --------------
+
+CAMPAIGN = MatchThresholds(resemblance=0.45, containment=0.55, meaning=0.4)
+# One spintax template's copies: each shares little with any single sibling (resemblance
+# below 0.45) but most of its text with the union of the earlier ones.
+SPUN = [
+    "Hi Anna, loved your post about Acme. We help teams like yours cut cloud costs by 30%. "
+    "Worth a chat? https://bit.ly/a1",
+    "Hey Ben, enjoyed your thread about Orbit. We help companies like yours cut cloud costs "
+    "by 30%. Open to a quick call? https://bit.ly/b2",
+    "Hello Carla, really liked your update about Lumen. We help teams like yours cut cloud "
+    "costs by 30%. Fancy a look? https://bit.ly/c3",
+    "Hey Dmitri, loved your update about Quill. We help companies like yours cut cloud costs "
+    "by 30%. Worth a chat? https://bit.ly/d4",
+]
+# One AI-written pitch, reworded per recipient, always linking to the campaign's domain.
+REWORDED = [
+    "Saw your post about migrating to Postgres, impressive numbers. We run free pipeline "
+    "audits for data teams and usually find 30% of wasted warehouse spend. "
+    "https://audit.example-offer.com/?r=1",
+    "Loved your thread on dbt testing last week. Our team does a free audit of data "
+    "pipelines and tends to uncover a third of the warehouse bill as waste. "
+    "https://audit.example-offer.com/?r=2",
+    "Your talk on streaming joins was great. We offer a no-cost audit of your data "
+    "pipeline, most teams cut around 30% of warehouse costs. "
+    "https://audit.example-offer.com/?r=3",
+]
+
+
+async def campaign_copy(
+    world: World, text: str, recipient: str, fingerprint_: TemplateFingerprint | None = None
+) -> CampaignMatch:
+    return await world.signals.template_campaign(
+        "x", "acct", fingerprint_ or fp(text), (recipient,), T0, T0 - DAY, CAMPAIGN, 100
+    )
+
+
+async def test_spintax_copies_join_the_campaign_by_containment(world: World):
+    found = [await campaign_copy(world, text, f"r{i}") for i, text in enumerate(SPUN)]
+    assert [f.recipients for f in found][2:] == [3, 4]
+    assert len({f.template_id for f in found[2:]}) == 1
+    assert found[3].containment >= 0.55 and not found[3].by_meaning
+    # the copy is not a resemblance match: it joined the campaign, not one copy
+    assert similarity(fp(SPUN[3]).signature, fp(SPUN[0]).signature) < 0.45
+
+
+async def test_reworded_copies_with_the_campaign_link_join_by_meaning(world: World):
+    found = [await campaign_copy(world, text, f"r{i}") for i, text in enumerate(REWORDED)]
+    assert found[2].recipients == 3 and found[2].by_meaning
+    assert found[2].template_id == found[1].template_id
+    assert 0.4 <= found[2].closest <= 1
+
+
+async def test_reworded_copies_without_a_shared_link_stay_apart(world: World):
+    for i, text in enumerate(REWORDED):
+        other_link = text.rsplit(" ", 1)[0] + f" https://site{i}.org/"
+        assert (await campaign_copy(world, other_link, f"r{i}")).recipients == 1
+
+
+async def test_copies_stored_before_campaign_features_still_count(world: World):
+    """Rows written before migration 0005 have no features or embedding: the resemblance
+    test still finds them, so no count is lost on upgrade."""
+    old = replace(fp(PITCH), features=b"", hosts=(), meaning=b"", meaning_keys=(), loose_keys=())
+    await campaign_copy(world, PITCH, "r1", old)
+    await campaign_copy(world, PITCH_B, "r2", replace(fp(PITCH_B), features=b"", meaning=b""))
+    assert (await campaign_copy(world, PITCH_C, "r3")).recipients == 3
 
 
 # --- contact_history ---------------------------------------------------------------------------

@@ -7,19 +7,24 @@ against both. Where they differ, the store is right and this file is fixed.
 `template_recipients` follows the store step by step, so unit tests measure what
 production does:
 
-1. candidates: the templates named by any of the fingerprint's band keys (the keys are
-   scoped to the platform and sending account by the fingerprint itself, as in the store:
-   the index holds bare keys), at most MAX_CANDIDATE_TEMPLATES of them, those sharing the
-   most bands first;
-2. each candidate is scored by its best similarity between the new signature and *any*
-   stored copy (comparing every copy, not one representative, keeps templates whose copies
-   drift apart in small steps together; an equal text_key scores 1.0);
-3. the attempt is recorded under the best-scoring candidate reaching `threshold`, or a new
-   template. A new text becomes a copy while the template keeps fewer than MAX_COPIES, and
-   only a kept copy indexes its band keys (a key already taken keeps its template). Each
-   recipient's seen_at becomes `now`;
-4. the answer is the number of that template's distinct recipients seen at or after
-   `since`, this attempt's recipients included, counted up to `cap`.
+1. candidates: the templates named by any of the fingerprint's band keys, MinHash and
+   meaning (the keys are scoped to the platform and sending account by the fingerprint
+   itself, as in the store: the index holds bare keys), at most MAX_CANDIDATE_TEMPLATES of
+   them, those sharing the most bands first;
+2. the candidates' stored copies go to the policy's own pure comparison
+   (`policies.template_reuse.closest_campaign`: resemblance to any copy of a template found
+   by a MinHash band key — `StoredCopy.banded` —, containment in the union of the copies,
+   meaning with a shared link host);
+3. the attempt is recorded under the oldest campaign it matched (`CampaignScore.campaign`:
+   fragments of one campaign converge there), or a new template. A new text
+   becomes a copy while the template keeps fewer than MAX_COPIES, and only a kept copy
+   indexes its MinHash band keys (a key already taken keeps its template) and claims its
+   loose keys (the latest kept copy's template takes them); meaning keys are claimed by
+   every attempt. Each recipient's seen_at
+   becomes `now`;
+4. the answer is the number of distinct recipients, seen at or after `since`, of every
+   campaign the copy matched (`CampaignScore.matched`), this attempt's recipients included,
+   counted up to `cap`.
 
 Which of two equally good candidates wins is not specified (the store takes whichever
 row comes first); this double takes the oldest.
@@ -33,11 +38,17 @@ contacts first attempted at or after `since`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from policies.model import ContactHistory, TemplateFingerprint
-from policies.template_reuse import similarity
+from policies.model import (
+    CampaignMatch,
+    ContactHistory,
+    MatchThresholds,
+    StoredCopy,
+    TemplateFingerprint,
+)
+from policies.template_reuse import campaign_match, closest_campaign
 
 # As in the store (MAX_SIGNATURES_PER_TEMPLATE, MAX_CANDIDATE_TEMPLATES): copies kept per
 # template, so a hot template costs bounded comparisons (exact repeats are stored once),
@@ -49,7 +60,7 @@ MAX_CANDIDATE_TEMPLATES = 8
 @dataclass
 class StoredTemplate:
     id: int
-    copies: dict[int, bytes] = field(default_factory=dict)  # text_key -> signature
+    copies: dict[int, StoredCopy] = field(default_factory=dict)  # text_key -> copy
     recipients: dict[str, datetime] = field(default_factory=dict)  # recipient -> seen_at
 
 
@@ -119,39 +130,67 @@ class MemorySignals:
         threshold: float,
         cap: int,
     ) -> int:
+        """StoreSignals.template_recipients: the resemblance test alone, the count."""
+        found = await self.template_campaign(
+            platform, account, fingerprint, recipients, now, since, MatchThresholds(threshold), cap
+        )
+        return found.recipients
+
+    async def template_campaign(
+        self,
+        platform: str,
+        account: str,
+        fingerprint: TemplateFingerprint,
+        recipients: tuple[str, ...],
+        now: datetime,
+        since: datetime,
+        thresholds: MatchThresholds,
+        cap: int,
+    ) -> CampaignMatch:
         self.calls.append("template_recipients")
         if not recipients:
             # The store cannot record an attempt to nobody (the proxy never asks: a DM
             # keeps at least one recipient).
             raise ValueError("template_recipients needs at least one recipient")
         hits: dict[int, int] = {}
-        for key in fingerprint.band_keys:
+        for key in fingerprint.band_keys + fingerprint.loose_keys + fingerprint.meaning_keys:
             if (template_id := self.bands.get(key)) is not None:
                 hits[template_id] = hits.get(template_id, 0) + 1
         candidates = sorted(hits, key=lambda tid: (-hits[tid], tid))[:MAX_CANDIDATE_TEMPLATES]
-        target, best = None, -1.0
-        for template_id in sorted(candidates):
-            for text_key, signature in self.templates[template_id].copies.items():
-                if text_key == fingerprint.text_key:
-                    score = 1.0
-                else:
-                    score = similarity(fingerprint.signature, signature)
-                if score >= threshold and score > best:
-                    target, best = template_id, score
+        banded = {self.bands.get(key) for key in fingerprint.band_keys}
+        rows = [
+            replace(c, banded=tid in banded)
+            for tid in sorted(candidates)
+            for c in self.templates[tid].copies.values()
+        ]
+        best = closest_campaign(fingerprint, rows, thresholds)
 
-        if target is None:
-            target = len(self.templates) + 1
-            self.templates[target] = StoredTemplate(target)
-        template = self.templates[target]
+        target = best.campaign if best is not None else len(self.templates) + 1
+        template = self.templates.setdefault(target, StoredTemplate(target))
         if fingerprint.text_key not in template.copies and len(template.copies) < MAX_COPIES:
-            template.copies[fingerprint.text_key] = fingerprint.signature
+            template.copies[fingerprint.text_key] = StoredCopy(
+                target,
+                fingerprint.text_key,
+                fingerprint.signature,
+                fingerprint.features,
+                fingerprint.meaning,
+            )
             for key in fingerprint.band_keys:  # only a kept copy's keys are indexed
                 self.bands.setdefault(key, target)
+            for key in fingerprint.loose_keys:  # the latest kept copy takes a loose key
+                self.bands[key] = target
+        for key in fingerprint.meaning_keys:  # the latest template takes a meaning key
+            self.bands[key] = target
         for recipient in recipients:
             template.recipients[recipient] = now  # the latest attempt's time, as stored
-
-        recent = sum(1 for seen_at in template.recipients.values() if seen_at >= since)
-        return min(recent, cap)
+        # Distinct recipients of every campaign the copy matched (fragments of one campaign).
+        counted = {
+            r
+            for tid in (best.matched if best is not None else (target,))
+            for r, at in self.templates[tid].recipients.items()
+            if at >= since
+        }
+        return campaign_match(best, target, min(len(counted), cap), thresholds)
 
     async def contact_history(
         self,

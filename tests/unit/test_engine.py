@@ -183,7 +183,7 @@ async def test_every_policy_runs_even_after_a_block():
 
 async def test_a_failing_signal_propagates_so_the_proxy_fails_closed():
     class StoreDown(MemorySignals):
-        async def template_recipients(self, *args: Any, **kwargs: Any) -> int:
+        async def template_campaign(self, *args: Any, **kwargs: Any) -> Any:
             raise ConnectionError("store unavailable")
 
     eng = engine({"template_reuse": {"action": "hold"}})

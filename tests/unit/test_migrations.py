@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -40,4 +41,52 @@ def test_migrations_are_idempotent_across_restarts(tmp_path: Path) -> None:
             await store.close()
         return version
 
-    assert asyncio.run(twice()) == "0006"
+    assert asyncio.run(twice()) == "0007"
+
+
+def test_templates_indexed_before_0007_keep_matching_and_counting(tmp_path: Path) -> None:
+    """Upgrading to campaign features loses no count: a template written by 0004 (no
+    features, no embedding) still finds its next copy, whose recipients add to it."""
+    from alembic import command
+    from alembic.config import Config
+
+    from policies.template_reuse import fingerprint, template_scope
+    from proxy.store.database import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    text = "Hey {}, thanks for the follow! I built Rocketly for founders like you. Join us"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0004")
+        for recipient in ("a", "b"):  # what 0004's store wrote for two copies
+            fp = fingerprint(text.format(recipient), template_scope("x", "acct"))
+            assert fp is not None
+            conn.execute(sa.text("INSERT OR IGNORE INTO templates VALUES (1, 'x', 'acct', 0)"))
+            conn.execute(
+                sa.text("INSERT OR IGNORE INTO template_signatures VALUES (1, :k, :s)"),
+                {"k": fp.text_key, "s": fp.signature},
+            )
+            for key in fp.band_keys:
+                conn.execute(sa.text("INSERT OR IGNORE INTO lsh_bands VALUES (:k, 1)"), {"k": key})
+            conn.execute(
+                sa.text("INSERT INTO template_recipients VALUES (1, :r, :t)"),
+                {"r": recipient, "t": 1e9},
+            )
+    engine.dispose()
+
+    async def upgrade_and_send() -> int:
+        store = await Store.open(url)
+        try:
+            fp = fingerprint(text.format("c"), template_scope("x", "acct"))
+            assert fp is not None
+            at = datetime.fromtimestamp(1e9 + 60, UTC)
+            return await store.signals.template_recipients(
+                "x", "acct", fp, ("c",), at, at - timedelta(hours=24), 0.45, 10
+            )
+        finally:
+            await store.close()
+
+    assert asyncio.run(upgrade_and_send()) == 3

@@ -201,7 +201,7 @@ def test_version_is_a_short_sha256_of_the_bytes(tmp_path: Path):
         (
             "unknown_key.yaml",
             "policies.template_reuse.windw: unknown key (allowed: action, mode, min_recipients,"
-            " window, min_tokens, similarity)",
+            " window, min_tokens, similarity, containment, meaning)",
         ),
         ("unknown_top_key.yaml", "policy: unknown key (allowed: mode, policies)"),
         (
@@ -282,7 +282,7 @@ def test_every_problem_is_reported_on_its_own_line():
         "policies.follow_timing.action: unknown action 'stop' (use off, hold or block)",
         "policies.follow_timing.window: invalid duration 'later' (use 90s, 10m, 1h, 3d)",
         "policies.template_reuse.min_recipient: unknown key (allowed: action, mode,"
-        " min_recipients, window, min_tokens, similarity)",
+        " min_recipients, window, min_tokens, similarity, containment, meaning)",
     ]
     assert len(caught.value.problems) == 3
 

@@ -89,3 +89,30 @@ def test_old_facts_are_pruned_and_recent_ones_kept(store_url: str) -> None:
     assert got["follows"] == 2  # both still known followers...
     assert got["dated_follows"] == 1  # ...but the old follow lost its time
     assert got["second_pass"] == 0  # nothing left to do: idempotent
+
+
+def test_a_pruned_campaign_takes_its_loose_and_meaning_keys_along(store_url: str) -> None:
+    """Campaign copies index loose MinHash keys and embedding keys beside the MinHash band
+    keys; pruning recomputes all of them from the stored copies."""
+    now = datetime.now(UTC)
+    old = now - timedelta(days=3)
+    text = (
+        "Saw your talk on streaming joins, great stuff. We run free pipeline audits for data "
+        "teams and usually find 30% of wasted warehouse spend: https://audit.example.com/?r={}"
+    )
+
+    async def scenario() -> tuple[int, int]:
+        store = await Store.open(store_url)
+        try:
+            fp = fingerprint(text.format(1), template_scope("x", "acct"))
+            assert fp is not None and fp.loose_keys and fp.meaning_keys
+            await store.signals.template_recipients("x", "acct", fp, ("a",), old, old, 0.45, 10)
+            indexed = await store.db.read(lambda c: c.execute(_count(lsh_bands)).scalar_one())
+            await prune(store.db, now - timedelta(days=1))
+            left = await store.db.read(lambda c: c.execute(_count(lsh_bands)).scalar_one())
+            return indexed, left
+        finally:
+            await store.close()
+
+    indexed, left = asyncio.run(scenario())
+    assert indexed > 21 and left == 0

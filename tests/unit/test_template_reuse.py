@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from policies.model import OutboundMessage, TemplateFingerprint
+from policies.model import CampaignMatch, MatchThresholds, OutboundMessage, TemplateFingerprint
 from policies.schema import PolicyAction
 from policies.template_reuse import (
     BANDS,
@@ -175,7 +175,11 @@ async def test_edited_copies_with_different_names_are_caught_at_the_third_recipi
     signals, reuse = MemorySignals(), policy()
     results = [await reuse.evaluate(copy_dm(i), signals, NOW) for i in range(4)]
     assert results[:2] == [None, None]
-    assert results[2] == "same text sent to at least 3 recipients in 24h (this one included)"
+    assert results[2] is not None and results[2].reason == (
+        "same text sent to at least 3 recipients in 24h (this one included); closest earlier copy "
+        "88% similar, 89% of its wording in its earlier copies"
+    )
+    assert results[2].template_id == results[3].template_id == "1"
     assert results[3] is not None
     assert len(signals.templates) == 1  # every copy joined the first one's template
 
@@ -183,9 +187,9 @@ async def test_edited_copies_with_different_names_are_caught_at_the_third_recipi
 async def test_min_recipients_is_configurable():
     signals, reuse = MemorySignals(), policy(min_recipients=2, window=timedelta(hours=2))
     assert await reuse.evaluate(copy_dm(0), signals, NOW) is None
-    assert await reuse.evaluate(copy_dm(1), signals, NOW) == (
-        "same text sent to at least 2 recipients in 2h (this one included)"
-    )
+    found = await reuse.evaluate(copy_dm(1), signals, NOW)
+    assert found is not None
+    assert found.reason.startswith("same text sent to at least 2 recipients in 2h (this one")
 
 
 async def test_the_same_recipient_counts_once():
@@ -248,11 +252,11 @@ async def test_one_message_to_several_recipients_counts_each_of_them():
     assert await reuse.evaluate(message, signals, NOW) is not None
 
 
-async def test_passes_window_threshold_and_cap_to_the_signals():
+async def test_passes_window_thresholds_and_cap_to_the_signals():
     seen: dict[str, object] = {}
 
     class Recording(MemorySignals):
-        async def template_recipients(
+        async def template_campaign(
             self,
             platform: str,
             account: str,
@@ -260,17 +264,19 @@ async def test_passes_window_threshold_and_cap_to_the_signals():
             recipients: tuple[str, ...],
             now: datetime,
             since: datetime,
-            threshold: float,
+            thresholds: MatchThresholds,
             cap: int,
-        ) -> int:
-            seen.update(since=since, threshold=threshold, cap=cap, recipients=recipients)
-            return 1
+        ) -> CampaignMatch:
+            seen.update(since=since, thresholds=thresholds, cap=cap, recipients=recipients)
+            return CampaignMatch(7, 1)
 
-    reuse = policy(window=timedelta(hours=6), similarity=0.7, min_recipients=4)
+    reuse = policy(
+        window=timedelta(hours=6), similarity=0.7, containment=0.6, meaning=0.5, min_recipients=4
+    )
     assert await reuse.evaluate(copy_dm(0), Recording(), NOW) is None
     assert seen == {
         "since": NOW - timedelta(hours=6),
-        "threshold": 0.7,
-        "cap": 4,
+        "thresholds": MatchThresholds(0.7, 0.6, 0.5),
+        "cap": 100,  # the reason counts up to 100 recipients
         "recipients": ("anna",),
     }

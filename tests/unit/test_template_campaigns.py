@@ -1,0 +1,185 @@
+"""template_reuse against campaigns that vary every copy: look-alike letters, links on any
+domain, profile fields, spintax, AI-reworded pitches — and the genuine messages that must
+pass (policies/normalise.py, policies/meaning.py, policies/template_reuse.py)."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+import xxhash
+from datasketch import MinHash
+
+from policies import meaning
+from policies.model import Finding, OutboundMessage
+from policies.schema import PolicyAction
+from policies.template_reuse import (
+    SHINGLE,
+    TemplateReuse,
+    TemplateReuseConfig,
+    fingerprint,
+    normalise,
+)
+from tests.unit.memory_signals import MemorySignals
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+CYRILLIC_A, CYRILLIC_O, CYRILLIC_E, GREEK_O = "\u0430", "\u043e", "\u0435", "\u03bf"
+
+
+def policy() -> TemplateReuse:
+    return TemplateReuse(TemplateReuseConfig(action=PolicyAction.HOLD))
+
+
+async def judge(reuse: TemplateReuse, signals: MemorySignals, texts: list[str]) -> list:
+    found = []
+    for i, text in enumerate(texts):
+        message = OutboundMessage("x", "acct", (f"r{i}",), text)
+        found.append(await reuse.evaluate(message, signals, NOW + timedelta(minutes=i)))
+    return found
+
+
+# --- normalisation ---
+
+
+@pytest.mark.parametrize(
+    ("text", "profile", "expected"),
+    [
+        # look-alike letters fold to the letters they imitate (UTS #39 skeleton)
+        (
+            f"Fr{CYRILLIC_E}{CYRILLIC_E} {CYRILLIC_O}ffer f{GREEK_O}r "
+            f"y{CYRILLIC_O}u t{CYRILLIC_O}d{CYRILLIC_A}y",
+            (),
+            "free offer for you today",
+        ),
+        # ... with zero-width characters inside the words
+        (f"fr\u200b{CYRILLIC_E}e st\u2060uff", (), "free stuff"),
+        # accented letters are letters, not disguises
+        ("café crème", (), "café crème"),
+        # every link is a placeholder: any domain, shorteners, punycode, paths and queries
+        ("see acme.studio/p?x=1 or growfast.agency", (), "see <url> or <url>"),
+        ("xn--80ak6aa92e.com/a and t.co/x and lnkd.in/abc", (), "<url> and <url> and <url>"),
+        ("ftp://files.example/x", (), "<url>"),
+        # ... but not abbreviations or decimals
+        ("e.g. 3.5 times", (), "e g <num> times"),
+        # the recipient's profile strings: name, company, location
+        (
+            "Hi Anna, love what Kestrel Labs does in Austin",
+            ("Anna Smith", "Kestrel Labs", "Austin, TX"),
+            "hi <name> love what <name> does in <name>",
+        ),
+        # a common first word of a field never becomes a placeholder; a bio is no field
+        ("the best agency", ("The Agency",), "the best agency"),
+        (
+            "I love hiking",
+            ("I love hiking and coffee, dad of two, builder at heart",),
+            "i love hiking",
+        ),
+    ],
+)
+def test_normalise_folds_disguises(text: str, profile: tuple[str, ...], expected: str):
+    assert normalise(text, profile) == expected
+
+
+def test_ascii_texts_keep_their_signature_from_earlier_versions():
+    """The stored index stays valid across the upgrade: MinHash over xxh32 of char
+    5-grams of the normalised text, exactly as computed before."""
+    text = "Hey there, join my amazing program today at the link below for free"
+    data = normalise(text).encode("utf-32-le")
+    shingles = {data[i : i + SHINGLE * 4] for i in range(0, len(data) - SHINGLE * 4 + 1, 4)}
+    before = MinHash(num_perm=64, seed=1, hashfunc=xxhash.xxh32_intdigest, scheme="affine32")
+    before.update_batch(shingles)
+    fp = fingerprint(text, "x:a")
+    assert fp is not None
+    assert fp.signature == before.hashvalues.astype("<u4").tobytes()
+
+
+def test_the_embedding_is_computed_only_for_texts_with_a_link():
+    plain = fingerprint("Would you like to join our free webinar next Tuesday about AWS", "x:a")
+    linked = fingerprint("Join our free webinar next Tuesday about AWS: https://x.io/w", "x:a")
+    assert plain is not None and plain.meaning == b"" and plain.meaning_keys == ()
+    assert linked is not None and len(linked.meaning) == 2 * meaning.DIMENSIONS
+    assert len(linked.meaning_keys) == meaning.BANDS and linked.hosts
+
+
+def test_the_embedding_loads_from_its_package_without_the_network(monkeypatch):
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the embedding tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    meaning._model.cache_clear()
+    vector = meaning.embed("a free audit of your data pipeline")
+    assert vector is not None and abs(float(np.linalg.norm(vector)) - 1) < 1e-5
+    close = meaning.embed("we audit data pipelines at no cost")
+    far = meaning.embed("our dog ran off near the park this morning")
+    assert close is not None and far is not None
+    assert meaning.cosine(vector, close) > meaning.cosine(vector, far)
+
+
+# --- campaigns ---
+
+SPINTAX = [
+    "Hi Anna, loved your post about Acme. We help teams like yours cut cloud costs by 30%. "
+    "Worth a chat? https://bit.ly/a1",
+    "Hey Ben, enjoyed your thread about Orbit. We help companies like yours cut cloud costs "
+    "by 30%. Open to a quick call? https://tinyurl.com/b2",
+    "Hello Carla, really liked your update about Lumen. We help teams like yours cut cloud "
+    f"c{CYRILLIC_O}sts by 30%. Fancy a look? https://bit.ly/c3",
+    "Hey Dmitri, loved your update about Quill. 🚀 We help companies like yours cut cloud "
+    "costs by 30%. Worth a chat? go.acmecloud.app/d4",
+    "We help teams like yours cut cloud costs by 30%. Hi Elena, enjoyed your post about "
+    "Tidewater. Open to a quick call? https://bit.ly/e5",
+]
+AI_WRITTEN = [
+    "Saw your post about migrating to Postgres at Acme, impressive numbers. We run free "
+    "pipeline audits for data teams and usually find 30% of wasted warehouse spend. "
+    "https://audit.example-offer.com/?r=1",
+    "Loved your thread on dbt testing last week. Our team does a free audit of data "
+    "pipelines and tends to uncover a third of the warehouse bill as waste. "
+    "https://audit.example-offer.com/?r=2",
+    "Your talk at Data Council on streaming joins was great. We offer a no-cost audit of "
+    "your data pipeline, most teams cut around 30% of warehouse costs. "
+    "https://audit.example-offer.com/?r=3",
+    "Congrats on the Series B, Maya! Growing data teams waste a lot on the warehouse. We do "
+    "free pipeline audits that typically save 30 percent. https://audit.example-offer.com/?r=4",
+]
+# One person writing three neighbours about the same lost dog: the same meaning, no link.
+LOST_DOG = [
+    "Sorry to message out of the blue, our dog Biscuit ran off near Maple Park this morning. "
+    "He's a small brown terrier with a red collar. Please call if you see him.",
+    "Hi, you live near the park, right? Biscuit slipped his leash this morning and we can't "
+    "find him. Brown terrier, red collar, very friendly.",
+    "Have you seen a little brown dog with a red collar around Maple Park? It's Biscuit, he "
+    "got away from my son earlier today and we're worried sick.",
+]
+
+
+async def test_a_spintax_campaign_is_caught_by_its_fourth_copy():
+    """Copies 2 and 3 share too little with copy 1 alone to be sure; from the 4th on, the
+    union of the earlier copies holds most of each new one."""
+    found = await judge(policy(), MemorySignals(), SPINTAX)
+    assert found[:2] == [None, None]
+    assert all(isinstance(f, Finding) for f in found[3:])
+    assert len({f.template_id for f in found[3:]}) == 1  # one campaign id for the reviewer
+
+
+async def test_an_ai_reworded_pitch_with_one_link_is_caught_by_meaning():
+    found = await judge(policy(), MemorySignals(), AI_WRITTEN)
+    assert found[:2] == [None, None]
+    assert found[2] is not None and found[3] is not None
+    assert "the same link and meaning" in found[3].reason
+    assert found[3].reason.startswith("same text sent to at least 4 recipients in 24h")
+
+
+async def test_one_person_writing_several_people_about_one_thing_passes():
+    assert await judge(policy(), MemorySignals(), LOST_DOG) == [None, None, None]
+
+
+async def test_the_hold_reason_names_recipients_and_the_closest_copy():
+    found = await judge(policy(), MemorySignals(), [SPINTAX[0]] * 3)
+    assert found[2] == Finding(
+        "same text sent to at least 3 recipients in 24h (this one included); closest earlier "
+        "copy 100% similar, 100% of its wording in its earlier copies",
+        template_id="1",
+    )
