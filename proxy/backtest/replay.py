@@ -1,0 +1,233 @@
+"""Replay: every record in time order, each sent DM judged by the real policy engine on the
+real store (an ephemeral SQLite), the clock set to the message's time.
+
+The seam is `Judge`: what `dmgate serve` does to one DM, minus the network. `StoreJudge`
+builds it from the same parts serve uses (`policies.engine.Engine` loaded from the policy
+file, `proxy.store.Store` with its migrations, `StoreSignals`), so no policy has a second
+implementation here. Received messages become "the recipient wrote first" facts and
+follows become follow facts, through the store's own `record_facts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import xxhash
+
+from policies.engine import Engine
+from policies.model import Action, Decision, OutboundMessage
+from policies.template_reuse import normalise
+from proxy.backtest.inputs import Participants, Record
+from proxy.backtest.spool import Result, Spool
+from proxy.facts import Fact, Followed, InboundMessage, Profile
+from proxy.store import Store
+
+# What the policies read of one DM (proxy.gateway.MAX_JUDGED_TEXT): no platform delivers
+# more text in one message.
+MAX_JUDGED_TEXT = 10_000
+ROUTE = "simulate"
+
+
+class Judge(Protocol):
+    """One policy file's judgement of DMs, as `dmgate serve` makes it, at a given time."""
+
+    async def judge(self, message: OutboundMessage, at: datetime) -> Decision:
+        """Evaluate the DM and count/record it as serve does."""
+        ...
+
+    async def delivered(self, message: OutboundMessage, at: datetime) -> None:
+        """An allowed DM reached its recipients (they are no longer first contacts)."""
+        ...
+
+    async def learn(self, platform: str, facts: list[Fact], at: datetime) -> None:
+        """Facts seen at `at` (follows, who wrote to the account, names)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class StoreJudge:
+    """The engine of one policy file on its own ephemeral store."""
+
+    def __init__(self, engine: Engine, store: Store) -> None:
+        self.engine = engine
+        self.store = store
+        self._names_known = False
+
+    @classmethod
+    async def open(cls, policy_file: Path, directory: Path) -> StoreJudge:
+        """Raises policies.config.PolicyFileError for a policy file that cannot be used."""
+        engine = Engine.from_file(policy_file)
+        store = await Store.open(f"sqlite:///{directory / 'store.db'}")
+        return cls(engine, store)
+
+    async def judge(self, message: OutboundMessage, at: datetime) -> Decision:
+        # As serve: the recipients' known names join the ones the request carried.
+        if self._names_known:
+            known = await self.store.signals.recipient_names(message.platform, message.recipients)
+            message = replace(message, recipient_names=message.recipient_names + known)
+        if len(message.text) > MAX_JUDGED_TEXT:
+            message = replace(message, text=message.text[:MAX_JUDGED_TEXT])
+        return await self.engine.evaluate(message, self.store.signals, at)
+
+    async def delivered(self, message: OutboundMessage, at: datetime) -> None:
+        if self.engine.tracks_contacts:
+            await self.store.signals.contacts_reached(
+                message.platform, message.account, message.recipients, at
+            )
+
+    async def learn(self, platform: str, facts: list[Fact], at: datetime) -> None:
+        if any(isinstance(f, Profile) for f in facts):
+            self._names_known = True
+        await self.store.signals.record_facts(platform, facts, at, source="backtest")
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+class AccountError(Exception):
+    """Whose DMs to judge cannot be told: --account is needed."""
+
+
+@dataclass
+class Accounts:
+    """Whose sent messages are judged, per platform: --account, or the archive owner (the
+    participant common to every conversation). Generic inputs name the account on every
+    line."""
+
+    given: str | None
+    owners: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def decide(cls, given: str | None, participants: Participants) -> Accounts:
+        accounts = cls(given)
+        for platform in sorted(participants.platforms()):
+            if given is not None:
+                accounts.owners[platform] = given
+                continue
+            candidates = participants.owner_candidates(platform)
+            if len(candidates) != 1:
+                shown = ", ".join(sorted(candidates)[:5]) or "none"
+                raise AccountError(
+                    f"cannot tell whose {platform} archive this is (participants in every "
+                    f"conversation: {shown}); name the sending account with --account ID"
+                )
+            (owner,) = candidates
+            accounts.owners[platform] = owner
+            accounts.notes.append(
+                f"{platform}: judging DMs sent by {owner} (the participant in every "
+                "conversation; --account ID picks another)"
+            )
+        return accounts
+
+    def direction(self, record: Record) -> tuple[str, bool] | None:
+        """(account, sent by it) for a message of one of the judged accounts, else None."""
+        owner = self.owners.get(record.platform)
+        if record.outbound is not None:  # generic input: the line says
+            account = record.sender if record.outbound else record.recipients[0]
+            if self.given is not None and account != self.given:
+                return None
+            return account, record.outbound
+        if owner is None:
+            return None
+        if record.sender == owner:
+            return owner, True
+        if owner in record.recipients:
+            return owner, False
+        return None
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    received: int = 0
+    follows: int = 0
+    ignored: int = 0
+
+
+def campaign_key(text: str, names: tuple[str, ...]) -> int:
+    """Copies of one template share a key: the normalised text (template_reuse's own
+    normalisation: links, numbers, handles, the recipient's names become placeholders),
+    hashed to a signed 64-bit integer."""
+    digest = xxhash.xxh64_intdigest(normalise(text, names).encode())
+    return digest - (1 << 64) if digest >= (1 << 63) else digest
+
+
+async def replay(
+    spool: Spool,
+    judges: list[Judge],
+    accounts: Accounts,
+    progress: Callable[[int], None] | None = None,
+) -> Tally:
+    """Judge every sent DM of the judged accounts with every judge (one per policy file),
+    in time order; results go to the spool as run 0, 1, …"""
+    tally = Tally()
+    named: set[tuple[str, str]] = set()
+    done = 0
+    for seq, record in spool.in_time_order():
+        done += 1
+        if progress is not None and done % 1000 == 0:
+            progress(done)
+        at = record.at
+        if record.kind == "follow":
+            tally.follows += 1
+            fact = Followed(account=record.recipients[0], follower=record.sender, at=at)
+            for judge in judges:
+                await judge.learn(record.platform, [fact], at)
+            continue
+        seen = accounts.direction(record)
+        if seen is None:
+            tally.ignored += 1
+            continue
+        account, sent = seen
+        facts: list[Fact] = []
+        if record.sender_name and (record.platform, record.sender) not in named:
+            named.add((record.platform, record.sender))
+            facts.append(Profile(record.sender, (record.sender_name,)))
+        if not sent:
+            tally.received += 1
+            facts.append(InboundMessage(account=account, sender=record.sender, at=at))
+            for judge in judges:
+                await judge.learn(record.platform, facts, at)
+            continue
+        tally.sent += 1
+        if facts:
+            for judge in judges:
+                await judge.learn(record.platform, facts, at)
+        recipients = tuple(r for r in record.recipients if r != account) or record.recipients
+        message = OutboundMessage(
+            platform=record.platform,
+            account=account,
+            recipients=recipients,
+            text=record.text,
+            route=ROUTE,
+            recipient_names=record.names,
+        )
+        campaign = campaign_key(record.text, record.names)
+        for run, judge in enumerate(judges):
+            decision = await judge.judge(message, at)
+            if decision.action is Action.ALLOW:  # forwarded (shadow matches included)
+                await judge.delivered(message, at)
+            spool.add_result(
+                run,
+                Result(
+                    seq=seq,
+                    at=at,
+                    platform=record.platform,
+                    account=account,
+                    recipients=recipients,
+                    action=decision.would_action.value,
+                    taken=decision.action.value,
+                    matches=[m.as_dict() for m in decision.matches],
+                    campaign=campaign,
+                ),
+                record.text,
+            )
+    if progress is not None:
+        progress(done)
+    return tally
