@@ -222,13 +222,16 @@ def _x_archive(path: Path, participants: Participants, skipped: Skipped | None) 
                 except json.JSONDecodeError as exc:
                     if more():  # maybe the conversation goes on in the next chunk
                         continue
+                    if _unclosed(buf, pos):
+                        last = line + buf.count("\n", pos)
+                        raise InputError(
+                            path,
+                            last,
+                            f"truncated archive: the file ends inside the conversation "
+                            f"that starts at line {line}",
+                        ) from None
                     at = line + buf.count("\n", pos, exc.pos)
-                    problem = (
-                        "truncated archive: a conversation is cut off"
-                        if exc.pos >= len(buf) - 1
-                        else f"not valid JSON: {exc.msg}"
-                    )
-                    raise InputError(path, at, problem) from None
+                    raise InputError(path, at, f"not valid JSON: {exc.msg}") from None
             start_line = line
             line += buf.count("\n", pos, end)
             pos = end
@@ -243,6 +246,29 @@ def _x_archive(path: Path, participants: Participants, skipped: Skipped | None) 
         rest = buf[pos:].strip().rstrip(";").strip()
         if rest:
             raise InputError(path, line, "unexpected text after the list of conversations")
+
+
+def _unclosed(text: str, start: int) -> bool:
+    """Whether the JSON value starting at `start` is still open at the end of `text` (a
+    cut-off file, as opposed to a syntax error inside it)."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text[start:]:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+            if depth == 0:
+                return False
+    return depth > 0 or in_string
 
 
 def _x_conversation(

@@ -221,7 +221,7 @@ async def replay(
                     platform=record.platform,
                     account=account,
                     recipients=recipients,
-                    action=decision.would_action.value,
+                    would=decision.would_action.value,
                     taken=decision.action.value,
                     matches=[m.as_dict() for m in decision.matches],
                     campaign=campaign,

@@ -181,11 +181,11 @@ def print_summary(summary: Summary, console: Console) -> None:
         console.print(f"{summary.changes_total:,} DMs change outcome between the two files")
     if summary.campaigns:
         top = Table(title="Top templates", title_justify="left")
-        top.add_column("recipients", justify="right")
-        top.add_column("DMs", justify="right")
-        for run in summary.runs:
-            top.add_column(f"held/blocked ({Path(run.policy_file).name})", justify="right")
-        top.add_column("text (first copy)", overflow="ellipsis", no_wrap=True, max_width=60)
+        top.add_column("people", justify="right", no_wrap=True)
+        top.add_column("DMs", justify="right", no_wrap=True)
+        for i, _run in enumerate(summary.runs):
+            top.add_column("caught" if i == 0 else "caught (2)", justify="right", no_wrap=True)
+        top.add_column("text (first copy)", overflow="ellipsis", no_wrap=True, max_width=56)
         for c in summary.campaigns[:5]:
             caught = [
                 str(sum(n for a, n in c["decisions"].get(i, {}).items() if a != "allow"))

@@ -49,7 +49,7 @@ class Result:
     platform: str
     account: str
     recipients: tuple[str, ...]
-    action: str  # what would have happened (shadow matches count as their action)
+    would: str  # what would have happened (shadow matches count as their action)
     taken: str  # what the proxy would actually have done (enforced matches only)
     matches: list[dict[str, str]]
     campaign: int
@@ -143,8 +143,8 @@ class Spool:
                 result.platform,
                 result.account,
                 _SEP.join(result.recipients),
-                result.action,
                 result.taken,
+                result.would,
                 json.dumps(result.matches) if result.matches else "",
                 result.campaign,
             )
