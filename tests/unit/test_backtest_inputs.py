@@ -113,7 +113,8 @@ def test_linkedin_broken_quote_names_the_line(tmp_path: Path) -> None:
     broken = tmp_path / "messages.csv"
     broken.write_text(
         text
-        + 'x,,A,https://www.linkedin.com/in/a,B,https://www.linkedin.com/in/b,2024-03-07 10:00:00 UTC,,"unterminated,INBOX,,No\n'
+        + "x,,A,https://www.linkedin.com/in/a,B,https://www.linkedin.com/in/b,"
+        + '2024-03-07 10:00:00 UTC,,"unterminated,INBOX,,No\n'
     )
     with pytest.raises(InputError) as caught:
         records(broken)
