@@ -308,6 +308,7 @@ def _simulate(args: argparse.Namespace) -> int:
             compare=Path(args.compare) if args.compare else None,
             json=args.json,
             skip_bad=args.skip_bad,
+            jobs=args.jobs,
         )
     )
 
@@ -363,6 +364,13 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-bad",
         action="store_true",
         help="skip unreadable records (counted) instead of stopping at the first",
+    )
+    simulate.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="replay processes, each judging a share of the sending accounts (default: one "
+        "per core for large inputs with several accounts)",
     )
     simulate.set_defaults(func=_simulate)
     ca_cmd = sub.add_parser("ca", help="the CA for forward mode (HTTPS_PROXY)")

@@ -10,11 +10,13 @@ follows become follow facts, through the store's own `record_facts`.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import xxhash
 
@@ -158,15 +160,24 @@ def campaign_key(text: str, names: tuple[str, ...]) -> int:
     return digest - (1 << 64) if digest >= (1 << 63) else digest
 
 
+def partition_of(platform: str, account: str, parts: int) -> int:
+    """Which replay worker judges this account: every fact a policy reads is scoped to one
+    sending account, so accounts can be judged apart."""
+    return xxhash.xxh64_intdigest(f"{platform}:{account}".encode()) % parts
+
+
 async def replay(
     spool: Spool,
     judges: list[Judge],
     accounts: Accounts,
     progress: Callable[[int], None] | None = None,
+    part: tuple[int, int] = (0, 1),
 ) -> Tally:
     """Judge every sent DM of the judged accounts with every judge (one per policy file),
-    in time order; results go to the spool as run 0, 1, …"""
+    in time order; results go to the spool as run 0, 1, … With `part` = (k, n), only the
+    accounts of partition k of n (`partition_of`)."""
     tally = Tally()
+    mine, parts = part
     named: set[tuple[str, str]] = set()
     done = 0
     for seq, record in spool.in_time_order():
@@ -175,8 +186,11 @@ async def replay(
             progress(done)
         at = record.at
         if record.kind == "follow":
+            followed = record.recipients[0]
+            if parts > 1 and partition_of(record.platform, followed, parts) != mine:
+                continue
             tally.follows += 1
-            fact = Followed(account=record.recipients[0], follower=record.sender, at=at)
+            fact = Followed(account=followed, follower=record.sender, at=at)
             for judge in judges:
                 await judge.learn(record.platform, [fact], at)
             continue
@@ -185,6 +199,8 @@ async def replay(
             tally.ignored += 1
             continue
         account, sent = seen
+        if parts > 1 and partition_of(record.platform, account, parts) != mine:
+            continue
         facts: list[Fact] = []
         if record.sender_name and (record.platform, record.sender) not in named:
             named.add((record.platform, record.sender))
@@ -226,8 +242,47 @@ async def replay(
                     matches=[m.as_dict() for m in decision.matches],
                     campaign=campaign,
                 ),
-                record.text,
             )
     if progress is not None:
         progress(done)
     return tally
+
+
+def replay_partition(
+    source: Path,
+    workdir: Path,
+    policy_files: list[Path],
+    accounts: Accounts,
+    part: tuple[int, int],
+    counter: Any,
+) -> None:
+    """A replay worker's process: judge one partition of the accounts on its own stores,
+    results into its own spool (merged by the parent), its tally as JSON beside it."""
+    asyncio.run(_replay_partition(source, workdir, policy_files, accounts, part, counter))
+
+
+async def _replay_partition(
+    source: Path,
+    workdir: Path,
+    policy_files: list[Path],
+    accounts: Accounts,
+    part: tuple[int, int],
+    counter: Any,
+) -> None:
+    spool = Spool(workdir, source=source)
+    judges: list[Judge] = []
+    try:
+        for i, policy_file in enumerate(policy_files):
+            (workdir / f"run{i}").mkdir()
+            judges.append(await StoreJudge.open(policy_file, workdir / f"run{i}"))
+
+        def progress(n: int) -> None:
+            counter.value = n
+
+        tally = await replay(spool, judges, accounts, progress, part)
+    finally:
+        for judge in judges:
+            await judge.close()
+    spool.commit()
+    spool.close()
+    (workdir / "tally.json").write_text(json.dumps(asdict(tally)))

@@ -151,8 +151,6 @@ def as_json(summary: Summary) -> dict[str, Any]:
 
 
 def print_summary(summary: Summary, console: Console) -> None:
-    for note in summary.notes:
-        console.print(f"[dim]{note}[/dim]", highlight=False)
     t = summary.tally
     console.print(
         f"{t.sent:,} sent DMs judged · {t.received:,} received · {t.follows:,} follows"

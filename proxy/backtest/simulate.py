@@ -7,9 +7,13 @@ stderr naming the file and line, never a traceback).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import multiprocessing
+import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +21,24 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from policies.config import PolicyFileError
+from policies.engine import Engine
 from proxy.backtest.inputs import InputError, Participants, Skipped, read
-from proxy.backtest.replay import AccountError, Accounts, Judge, StoreJudge, replay
+from proxy.backtest.replay import (
+    AccountError,
+    Accounts,
+    Judge,
+    StoreJudge,
+    Tally,
+    replay,
+    replay_partition,
+)
 from proxy.backtest.report import as_json, print_summary, summarise, write_html
 from proxy.backtest.spool import Spool
 
 # Inputs with fewer records finish before a progress bar would be worth drawing.
 PROGRESS_FROM = 20_000
+# Below this, starting replay worker processes costs more than it saves.
+WORKERS_FROM = 50_000
 
 
 @dataclass(frozen=True)
@@ -36,6 +51,7 @@ class Options:
     json: bool = False
     skip_bad: bool = False
     progress: bool | None = None  # None: on a terminal only
+    jobs: int | None = None  # replay processes; None: one per core, at most one per account
 
 
 def run(options: Options) -> int:
@@ -65,22 +81,26 @@ async def _run(options: Options) -> int:
         try:
             participants = Participants()
             skipped: dict[str, Skipped] = {}
+            senders: set[tuple[str, str]] = set()  # accounts named by generic inputs
             for path in options.inputs:
                 bad = skipped.setdefault(str(path), Skipped()) if options.skip_bad else None
                 for record in read(path, participants, bad):
                     spool.add(record)
+                    if record.outbound is not None and len(senders) < 1000:
+                        account = record.sender if record.outbound else record.recipients[0]
+                        senders.add((record.platform, account))
             spool.sealed()
             accounts = Accounts.decide(options.account, participants)
-            judges: list[Judge] = []
-            try:
-                for i, policy_file in enumerate(policy_files):
-                    directory = workdir / f"run{i}"
-                    directory.mkdir()
-                    judges.append(await StoreJudge.open(policy_file, directory))
-                tally = await _replay(spool, judges, accounts, show_progress, err)
-            finally:
-                for judge in judges:
-                    await judge.close()
+            for note in accounts.notes:
+                err.print(note, highlight=False, soft_wrap=True)
+            for policy_file in policy_files:  # a bad file is refused before any work
+                Engine.from_file(policy_file)
+            jobs = _jobs(options.jobs, spool.records, len(senders) + len(accounts.owners))
+            with _progress(show_progress and spool.records >= PROGRESS_FROM, spool, err) as bar:
+                if jobs > 1:
+                    tally = await _in_workers(spool, workdir, policy_files, accounts, jobs, bar)
+                else:
+                    tally = await _in_process(spool, workdir, policy_files, accounts, bar)
             spool.finished()
             summary = summarise(
                 spool,
@@ -108,11 +128,82 @@ async def _run(options: Options) -> int:
     return 0
 
 
-async def _replay(
-    spool: Spool, judges: list[Judge], accounts: Accounts, show: bool, console: Console
-):  # -> Tally
-    if not show or spool.records < PROGRESS_FROM:
-        return await replay(spool, judges, accounts)
+def _jobs(asked: int | None, records: int, accounts: int) -> int:
+    if asked is not None:
+        return max(1, asked)
+    if records < WORKERS_FROM:
+        return 1
+    return max(1, min(os.cpu_count() or 1, accounts))
+
+
+async def _in_process(
+    spool: Spool,
+    workdir: Path,
+    policy_files: list[Path],
+    accounts: Accounts,
+    bar: Callable[[int], None] | None,
+) -> Tally:
+    judges: list[Judge] = []
+    try:
+        for i, policy_file in enumerate(policy_files):
+            directory = workdir / f"run{i}"
+            directory.mkdir()
+            judges.append(await StoreJudge.open(policy_file, directory))
+        return await replay(spool, judges, accounts, bar)
+    finally:
+        for judge in judges:
+            await judge.close()
+
+
+async def _in_workers(
+    spool: Spool,
+    workdir: Path,
+    policy_files: list[Path],
+    accounts: Accounts,
+    jobs: int,
+    bar: Callable[[int], None] | None,
+) -> Tally:
+    """One process per partition of the sending accounts (every fact a policy reads is
+    one account's), each with its own ephemeral stores; their results merged here."""
+    context = multiprocessing.get_context("spawn")
+    workers = []
+    for k in range(jobs):
+        directory = workdir / f"part{k}"
+        directory.mkdir()
+        counter = context.Value("q", 0)
+        process = context.Process(
+            target=replay_partition,
+            args=(spool.path, directory, policy_files, accounts, (k, jobs), counter),
+            name=f"dmgate-simulate-{k}",
+        )
+        process.start()
+        workers.append((process, counter, directory))
+    try:
+        while any(p.is_alive() for p, _, _ in workers):
+            if bar is not None:
+                bar(sum(c.value for _, c, _ in workers) // jobs)
+            await asyncio.sleep(0.25)
+    finally:
+        for process, _, _ in workers:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+    tally = Tally()
+    for process, _, directory in workers:
+        if process.exitcode != 0:
+            raise RuntimeError(f"replay worker {process.name} failed (exit {process.exitcode})")
+        part = json.loads((directory / "tally.json").read_text())
+        for key, value in part.items():
+            setattr(tally, key, getattr(tally, key) + value)
+        spool.merge(directory / "spool.sqlite")
+    return tally
+
+
+@contextlib.contextmanager
+def _progress(show: bool, spool: Spool, console: Console) -> Iterator[Callable[[int], None] | None]:
+    if not show:
+        yield None
+        return
     with Progress(
         TextColumn("replaying"),
         BarColumn(),
@@ -122,4 +213,4 @@ async def _replay(
         transient=True,
     ) as bar:
         task = bar.add_task("replay", total=spool.records)
-        return await replay(spool, judges, accounts, lambda n: bar.update(task, completed=n))
+        yield lambda n: bar.update(task, completed=n)

@@ -36,7 +36,6 @@ CREATE TABLE results (
 CREATE TABLE sent_to (
     seq INTEGER NOT NULL, platform TEXT NOT NULL, account TEXT NOT NULL,
     recipient TEXT NOT NULL, at REAL NOT NULL, campaign INTEGER NOT NULL);
-CREATE TABLE campaign_texts (campaign INTEGER PRIMARY KEY, text TEXT NOT NULL);
 """
 
 
@@ -56,9 +55,16 @@ class Result:
 
 
 class Spool:
-    def __init__(self, directory: Path) -> None:
+    """`source`: read the records of another spool (a replay worker's view of the main
+    one); this one then holds only the worker's results."""
+
+    def __init__(self, directory: Path, source: Path | None = None) -> None:
         self.path = directory / "spool.sqlite"
         self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._records = "records"
+        if source is not None:
+            self._db.execute("ATTACH DATABASE ? AS src", (str(source),))
+            self._records = "src.records"
         for pragma in (
             "journal_mode=OFF",
             "synchronous=OFF",
@@ -70,7 +76,6 @@ class Spool:
         self._pending: list[tuple[Any, ...]] = []
         self._results: list[tuple[Any, ...]] = []
         self._sent: list[tuple[Any, ...]] = []
-        self._texts: list[tuple[int, str]] = []
         self.records = 0
         self._db.execute("BEGIN")
 
@@ -111,7 +116,7 @@ class Spool:
         cur = self._db.cursor()  # its own cursor: results are written while it is read
         cur.execute(
             "SELECT seq, at, kind, platform, sender, recipients, text, names, sender_name,"
-            " source, outbound FROM records ORDER BY at, seq"
+            f" source, outbound FROM {self._records} ORDER BY at, seq"
         )
         for row in cur:
             seq, at, kind, platform, sender, recipients, text, names, sender_name, source, out = row
@@ -133,7 +138,7 @@ class Spool:
 
     # --- results --------------------------------------------------------------------
 
-    def add_result(self, run: int, result: Result, text: str) -> None:
+    def add_result(self, run: int, result: Result) -> None:
         ts = result.at.timestamp()
         self._results.append(
             (
@@ -154,18 +159,31 @@ class Spool:
                 (result.seq, result.platform, result.account, r, ts, result.campaign)
                 for r in result.recipients
             )
-            self._texts.append((result.campaign, text))
         if len(self._results) >= _BATCH:
             self.flush_results()
 
     def flush_results(self) -> None:
         self._db.executemany("INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?)", self._results)
         self._db.executemany("INSERT INTO sent_to VALUES (?,?,?,?,?,?)", self._sent)
-        # The first text seen stands for its campaign.
-        self._db.executemany("INSERT OR IGNORE INTO campaign_texts VALUES (?,?)", self._texts)
         self._results.clear()
         self._sent.clear()
-        self._texts.clear()
+
+    def commit(self) -> None:
+        self.flush_results()
+        self._db.execute("COMMIT")
+        self._db.execute("BEGIN")
+
+    def merge(self, other: Path) -> None:
+        """Take in a replay worker's results."""
+        self.flush_results()
+        self._db.execute("COMMIT")
+        self._db.execute("ATTACH DATABASE ? AS part", (str(other),))
+        self._db.execute("BEGIN")
+        self._db.execute("INSERT INTO results SELECT * FROM part.results")
+        self._db.execute("INSERT INTO sent_to SELECT * FROM part.sent_to")
+        self._db.execute("COMMIT")
+        self._db.execute("DETACH DATABASE part")
+        self._db.execute("BEGIN")
 
     def finished(self) -> None:
         """Every run is in: index the results for the report's questions."""
@@ -234,24 +252,23 @@ class Spool:
     def top_campaigns(self, runs: Iterable[int], limit: int = 10) -> list[dict[str, Any]]:
         rows = self._db.execute(
             """
-            SELECT s.campaign, COUNT(DISTINCT s.recipient) AS people, COUNT(DISTINCT s.seq),
-                   t.text
-            FROM sent_to s JOIN campaign_texts t ON t.campaign = s.campaign
-            GROUP BY s.campaign HAVING COUNT(DISTINCT s.seq) > 1
-            ORDER BY people DESC, s.campaign LIMIT ?
+            SELECT campaign, COUNT(DISTINCT recipient) AS people, COUNT(DISTINCT seq) AS dms
+            FROM sent_to GROUP BY campaign HAVING COUNT(DISTINCT seq) > 1
+            ORDER BY people DESC, dms DESC, MIN(seq) LIMIT ?
             """,
             (limit,),
         ).fetchall()
         out = []
-        for campaign, people, messages, text in rows:
+        for campaign, people, messages in rows:
             examples = [
                 t
                 for (t,) in self._db.execute(
-                    "SELECT DISTINCT r.text FROM sent_to s JOIN records r ON r.seq = s.seq"
-                    " WHERE s.campaign = ? LIMIT 3",
+                    "SELECT r.text FROM sent_to s JOIN records r ON r.seq = s.seq"
+                    " WHERE s.campaign = ? GROUP BY r.text ORDER BY MIN(s.seq) LIMIT 3",
                     (campaign,),
                 )
             ]
+            text = examples[0] if examples else ""
             decisions = {
                 run: dict(
                     self._db.execute(

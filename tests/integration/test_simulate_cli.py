@@ -84,3 +84,11 @@ def test_a_bad_policy_file_is_refused(tmp_path: Path) -> None:
     policies.write_text("policies:\n  template_reuse:\n    action: maybe\n")
     done = simulate("--policies", policies, FIXTURES / "generic" / "history.csv")
     assert done.returncode == 2 and "action" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_accounts_judged_in_parallel_processes_decide_the_same() -> None:
+    inputs = [FIXTURES / "generic" / "history.jsonl", FIXTURES / "generic" / "history.csv"]
+    one = simulate("--json", "--jobs", "1", *inputs)
+    two = simulate("--json", "--jobs", "2", *inputs)
+    assert one.returncode == two.returncode == 0, one.stderr + two.stderr
+    assert json.loads(one.stdout) == json.loads(two.stdout)
