@@ -79,10 +79,28 @@ def generate(path: Path, messages: int, seed: int = 7) -> None:
             f.write(json.dumps(line) + "\n")
 
 
+def _tree_rss_kb(pid: int) -> int:
+    """Resident memory of a process and all its descendants (Linux /proc), in KiB."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += int(
+                next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmRSS"))
+            )
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--keep", help="also keep the generated history at this path")
+    parser.add_argument("--jobs", type=int, help="passed to simulate (default: its own)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dmgate-bench-simulate-") as tmp:
         history = Path(args.keep) if args.keep else Path(tmp) / "history.jsonl"
@@ -94,23 +112,31 @@ def main() -> int:
             flush=True,
         )
         env = {**os.environ, "PYTHONPATH": str(REPO)}
+        command = [sys.executable, "-m", "proxy.cli", "simulate", "--json", str(history)]
+        if args.jobs:
+            command += ["--jobs", str(args.jobs)]
         started = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-m", "proxy.cli", "simulate", "--json", str(history)],
-            env=env,
-            capture_output=True,
-            text=True,
+        child = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
+        peak_tree = 0
+        while child.poll() is None:
+            peak_tree = max(peak_tree, _tree_rss_kb(child.pid))
+            time.sleep(0.5)
+        stdout, stderr = child.communicate()
         wall = time.perf_counter() - started
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        if done.returncode != 0:
-            print(done.stderr, file=sys.stderr)
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = usage.ru_utime + usage.ru_stime
+        if child.returncode != 0:
+            print(stderr, file=sys.stderr)
             return 1
-        result = json.loads(done.stdout)
         print(
             f"simulate: {wall:.0f} s wall ({args.messages / wall:,.0f} lines/s), "
-            f"peak RSS {peak_mb:.0f} MB"
+            f"{cpu:.0f} s CPU ({args.messages / cpu:,.0f} lines per CPU-second); "
+            f"peak RSS {usage.ru_maxrss / 1024:.0f} MB (largest process), "
+            f"{peak_tree / 1024:.0f} MB (all its processes, sampled)"
         )
+        result = json.loads(stdout)
         print(f"  sent DMs judged {result['messages']:,}: {result['decisions']}")
         print(f"  policy matches {result['policies']}")
         print(
