@@ -222,6 +222,14 @@ class Spool:
                 by_action[m["action"]] = by_action.get(m["action"], 0) + 1
         return out
 
+    def decisions(self, run: int) -> list[tuple[str, str]]:
+        """(what would have happened, what the proxy would have done) per judged DM, in
+        input order."""
+        rows = self._db.execute(
+            "SELECT would, action FROM results WHERE run = ? ORDER BY seq", (run,)
+        )
+        return rows.fetchall()
+
     def by_day(self, run: int) -> list[tuple[str, dict[str, int]]]:
         rows = self._db.execute(
             "SELECT date(at, 'unixepoch') AS day, would, COUNT(*) FROM results WHERE run = ?"
