@@ -65,6 +65,9 @@ def run(options: Options) -> int:
         print(f"dmgate simulate: {exc}", file=sys.stderr)
     except OSError as exc:
         print(f"dmgate simulate: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("dmgate simulate: interrupted", file=sys.stderr)
+        return 130
     return 2
 
 
