@@ -398,10 +398,8 @@ def _linkedin(path: Path, participants: Participants, skipped: Skipped | None) -
             names = tuple(n for n in _split_list(row.get("TO", "")) if n)
             conv = row["CONVERSATION ID"].strip()
             participants.add("linkedin", conv, {sender, *recipients})
+            # The body alone, as serve judges a LinkedIn send (its subject is not read).
             text = row["CONTENT"]
-            subject = row.get("SUBJECT", "").strip()
-            if subject and subject not in text:
-                text = f"{subject}\n{text}"
             yield Record(
                 at=_time(row["DATE"], path, line),
                 kind="message",
