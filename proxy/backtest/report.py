@@ -19,7 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from rich.console import Console
 from rich.table import Table
 
-from proxy.backtest.replay import Tally
+from proxy.backtest.accounts import Tally
 from proxy.backtest.spool import Spool
 
 ACTIONS = ("allow", "hold", "block")

@@ -20,18 +20,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from policies.config import PolicyFileError
-from policies.engine import Engine
+from policies.config import PolicyFileError, load_policy_file
+from proxy.backtest import worker
+from proxy.backtest.accounts import AccountError, Accounts, Tally
 from proxy.backtest.inputs import InputError, Participants, Skipped, read
-from proxy.backtest.replay import (
-    AccountError,
-    Accounts,
-    Judge,
-    StoreJudge,
-    Tally,
-    replay,
-    replay_partition,
-)
 from proxy.backtest.report import as_json, print_summary, summarise, write_html
 from proxy.backtest.spool import Spool
 
@@ -97,7 +89,7 @@ async def _run(options: Options) -> int:
             for note in accounts.notes:
                 err.print(note, highlight=False, soft_wrap=True)
             for policy_file in policy_files:  # a bad file is refused before any work
-                Engine.from_file(policy_file)
+                load_policy_file(policy_file)
             jobs = _jobs(options.jobs, spool.records, len(senders) + len(accounts.owners))
             with _progress(show_progress and spool.records >= PROGRESS_FROM, spool, err) as bar:
                 if jobs > 1:
@@ -146,6 +138,8 @@ async def _in_process(
     accounts: Accounts,
     bar: Callable[[int], None] | None,
 ) -> Tally:
+    from proxy.backtest.replay import Judge, StoreJudge, replay
+
     judges: list[Judge] = []
     try:
         for i, policy_file in enumerate(policy_files):
@@ -175,7 +169,7 @@ async def _in_workers(
         directory.mkdir()
         counter = context.Value("q", 0)
         process = context.Process(
-            target=replay_partition,
+            target=worker.run,
             args=(spool.path, directory, policy_files, accounts, (k, jobs), counter),
             name=f"dmgate-simulate-{k}",
         )

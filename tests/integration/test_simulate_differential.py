@@ -14,8 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from proxy.backtest.accounts import Accounts
 from proxy.backtest.inputs import Participants, read
-from proxy.backtest.replay import Accounts, StoreJudge, replay
+from proxy.backtest.replay import StoreJudge, replay
 from proxy.backtest.spool import Spool
 from tests.integration.dm_helpers import SENDER, learn_identity, send_dm
 from tests.support import DMGate

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from policies.model import Decision, OutboundMessage
+from proxy.backtest.accounts import AccountError, Accounts
 from proxy.backtest.inputs import Participants, read
-from proxy.backtest.replay import AccountError, Accounts, StoreJudge, replay
+from proxy.backtest.replay import StoreJudge, replay
 from proxy.backtest.report import as_json, render_html, summarise
 from proxy.backtest.spool import Spool
 from proxy.facts import Fact
