@@ -27,7 +27,7 @@ from proxy.backtest.accounts import Accounts, Tally
 from proxy.backtest.spool import Result, Spool
 from proxy.facts import Fact, Followed, InboundMessage, Profile
 from proxy.store import Store
-from proxy.store.database import Database, _in_transaction
+from proxy.store.database import Database
 from proxy.store.errors import translated
 
 T = TypeVar("T")
@@ -57,17 +57,60 @@ class Judge(Protocol):
 
 
 class ReplayDatabase(Database):
-    """The store's `Database` (SQLite) with writes run in the calling thread.
+    """The store's `Database` (SQLite) for a replay: every operation runs in the calling
+    thread on one connection, in transactions of `COMMIT_EVERY` operations.
 
-    `Database.write` hops to a thread pool so that serve's event loop keeps answering while
-    SQLite works; a replay has one writer and nothing else to do meanwhile, and the hop was
-    a fifth of its CPU time (bench/simulate.py). Same statements, same transactions
-    (BEGIN IMMEDIATE), same error translation."""
+    `Database` gives each operation its own transaction on a pooled connection, reads on
+    another, and writes in a thread pool, so that serve's event loop keeps answering and a
+    held DM is durable once acknowledged. A replay has one caller, nothing to answer
+    meanwhile and nothing to keep after a crash: the pool hop, the checkout and the commit
+    per operation were a third of its CPU time (bench/simulate.py). The operations are the
+    store's own (`StoreSignals`), their statements unchanged; reads on the same connection
+    see every earlier write, as serve's reads see committed ones."""
+
+    COMMIT_EVERY = 1000
+
+    _conn: Any = None
+    _tx: Any = None
+    _ops = 0
+
+    def _connection(self) -> Any:
+        assert self._write_engine is not None, "ReplayDatabase is for SQLite"
+        if self._conn is None:
+            self._conn = self._write_engine.connect()
+            self._tx = self._conn.begin()  # BEGIN IMMEDIATE (the write engine's listener)
+        return self._conn
+
+    def _commit(self) -> None:
+        if self._tx is not None:
+            self._tx.commit()
+            self._tx = self._conn.begin()
+        self._ops = 0
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        assert self._write_engine is not None, "ReplayDatabase is for SQLite"
         with translated():
-            return _in_transaction(self._write_engine, fn, args)
+            result = fn(self._connection(), *args)
+            self._ops += 1
+            if self._ops >= self.COMMIT_EVERY:
+                self._commit()
+            return result
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        with translated():
+            return fn(self._connection(), *args)
+
+    async def migrate(self) -> None:
+        await super().migrate()
+        with translated():
+            self._commit()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with translated():
+                self._tx.commit()
+                self._conn.close()
+            self._conn = self._tx = None
+        await super().close()
 
 
 class StoreJudge:
