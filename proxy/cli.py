@@ -1,4 +1,4 @@
-"""`dmgate serve | check-policies FILE | ca init | ca export`."""
+"""`dmgate serve | check-policies FILE | simulate | ca init | ca export`."""
 
 from __future__ import annotations
 
@@ -353,6 +353,29 @@ def _check_policies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from proxy.backtest.simulate import Options, run
+
+    return run(
+        Options(
+            policies=Path(args.policies),
+            inputs=[Path(p) for p in args.inputs],
+            account=args.account,
+            report=Path(args.report) if args.report else None,
+            compare=Path(args.compare) if args.compare else None,
+            json=args.json,
+            skip_bad=args.skip_bad,
+            jobs=args.jobs,
+        )
+    )
+
+
+def _default_policy_file() -> str:
+    from policies.config import DEFAULT_POLICY_FILE
+
+    return os.environ.get("DMGATE_POLICY_FILE") or str(DEFAULT_POLICY_FILE)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dmgate",
@@ -376,6 +399,43 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-policies", help="validate a policy file and exit")
     check.add_argument("file", help="the policy file (YAML)")
     check.set_defaults(func=_check_policies)
+    simulate = sub.add_parser(
+        "simulate",
+        help="replay exported DM history against policy files: what would they have done?",
+        description="Replay exported DMs (X archive direct-messages.js / "
+        "direct-messages-group.js, LinkedIn messages.csv, or JSON Lines / CSV with time, "
+        "platform, account, recipient, text, optional kind: dm | received | follow) through "
+        "the policy engine in time order, and report what would have been allowed, held "
+        "and blocked. Exit 0 done, 2 unreadable input (file and line named).",
+    )
+    simulate.add_argument("inputs", nargs="+", metavar="INPUT", help="exported DM history")
+    simulate.add_argument(
+        "--policies",
+        default=_default_policy_file(),
+        metavar="FILE",
+        help="policy file (default: DMGATE_POLICY_FILE, else the shipped policies/default.yaml)",
+    )
+    simulate.add_argument(
+        "--account", metavar="ID", help="the sending account (default: the archive's owner)"
+    )
+    simulate.add_argument("--report", metavar="OUT.html", help="write an HTML report")
+    simulate.add_argument(
+        "--compare", metavar="FILE2", help="a second policy file: show what changes"
+    )
+    simulate.add_argument("--json", action="store_true", help="print one JSON object")
+    simulate.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip unreadable records (counted) instead of stopping at the first",
+    )
+    simulate.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="replay processes, each judging a share of the sending accounts (default: one "
+        "per core for large inputs with several accounts)",
+    )
+    simulate.set_defaults(func=_simulate)
     ca_cmd = sub.add_parser("ca", help="the CA for forward mode (HTTPS_PROXY)")
     ca_sub = ca_cmd.add_subparsers(dest="ca_command", required=True, metavar="CA_COMMAND")
     init = ca_sub.add_parser("init", help="create the CA (limited to the routes' hosts)")

@@ -1,0 +1,150 @@
+"""`dmgate simulate` at scale: wall time and peak memory for N generated messages.
+
+Writes a generic JSON Lines history (default 1,000,000 lines) to a temporary directory,
+then runs `dmgate simulate --json` on it in a child process, measuring wall time and the
+child's peak RSS. The history mixes what a team's export holds: 40 sending accounts; per
+account, follows (10 %), messages received (10 %), campaign copies with merge fields and
+spintax (30 %) and personal one-off texts (50 %), in time order over 90 days.
+
+    python bench/simulate.py                    # 1M messages
+    python bench/simulate.py --messages 50000   # a quick look
+    python bench/simulate.py --keep history.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+FIRST = ["Anna", "Ben", "Chidi", "Dana", "Emil", "Fatima", "Goran", "Hana", "Ivo", "Jade"]
+OPENERS = ["Hi", "Hey", "Hello", "Good morning"]
+PITCHES = [
+    "thanks for the follow! We just launched {product}, grab {n}% off this week: {link}",
+    "I noticed you work in {field}. Teams like yours save {n} hours a week with {product}. "
+    "Open to a quick call? {link}",
+    "welcome aboard! Reply YES to get our free {field} playbook (worth ${n})",
+    "we are hosting a webinar on {field} next {day}, seats are limited, register here {link}",
+]
+PRODUCTS = ["Acme Scheduler", "Routewise", "LeadLoop", "Quillbox"]
+FIELDS = ["logistics", "fintech", "retail", "healthcare", "edtech"]
+DAYS = ["Monday", "Tuesday", "Thursday"]
+WORDS = (
+    "lunch meeting tomorrow project deadline coffee report slides budget review draft "
+    "thanks great idea call later weekend plans family trip photo game concert book "
+    "question answer update sorry late running traffic office home sure sounds good"
+).split()
+
+
+def generate(path: Path, messages: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    step = timedelta(days=90) / messages
+    accounts = [f"acct{i:02d}" for i in range(40)]
+    with path.open("w") as f:
+        for i in range(messages):
+            at = (start + step * i).isoformat().replace("+00:00", "Z")
+            account = rng.choice(accounts)
+            recipient = f"u{rng.randrange(400_000)}"
+            roll = rng.random()
+            line: dict[str, object] = {"time": at, "platform": "x", "account": account}
+            if roll < 0.10:
+                line.update(recipient=recipient, kind="follow")
+            elif roll < 0.20:
+                words = rng.sample(WORDS, rng.randint(3, 9))
+                line.update(recipient=recipient, kind="received", text=" ".join(words))
+            elif roll < 0.50:
+                pitch = PITCHES[hash(account) % len(PITCHES)]
+                text = f"{rng.choice(OPENERS)} {rng.choice(FIRST)}, " + pitch.format(
+                    product=rng.choice(PRODUCTS),
+                    n=rng.randint(5, 60),
+                    link=f"https://ex.example/{rng.randrange(10**6):x}",
+                    field=rng.choice(FIELDS),
+                    day=rng.choice(DAYS),
+                )
+                line.update(recipient=recipient, text=text)
+            else:
+                words = rng.sample(WORDS, rng.randint(4, 14))
+                line.update(recipient=recipient, text=" ".join(words).capitalize() + "?")
+            f.write(json.dumps(line) + "\n")
+
+
+def _tree_rss_kb(pid: int) -> int:
+    """Resident memory of a process and all its descendants (Linux /proc), in KiB."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += int(
+                next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmRSS"))
+            )
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--keep", help="also keep the generated history at this path")
+    parser.add_argument("--jobs", type=int, help="passed to simulate (default: its own)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="dmgate-bench-simulate-") as tmp:
+        history = Path(args.keep) if args.keep else Path(tmp) / "history.jsonl"
+        started = time.perf_counter()
+        generate(history, args.messages)
+        print(
+            f"generated {args.messages:,} lines ({history.stat().st_size / 1e6:.0f} MB) in "
+            f"{time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        command = [sys.executable, "-m", "proxy.cli", "simulate", "--json", str(history)]
+        if args.jobs:
+            command += ["--jobs", str(args.jobs)]
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        peak_tree = 0
+        while child.poll() is None:
+            peak_tree = max(peak_tree, _tree_rss_kb(child.pid))
+            time.sleep(0.5)
+        stdout, stderr = child.communicate()
+        wall = time.perf_counter() - started
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = usage.ru_utime + usage.ru_stime
+        if child.returncode != 0:
+            print(stderr, file=sys.stderr)
+            return 1
+        print(
+            f"simulate: {wall:.0f} s wall ({args.messages / wall:,.0f} lines/s), "
+            f"{cpu:.0f} s CPU ({args.messages / cpu:,.0f} lines per CPU-second); "
+            f"peak RSS {usage.ru_maxrss / 1024:.0f} MB (largest process), "
+            f"{peak_tree / 1024:.0f} MB (all its processes, sampled)"
+        )
+        result = json.loads(stdout)
+        print(f"  sent DMs judged {result['messages']:,}: {result['decisions']}")
+        print(f"  policy matches {result['policies']}")
+        print(
+            "  target: 1M lines in < 600 s with RSS < 500 MB; at this rate 1M takes "
+            f"{wall * 1_000_000 / args.messages:.0f} s"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
