@@ -286,7 +286,7 @@ class DecisionPipeline:
         started = time.perf_counter()
         try:
             decision = await engine.evaluate(
-                _judged(message), self._store.signals, self._clock.now()
+                as_judged(message), self._store.signals, self._clock.now()
             )
         except StoreError:  # the store's, not the policy's: answered as such
             raise
@@ -360,7 +360,7 @@ def log_decision(
     )
 
 
-def _judged(message: OutboundMessage) -> OutboundMessage:
+def as_judged(message: OutboundMessage) -> OutboundMessage:
     """What the policies read: no more text than any platform delivers in one DM (X:
     10,000 characters), so a megabyte of text cannot stall the event loop."""
     if len(message.text) <= MAX_JUDGED_TEXT:

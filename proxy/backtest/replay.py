@@ -26,15 +26,13 @@ from policies.template_reuse import normalise
 from proxy.backtest.accounts import Accounts, Tally
 from proxy.backtest.spool import Result, Spool
 from proxy.facts import Fact, Followed, InboundMessage, Profile
+from proxy.pipeline import as_judged
 from proxy.store import Store
 from proxy.store.database import Database
 from proxy.store.errors import translated
 
 T = TypeVar("T")
 
-# What the policies read of one DM (proxy.gateway.MAX_JUDGED_TEXT): no platform delivers
-# more text in one message.
-MAX_JUDGED_TEXT = 10_000
 ROUTE = "simulate"
 
 
@@ -134,8 +132,7 @@ class StoreJudge:
         if self._names_known:
             known = await self.store.signals.recipient_names(message.platform, message.recipients)
             message = replace(message, recipient_names=message.recipient_names + known)
-        if len(message.text) > MAX_JUDGED_TEXT:
-            message = replace(message, text=message.text[:MAX_JUDGED_TEXT])
+        message = as_judged(message)  # what serve's pipeline lets the policies read
         return await self.engine.evaluate(message, self.store.signals, at)
 
     async def delivered(self, message: OutboundMessage, at: datetime) -> None:

@@ -91,6 +91,9 @@ def test_a_policy_change_reaches_every_worker(dmgate_factory, fake_x, x_users):
 
 def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(dmgate_factory, fake_x):
     gate = dmgate_factory(env=WORKERS)
+    # Both workers up (one answering /healthz is not both: a worker dying while starting
+    # stops dmgate, as a failed start should).
+    wait_until(lambda: "(2 workers)" in gate.logs(), what="both workers ready")
     first, _ = workers_of(gate.proc.pid)
     os.kill(first, signal.SIGKILL)
     wait_until(
