@@ -376,29 +376,8 @@ def _default_policy_file() -> str:
     return os.environ.get("DMGATE_POLICY_FILE") or str(DEFAULT_POLICY_FILE)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="dmgate",
-        description="An HTTP proxy that holds or blocks automated direct messages for review.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = sub.add_parser(
-        "serve",
-        help="run the proxy (settings from DMGATE_* variables; `serve --help` lists them)",
-        description="Run the proxy. Settings come from the environment.",
-        epilog=_settings_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    serve.add_argument(
-        "--workers",
-        type=int,
-        metavar="N",
-        help="processes serving the one port (default: DMGATE_WORKERS, 1)",
-    )
-    serve.set_defaults(func=_serve)
-    check = sub.add_parser("check-policies", help="validate a policy file and exit")
-    check.add_argument("file", help="the policy file (YAML)")
-    check.set_defaults(func=_check_policies)
+def _add_simulate(sub: Any) -> None:
+    """`dmgate simulate`'s arguments (proxy/backtest/)."""
     simulate = sub.add_parser(
         "simulate",
         help="replay exported DM history against policy files: what would they have done?",
@@ -436,6 +415,32 @@ def main(argv: list[str] | None = None) -> int:
         "per core for large inputs with several accounts)",
     )
     simulate.set_defaults(func=_simulate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dmgate",
+        description="An HTTP proxy that holds or blocks automated direct messages for review.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="run the proxy (settings from DMGATE_* variables; `serve --help` lists them)",
+        description="Run the proxy. Settings come from the environment.",
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes serving the one port (default: DMGATE_WORKERS, 1)",
+    )
+    serve.set_defaults(func=_serve)
+    check = sub.add_parser("check-policies", help="validate a policy file and exit")
+    check.add_argument("file", help="the policy file (YAML)")
+    check.set_defaults(func=_check_policies)
+    _add_simulate(sub)
     ca_cmd = sub.add_parser("ca", help="the CA for forward mode (HTTPS_PROXY)")
     ca_sub = ca_cmd.add_subparsers(dest="ca_command", required=True, metavar="CA_COMMAND")
     init = ca_sub.add_parser("init", help="create the CA (limited to the routes' hosts)")

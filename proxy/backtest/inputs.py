@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 Kind = Literal["message", "follow"]
 
@@ -162,90 +162,109 @@ def read(
 
 
 def _x_archive(path: Path, participants: Participants, skipped: Skipped | None) -> Iterator[Record]:
-    decoder = json.JSONDecoder()
     with path.open("r", encoding="utf-8-sig", newline="") as f:
-        buf = f.read(_CHUNK)
-        m = _X_PREFIX.match(buf)
-        assert m is not None  # detect() saw it
-        group = m.group(1).endswith("_group")
-        line = 1 + buf.count("\n", 0, m.end())
-        pos = m.end()
-        eof = False
-
-        def more() -> bool:
-            nonlocal buf, pos, eof
-            if eof:
-                return False
-            chunk = f.read(_CHUNK)
-            if not chunk:
-                eof = True
-                return False
-            buf = buf[pos:] + chunk
-            pos = 0
-            return True
-
-        def skip_space() -> None:
-            nonlocal pos, line
-            while True:
-                while pos < len(buf) and buf[pos] in " \t\r\n":
-                    if buf[pos] == "\n":
-                        line += 1
-                    pos += 1
-                if pos < len(buf) or not more():
-                    return
-
-        skip_space()
-        if pos >= len(buf) or buf[pos] != "[":
-            raise InputError(path, line, "expected '[' after the window.YTD assignment")
-        pos += 1
-        first = True
-        while True:
-            skip_space()
-            if pos >= len(buf):
-                raise InputError(
-                    path, line, "truncated archive: the list of conversations never ends"
-                )
-            if buf[pos] == "]":
-                break
-            if not first:
-                if buf[pos] != ",":
-                    raise InputError(
-                        path, line, f"expected ',' or ']' between conversations, found {buf[pos]!r}"
-                    )
-                pos += 1
-                skip_space()
-            first = False
-            while True:
-                try:
-                    value, end = decoder.raw_decode(buf, pos)
-                    break
-                except json.JSONDecodeError as exc:
-                    if more():  # maybe the conversation goes on in the next chunk
-                        continue
-                    if _unclosed(buf, pos):
-                        last = line + buf.count("\n", pos)
-                        raise InputError(
-                            path,
-                            last,
-                            f"truncated archive: the file ends inside the conversation "
-                            f"that starts at line {line}",
-                        ) from None
-                    at = line + buf.count("\n", pos, exc.pos)
-                    raise InputError(path, at, f"not valid JSON: {exc.msg}") from None
-            start_line = line
-            line += buf.count("\n", pos, end)
-            pos = end
+        reader = _ArchiveReader(path, f)
+        for value, start_line in reader.conversations():
             try:
-                yield from _x_conversation(value, path, start_line, group, participants)
+                yield from _x_conversation(value, path, start_line, reader.group, participants)
             except InputError as exc:
                 if skipped is None:
                     raise
                 skipped.add(exc)
-        pos += 1
-        skip_space()
-        rest = buf[pos:].strip().rstrip(";").strip()
-        if rest:
-            raise InputError(path, line, "unexpected text after the list of conversations")
+
+
+class _ArchiveReader:
+    """The conversations of an X archive file (`window.YTD.… = [ … ]`), one JSON value at a
+    time, read in chunks so a large archive never sits in memory whole; line numbers kept
+    for errors."""
+
+    def __init__(self, path: Path, f: TextIO) -> None:
+        self.path, self._f = path, f
+        self.buf = f.read(_CHUNK)
+        m = _X_PREFIX.match(self.buf)
+        assert m is not None  # detect() saw it
+        self.group = m.group(1).endswith("_group")
+        self.line = 1 + self.buf.count("\n", 0, m.end())
+        self.pos = m.end()
+        self._eof = False
+
+    def conversations(self) -> Iterator[tuple[Any, int]]:
+        """(conversation, its first line), until the list's closing bracket."""
+        self._skip_space()
+        if self.pos >= len(self.buf) or self.buf[self.pos] != "[":
+            raise InputError(self.path, self.line, "expected '[' after the window.YTD assignment")
+        self.pos += 1
+        first = True
+        while True:
+            self._skip_space()
+            if self.pos >= len(self.buf):
+                raise InputError(
+                    self.path, self.line, "truncated archive: the list of conversations never ends"
+                )
+            if self.buf[self.pos] == "]":
+                break
+            if not first:
+                if self.buf[self.pos] != ",":
+                    found = self.buf[self.pos]
+                    raise InputError(
+                        self.path,
+                        self.line,
+                        f"expected ',' or ']' between conversations, found {found!r}",
+                    )
+                self.pos += 1
+                self._skip_space()
+            first = False
+            yield self._value()
+        self.pos += 1
+        self._skip_space()
+        if self.buf[self.pos :].strip().rstrip(";").strip():
+            raise InputError(
+                self.path, self.line, "unexpected text after the list of conversations"
+            )
+
+    def _value(self) -> tuple[Any, int]:
+        decoder = json.JSONDecoder()
+        while True:
+            try:
+                value, end = decoder.raw_decode(self.buf, self.pos)
+                break
+            except json.JSONDecodeError as exc:
+                if self._more():  # maybe the conversation goes on in the next chunk
+                    continue
+                if _unclosed(self.buf, self.pos):
+                    last = self.line + self.buf.count("\n", self.pos)
+                    raise InputError(
+                        self.path,
+                        last,
+                        "truncated archive: the file ends inside the conversation "
+                        f"that starts at line {self.line}",
+                    ) from None
+                at = self.line + self.buf.count("\n", self.pos, exc.pos)
+                raise InputError(self.path, at, f"not valid JSON: {exc.msg}") from None
+        start_line = self.line
+        self.line += self.buf.count("\n", self.pos, end)
+        self.pos = end
+        return value, start_line
+
+    def _more(self) -> bool:
+        if self._eof:
+            return False
+        chunk = self._f.read(_CHUNK)
+        if not chunk:
+            self._eof = True
+            return False
+        self.buf = self.buf[self.pos :] + chunk
+        self.pos = 0
+        return True
+
+    def _skip_space(self) -> None:
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
+                if self.buf[self.pos] == "\n":
+                    self.line += 1
+                self.pos += 1
+            if self.pos < len(self.buf) or not self._more():
+                return
 
 
 def _unclosed(text: str, start: int) -> bool:

@@ -24,6 +24,7 @@ from policies.engine import Engine
 from policies.model import Action, Decision, OutboundMessage
 from policies.template_reuse import normalise
 from proxy.backtest.accounts import Accounts, Tally
+from proxy.backtest.inputs import Record
 from proxy.backtest.spool import Result, Spool
 from proxy.facts import Fact, Followed, InboundMessage, Profile
 from proxy.pipeline import as_judged
@@ -189,8 +190,7 @@ async def replay(
                 continue
             tally.follows += 1
             fact = Followed(account=followed, follower=record.sender, at=at)
-            for judge in judges:
-                await judge.learn(record.platform, [fact], at)
+            await _learn(judges, record.platform, [fact], at)
             continue
         seen = accounts.direction(record)
         if seen is None:
@@ -206,44 +206,54 @@ async def replay(
         if not sent:
             tally.received += 1
             facts.append(InboundMessage(account=account, sender=record.sender, at=at))
-            for judge in judges:
-                await judge.learn(record.platform, facts, at)
+            await _learn(judges, record.platform, facts, at)
             continue
         tally.sent += 1
         if facts:
-            for judge in judges:
-                await judge.learn(record.platform, facts, at)
-        recipients = tuple(r for r in record.recipients if r != account) or record.recipients
-        message = OutboundMessage(
-            platform=record.platform,
-            account=account,
-            recipients=recipients,
-            text=record.text,
-            route=ROUTE,
-            recipient_names=record.names,
-        )
-        campaign = campaign_key(record.text, record.names)
-        for run, judge in enumerate(judges):
-            decision = await judge.judge(message, at)
-            if decision.action is Action.ALLOW:  # forwarded (shadow matches included)
-                await judge.delivered(message, at)
-            spool.add_result(
-                run,
-                Result(
-                    seq=seq,
-                    at=at,
-                    platform=record.platform,
-                    account=account,
-                    recipients=recipients,
-                    would=decision.would_action.value,
-                    taken=decision.action.value,
-                    matches=[m.as_dict() for m in decision.matches],
-                    campaign=campaign,
-                ),
-            )
+            await _learn(judges, record.platform, facts, at)
+        await _judge_sent(spool, judges, seq, record, account)
     if progress is not None:
         progress(done)
     return tally
+
+
+async def _learn(judges: list[Judge], platform: str, facts: list[Fact], at: datetime) -> None:
+    for judge in judges:
+        await judge.learn(platform, facts, at)
+
+
+async def _judge_sent(
+    spool: Spool, judges: list[Judge], seq: int, record: Record, account: str
+) -> None:
+    """One sent DM, judged by every policy file at its own time; the results spooled."""
+    recipients = tuple(r for r in record.recipients if r != account) or record.recipients
+    message = OutboundMessage(
+        platform=record.platform,
+        account=account,
+        recipients=recipients,
+        text=record.text,
+        route=ROUTE,
+        recipient_names=record.names,
+    )
+    campaign = campaign_key(record.text, record.names)
+    for run, judge in enumerate(judges):
+        decision = await judge.judge(message, record.at)
+        if decision.action is Action.ALLOW:  # forwarded (shadow matches included)
+            await judge.delivered(message, record.at)
+        spool.add_result(
+            run,
+            Result(
+                seq=seq,
+                at=record.at,
+                platform=record.platform,
+                account=account,
+                recipients=recipients,
+                would=decision.would_action.value,
+                taken=decision.action.value,
+                matches=[m.as_dict() for m in decision.matches],
+                campaign=campaign,
+            ),
+        )
 
 
 def replay_partition(
