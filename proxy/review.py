@@ -290,7 +290,7 @@ async def approve_hold(request: web.Request) -> web.Response:
     body = await _json_body(request, ApproveBody)
     ctx = request.app[CTX]
     with _decided():
-        row = await actions.approve(ctx, hold_id, who, body.text, body.note)
+        row = await actions.approve(ctx.holds, hold_id, who, body.text, body.note)
     [view] = await views.detailed(ctx.store, [row])
     return _json(view)
 
@@ -301,7 +301,7 @@ async def reject_hold(request: web.Request) -> web.Response:
     body = await _json_body(request, RejectBody)
     ctx = request.app[CTX]
     with _decided():
-        row = await actions.reject(ctx, hold_id, who, body.reason, body.note)
+        row = await actions.reject(ctx.holds, hold_id, who, body.reason, body.note)
     [view] = await views.detailed(ctx.store, [row])
     return _json(view)
 
@@ -313,7 +313,10 @@ async def reject_template(request: web.Request) -> web.Response:
     if not _TEMPLATE_ID.fullmatch(template_id):
         raise NotFound(f"no campaign with id {template_id[:64]!r}")
     body = await _json_body(request, RejectBody)
-    n = await actions.reject_campaign(request.app[CTX], template_id, who, body.reason, body.note)
+    ctx = request.app[CTX]
+    n = await actions.reject_campaign(
+        ctx.holds, ctx.store, template_id, who, body.reason, body.note
+    )
     return _json({"rejected": n})
 
 

@@ -5,34 +5,41 @@ from __future__ import annotations
 
 import structlog
 
-from proxy.context import Context
 from proxy.errors import NotFound
-from proxy.holds import HoldNotPending
+from proxy.holds import HoldNotPending, HoldService
+from proxy.store import Store
 from proxy.store.database import Row
 
 log = structlog.get_logger("dmgate.inbox")
 
 
 async def approve(
-    ctx: Context, hold_id: str, by: str, text: str | None, note: str | None = None
+    holds: HoldService, hold_id: str, by: str, text: str | None, note: str | None = None
 ) -> Row:
     """Send exactly once (raises HoldNotPending if decided or being released)."""
-    return await ctx.holds.approve(hold_id, by, text, note)
+    return await holds.approve(hold_id, by, text, note)
 
 
-async def reject(ctx: Context, hold_id: str, by: str, reason: str, note: str | None = None) -> Row:
-    return await ctx.holds.reject(hold_id, by, reason, note)
+async def reject(
+    holds: HoldService, hold_id: str, by: str, reason: str, note: str | None = None
+) -> Row:
+    return await holds.reject(hold_id, by, reason, note)
 
 
 async def reject_campaign(
-    ctx: Context, template_id: str, by: str, reason: str, note: str | None = None
+    holds: HoldService,
+    store: Store,
+    template_id: str,
+    by: str,
+    reason: str,
+    note: str | None = None,
 ) -> int:
     """Reject every pending copy of one campaign; the number rejected. Copies another
     reviewer decided meanwhile are skipped."""
     rejected = 0
-    for hold_id in await ctx.store.inbox.pending_ids(template_id):
+    for hold_id in await store.inbox.pending_ids(template_id):
         try:
-            await ctx.holds.reject(hold_id, by, reason, note)
+            await holds.reject(hold_id, by, reason, note)
         except (HoldNotPending, NotFound):
             continue
         rejected += 1

@@ -25,6 +25,7 @@ from proxy.inbox.campaigns import fixed_and_varying
 from proxy.inbox.views import history
 from proxy.openapi import HOLD_ID_PATTERN, MAX_NOTE, MAX_REASON, MAX_TEXT, TEMPLATE_ID_PATTERN
 from proxy.reviewers import token_digest
+from proxy.store import Store
 from proxy.store.holds import PENDING
 from proxy.store.inbox import HoldFilter
 
@@ -185,9 +186,9 @@ def _recipients_view(profiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-async def _senders(ctx: Context, accounts: list[str]) -> dict[str, str]:
+async def _senders(store: Store, accounts: list[str]) -> dict[str, str]:
     """How each sending account is shown: its handle when dmgate saw its profile."""
-    known = await ctx.store.profiles.accounts(accounts)
+    known = await store.profiles.accounts(accounts)
     return {a: present.short_name(known[a]) if a in known else a for a in accounts}
 
 
@@ -234,9 +235,11 @@ async def inbox(request: web.Request) -> web.Response:
     profiles = await ctx.store.profiles.for_holds(rows)
     facets = await ctx.store.inbox.facets(PENDING)
     now = ctx.clock.now()
-    senders = await _senders(ctx, sorted({r["account"] for r in rows} | set(facets["account"])))
+    senders = await _senders(
+        ctx.store, sorted({r["account"] for r in rows} | set(facets["account"]))
+    )
     holds = [_hold_summary(r, profiles.get(r["id"], []), now, senders[r["account"]]) for r in rows]
-    campaign_names = await _campaign_labels(ctx, list(facets["template"]))
+    campaign_names = await _campaign_labels(ctx.store, list(facets["template"]))
     base = {**filters, **({"order": "newest"} if newest else {})}
     next_url = (
         f"/review/inbox?{urlencode({**base, 'cursor': rows[-1]['id']})}" if more and rows else None
@@ -262,11 +265,11 @@ async def inbox(request: web.Request) -> web.Response:
     )
 
 
-async def _campaign_labels(ctx: Context, template_ids: list[str]) -> dict[str, str]:
+async def _campaign_labels(store: Store, template_ids: list[str]) -> dict[str, str]:
     """A campaign's label in the filters: the start of its oldest copy."""
     labels = {}
     for tid in template_ids[:50]:
-        copies = await ctx.store.inbox.campaign(tid, limit=1)
+        copies = await store.inbox.campaign(tid, limit=1)
         text = copies[0]["text"] if copies else tid
         labels[tid] = text[:48] + ("…" if len(text) > 48 else "")
     return labels
@@ -294,9 +297,9 @@ async def _hold_response(
         return _render(request, "missing.html", status=404, session=session)
     profiles = (await ctx.store.profiles.for_holds([row])).get(row["id"], [])
     now = ctx.clock.now()
-    senders = await _senders(ctx, [row["account"]])
+    senders = await _senders(ctx.store, [row["account"]])
     hold = _hold_summary(row, profiles, now, senders[row["account"]])
-    copies, pending_copies, campaign_recipients = await _campaign(ctx, row)
+    copies, pending_copies, campaign_recipients = await _campaign(ctx.store, row)
     others = [c["text"] for c in copies if c["id"] != row["id"]]
     earlier = await ctx.store.inbox.earlier_to(
         row["platform"], row["account"], row["recipients"], row["id"]
@@ -328,13 +331,15 @@ async def _hold_response(
     )
 
 
-async def _campaign(ctx: Any, row: dict[str, Any]) -> tuple[list[dict[str, Any]], int, list[str]]:
+async def _campaign(
+    store: Store, row: dict[str, Any]
+) -> tuple[list[dict[str, Any]], int, list[str]]:
     """The held copies of this hold's campaign, how many still wait, and their recipients."""
     if not row.get("template_id"):
         return [], 0, []
-    copies = await ctx.store.inbox.campaign(row["template_id"])
-    pending = len(await ctx.store.inbox.pending_ids(row["template_id"]))
-    profiles = await ctx.store.profiles.for_holds(copies)
+    copies = await store.inbox.campaign(row["template_id"])
+    pending = len(await store.inbox.pending_ids(row["template_id"]))
+    profiles = await store.profiles.for_holds(copies)
     recipients = [present.short_name(p) for c in copies for p in profiles.get(c["id"], [])]
     return copies, pending, recipients
 
@@ -369,7 +374,9 @@ async def approve(request: web.Request) -> web.Response:
         text if text is not None and text != row["text"].replace("\r\n", "\n").strip() else None
     )
     try:
-        await actions.approve(ctx, hold_id, session.name, edited, _field(form, "note", MAX_NOTE))
+        await actions.approve(
+            ctx.holds, hold_id, session.name, edited, _field(form, "note", MAX_NOTE)
+        )
     except HoldNotPending:
         raise web.HTTPSeeOther(f"/review/holds/{hold_id}?m=taken") from None
     except Unprocessable as exc:
@@ -388,7 +395,7 @@ async def reject(request: web.Request) -> web.Response:
         )
     try:
         await actions.reject(
-            _ctx(request), hold_id, session.name, reason, _field(form, "note", MAX_NOTE)
+            _ctx(request).holds, hold_id, session.name, reason, _field(form, "note", MAX_NOTE)
         )
     except HoldNotPending:
         raise web.HTTPSeeOther(f"/review/holds/{hold_id}?m=taken") from None
@@ -424,7 +431,7 @@ async def reject_campaign(request: web.Request) -> web.Response:
             note=_field(form, "note", MAX_NOTE),
         )
     n = await actions.reject_campaign(
-        ctx, template_id, session.name, reason, _field(form, "note", MAX_NOTE)
+        ctx.holds, ctx.store, template_id, session.name, reason, _field(form, "note", MAX_NOTE)
     )
     raise web.HTTPSeeOther(_with_message("/review/inbox", f"campaign-{n}"))
 
@@ -441,9 +448,9 @@ async def bulk(request: web.Request) -> web.Response:
     for hold_id in ids[:PAGE]:
         try:
             if action == "approve":
-                await actions.approve(ctx, hold_id, session.name, None)
+                await actions.approve(ctx.holds, hold_id, session.name, None)
             elif action == "reject" and reason:
-                await actions.reject(ctx, hold_id, session.name, reason)
+                await actions.reject(ctx.holds, hold_id, session.name, reason)
             else:
                 break
         except (HoldNotPending, NotFound, Unprocessable):

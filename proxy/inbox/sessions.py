@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from proxy.context import CTX, Context
+from proxy.context import CTX
+from proxy.crypto import Keyring
 
 COOKIE = "dmgate_review"
 PRE_COOKIE = "dmgate_review_signin"
@@ -38,20 +39,20 @@ class Session:
     expires: int
 
 
-def _sign(ctx: Context, payload: str) -> str:
-    return ctx.keyring.credential_hash("dmgate-review-session\0" + payload)
+def _sign(keyring: Keyring, payload: str) -> str:
+    return keyring.credential_hash("dmgate-review-session\0" + payload)
 
 
-def _encode(ctx: Context, doc: dict[str, object]) -> str:
+def _encode(keyring: Keyring, doc: dict[str, object]) -> str:
     payload = base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode()).decode()
-    return f"{payload}.{_sign(ctx, payload)}"
+    return f"{payload}.{_sign(keyring, payload)}"
 
 
-def _decode(ctx: Context, value: str | None) -> dict[str, object] | None:
+def _decode(keyring: Keyring, value: str | None) -> dict[str, object] | None:
     if not value or "." not in value or len(value) > 4096:
         return None
     payload, _, sig = value.rpartition(".")
-    if not hmac.compare_digest(sig, _sign(ctx, payload)):
+    if not hmac.compare_digest(sig, _sign(keyring, payload)):
         return None
     try:
         doc = json.loads(base64.urlsafe_b64decode(payload.encode()))
@@ -85,7 +86,7 @@ def current(request: web.Request) -> Session | None:
     """The signed-in reviewer, if the cookie is valid, unexpired and its token still
     configured."""
     ctx = request.config_dict[CTX]
-    doc = _decode(ctx, request.cookies.get(COOKIE))
+    doc = _decode(ctx.keyring, request.cookies.get(COOKIE))
     if doc is None or not all(isinstance(doc.get(k), str) for k in ("n", "c", "t")):
         return None
     fingerprints = {digest[:16] for digest in ctx.reviewers.digests(str(doc["n"]))}
@@ -102,7 +103,7 @@ def start(request: web.Request, resp: web.StreamResponse, name: str, digest: str
         "t": digest[:16],
         "exp": int(time.time()) + ttl,
     }
-    _set(resp, request, COOKIE, _encode(request.config_dict[CTX], doc), ttl)
+    _set(resp, request, COOKIE, _encode(request.config_dict[CTX].keyring, doc), ttl)
     resp.del_cookie(PRE_COOKIE, path=PATH)
 
 
@@ -114,11 +115,11 @@ def signin_csrf(request: web.Request) -> tuple[str, str | None]:
     """The sign-in form's CSRF token, and the pre-session cookie to set (None when the
     request's own is still valid): `set_signin_cookie` sets it."""
     ctx = request.config_dict[CTX]
-    doc = _decode(ctx, request.cookies.get(PRE_COOKIE))
+    doc = _decode(ctx.keyring, request.cookies.get(PRE_COOKIE))
     if doc is not None and isinstance(doc.get("c"), str):
         return str(doc["c"]), None
     token = secrets.token_urlsafe(24)
-    return token, _encode(ctx, {"c": token, "exp": int(time.time()) + _PRE_TTL})
+    return token, _encode(ctx.keyring, {"c": token, "exp": int(time.time()) + _PRE_TTL})
 
 
 def set_signin_cookie(request: web.Request, resp: web.StreamResponse, value: str | None) -> None:
@@ -127,7 +128,7 @@ def set_signin_cookie(request: web.Request, resp: web.StreamResponse, value: str
 
 
 def signin_csrf_ok(request: web.Request, sent: str | None) -> bool:
-    doc = _decode(request.config_dict[CTX], request.cookies.get(PRE_COOKIE))
+    doc = _decode(request.config_dict[CTX].keyring, request.cookies.get(PRE_COOKIE))
     expected = doc.get("c") if doc else None
     return (
         isinstance(expected, str)
