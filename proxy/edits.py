@@ -19,18 +19,17 @@ whether the edited message is direct:
 from __future__ import annotations
 
 import structlog
-from aiohttp import ClientError
 
 from proxy.clock import Clock
 from proxy.errors import DMGateError, EditNotJudged
 from proxy.facts import SentMessage
+from proxy.lookups import LOOKUP_FAILURES, ask
 from proxy.platforms.base import Classified, Platform
 from proxy.refusals import decoded_body
 from proxy.relay import Relay
-from proxy.routing import Target, upstream_for
+from proxy.routing import Target
 from proxy.store import StoreError
 from proxy.store.signals import StoreSignals
-from proxy.streams import read_capped
 
 log = structlog.get_logger("dmgate")
 
@@ -97,19 +96,11 @@ class SentMessages:
         view = platform.edited_lookup(call, message_id)
         if view is None:
             return None
-        url = upstream_for(target, view.path, view.query)
         try:
-            async with await self._relay.send(
-                target.route_name, view.method, url, list(view.headers.items()), None, target.host
-            ) as resp:
-                status = resp.status
-                encoding = resp.headers.get("Content-Encoding")
-                body = await read_capped(resp.content, _LOOKUP_BODY_MAX) or b""
-            body = decoded_body(body, encoding, _LOOKUP_BODY_MAX)
-        except (DMGateError, ClientError, TimeoutError) as exc:
+            status, facts = await ask(self._relay, target, platform, view, _LOOKUP_BODY_MAX)
+        except LOOKUP_FAILURES as exc:
             log.warning("edited_lookup_failed", platform=platform.name, error=type(exc).__name__)
             return None
-        facts = platform.learn(platform.classify(view), None, status, body)
         found = next(
             (f for f in facts if isinstance(f, SentMessage) and f.message_id == message_id), None
         )

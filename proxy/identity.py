@@ -23,18 +23,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import structlog
-from aiohttp import ClientError
 
 from proxy.clock import Clock
 from proxy.crypto import Keyring
-from proxy.errors import DMGateError
 from proxy.facts import Identity
+from proxy.lookups import LOOKUP_FAILURES, ask
 from proxy.metrics import Metrics
 from proxy.platforms.base import Classified, Platform
 from proxy.relay import Relay
-from proxy.routing import Target, upstream_for
+from proxy.routing import Target
 from proxy.store.signals import StoreSignals
-from proxy.streams import read_capped
 
 log = structlog.get_logger("dmgate")
 
@@ -172,17 +170,11 @@ class SenderIdentities:
         me = platform.whoami(call)
         if me is None:
             return None
-        url = upstream_for(target, me.path, me.query)
         try:
-            async with await self._relay.send(
-                target.route_name, me.method, url, list(me.headers.items()), None, target.host
-            ) as resp:
-                status = resp.status
-                body = await read_capped(resp.content, _ME_BODY_MAX) or b""
-        except (DMGateError, ClientError, TimeoutError) as exc:
+            status, facts = await ask(self._relay, target, platform, me, _ME_BODY_MAX)
+        except LOOKUP_FAILURES as exc:
             log.warning("sender_lookup_failed", platform=platform.name, error=type(exc).__name__)
             return None
-        facts = platform.learn(platform.classify(me), None, status, body)
         account = next((f.account for f in facts if isinstance(f, Identity)), None)
         if account is None:
             log.warning("sender_not_identified", platform=platform.name, upstream_status=status)
