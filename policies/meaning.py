@@ -26,12 +26,13 @@ import numpy as np
 import xxhash
 
 DIMENSIONS = 256
-# 24 bands of 6 bits: a copy at cosine 0.5 to an earlier one (bit agreement 1 - 60/180)
-# shares a band with it with probability 1-(1-0.667^6)^24 = 0.89 (12 bands of 8 bits:
-# 0.38); unrelated texts (cosine ~0.2) share one with probability 0.63, and are rejected
-# when compared.
+# 32 bands of 6 bits: a copy at cosine 0.5 to an earlier one (bit agreement 1 - 60/180)
+# shares a band with it with probability 1-(1-0.667^6)^32 = 0.95 (12 bands of 8 bits:
+# 0.38); unrelated texts (cosine ~0.2) share one with probability 0.65, and are rejected
+# when compared. Only DMs with a link have them. The first 24 bands are those of earlier
+# versions (the planes come from one seeded stream), so keys stored before stay valid.
 BAND_BITS = 6
-BANDS = 24
+BANDS = 32
 PLANES = BANDS * BAND_BITS
 _SEED = 20261206
 _SIGNED_63 = (1 << 63) - 1

@@ -96,10 +96,14 @@ SHINGLE = 5  # characters per shingle
 BANDS = 21
 ROWS = 3
 # Loose bands of the same signature, for finding campaigns whose copies resemble each other
-# little (spintax copies: Jaccard ~0.3): 32 bands of 2 rows make a copy at s=0.3 a
-# candidate with probability 0.95 (21x3: 0.43). Too loose to name one template for good,
-# so the latest kept copy's template takes a loose key (verification is containment).
-LOOSE_BANDS = 32
+# little (spintax copies: Jaccard ~0.3): 16 bands of 2 rows make a copy at s=0.3 a
+# candidate of one earlier copy with probability 0.78 (21x3: 0.43), and of a campaign of
+# three copies 0.99. Too loose to name one template for good, so the latest kept copy's
+# template takes a loose key (verification is containment). 16, not 32 as before: the same
+# recall on every variant of bench/evasion.py (seeds 1-3, 4th-and-later copies within 1-2
+# of 135 per variant, 54-56 of 56 AI-style ones, with 32 meaning bands) for 16 fewer index
+# rows per DM; migration 0008 drops the keys of bands 16-31 written earlier.
+LOOSE_BANDS = 16
 LOOSE_ROWS = 2
 # The campaign view (containment, loose band keys, fragments counted together) is taken only
 # for texts of at least this many tokens: a short everyday text ("cool, text me when you're

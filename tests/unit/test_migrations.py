@@ -41,7 +41,7 @@ def test_migrations_are_idempotent_across_restarts(tmp_path: Path) -> None:
             await store.close()
         return version
 
-    assert asyncio.run(twice()) == "0007"
+    assert asyncio.run(twice()) == "0008"
 
 
 def test_templates_indexed_before_0007_keep_matching_and_counting(tmp_path: Path) -> None:
@@ -90,3 +90,44 @@ def test_templates_indexed_before_0007_keep_matching_and_counting(tmp_path: Path
             await store.close()
 
     assert asyncio.run(upgrade_and_send()) == 3
+
+
+def test_0008_drops_the_loose_band_keys_no_longer_used_and_keeps_the_rest(
+    tmp_path: Path,
+) -> None:
+    """A copy indexed by 0007 had 32 loose band keys; after 0008 it keeps the first 16 (the
+    ones new DMs look up, still finding it) and the other 16 are gone."""
+    from alembic import command
+    from alembic.config import Config
+
+    from policies.template_reuse import fingerprint, signature_band_keys, template_scope
+    from proxy.store.database import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    text = (
+        "Hey {}, thanks for the follow! I built Rocketly for founders like you, it books "
+        "your sales calls while you sleep. Join the beta today"
+    )
+    scope = template_scope("x", "acct")
+    first = fingerprint(text.format("anna"), scope)
+    assert first is not None
+    old_loose = signature_band_keys(first.signature, f"{scope}~loose", 32, 2)
+    assert old_loose[:16] == first.loose_keys  # the bands kept are computed as before
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0007")
+        conn.execute(sa.text("INSERT INTO templates VALUES (1, 'x', 'acct', 0)"))
+        conn.execute(
+            sa.text("INSERT INTO template_signatures VALUES (1, :k, :s, :f, NULL)"),
+            {"k": first.text_key, "s": first.signature, "f": first.features},
+        )
+        for key in first.band_keys + old_loose:
+            conn.execute(sa.text("INSERT OR IGNORE INTO lsh_bands VALUES (:k, 1)"), {"k": key})
+        conn.execute(sa.text("INSERT INTO template_recipients VALUES (1, 'anna', 1e9)"))
+        command.upgrade(cfg, "0008")
+        left = set(conn.execute(sa.text("SELECT key FROM lsh_bands")).scalars())
+    engine.dispose()
+    assert left == set(first.band_keys + old_loose[:16])
