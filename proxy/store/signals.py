@@ -168,7 +168,7 @@ class StoreSignals:
                 conn, platform, account, fingerprint, recipients, now_s, since_s, thresholds, cap
             )
 
-        return await self._db.write(_op)
+        return await self._db.write(_op, inline=True)
 
     async def contact_history(
         self,
@@ -207,7 +207,7 @@ class StoreSignals:
                 ).scalar_one()
             return ContactHistory(tuple(first), recent)
 
-        return await self._db.write(_op)
+        return await self._db.write(_op, inline=True)
 
     async def contacts_reached(
         self, platform: str, account: str, recipients: tuple[str, ...], at: datetime
@@ -228,7 +228,7 @@ class StoreSignals:
         def _op(conn: sa.Connection) -> None:
             conn.execute(_CONTACT_QUERIES[conn.dialect.name].mark_reached, params)
 
-        await self._db.write(_op)
+        await self._db.write(_op, inline=True)
 
     # --- facts learnt from traffic -----------------------------------------------------
 
