@@ -232,8 +232,11 @@ def pct(values: list[float], q: float) -> float:
 
 def dmgate_rss(url: str, home: Path) -> tuple[float, float]:
     """VmRSS and VmHWM (MiB) of a real `dmgate serve` after judging 500 DMs on this DB."""
+    import logging
+
     import httpx
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not 500 request lines
     sys.path.insert(0, str(REPO))
     from tests.fakes.x_upstream import FakeXThread
     from tests.support import free_port, wait_until

@@ -86,8 +86,8 @@ class ReplayDatabase(Database):
             self._tx = self._conn.begin()
         self._ops = 0
 
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        with translated():
+    async def write(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
+        with translated():  # always in the calling thread (`inline` changes nothing here)
             result = fn(self._connection(), *args)
             self._ops += 1
             if self._ops >= self.COMMIT_EVERY:

@@ -8,17 +8,14 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-import xxhash
 from sqlalchemy.dialects import postgresql, sqlite
 
 from policies.model import (
     CampaignMatch,
     ContactHistory,
     MatchThresholds,
-    StoredCopy,
     TemplateFingerprint,
 )
-from policies.template_reuse import campaign_match, closest_campaign
 from proxy.facts import (
     ConversationMembers,
     Fact,
@@ -38,140 +35,25 @@ from proxy.store.tables import (
     follows,
     identities,
     inbound,
-    lsh_bands,
     profiles,
     sent_messages,
-    template_recipients,
-    template_signatures,
-    templates,
 )
+from proxy.store.template_index import record_copy
 
 # What a reviewer reads about a recipient, besides the names.
 PROFILE_DETAILS = ("username", "name", "description", "location")
-# Enough earlier copies of a template to compare a new message against; beyond this the
-# template is well described and rows would only grow.
-MAX_SIGNATURES_PER_TEMPLATE = 16
-# Templates compared per message, those sharing the most bands first.
-MAX_CANDIDATE_TEMPLATES = 8
 
-
-@dataclass(frozen=True)
-class _TemplateQueries:
-    """The template index's statements, built once per dialect: this is the hot path of
-    every DM decision, and building statements costs more than running them."""
-
-    candidates: Any
-    new_template: Any
-    index_bands: Any
-    claim_bands: Any
-    keep_signature: Any
-    seen: Any
-    count_recent: Any
-    lock: Any = None
-    relaxed_commit: Any = None
-
-
-def _scope_lock_key(platform: str, account: str) -> int:
-    """A signed 64-bit advisory lock key for one sending account's template index."""
-    digest = xxhash.xxh64_intdigest(f"dmgate-templates:{platform}:{account}".encode())
-    return digest - (1 << 64) if digest >= (1 << 63) else digest
-
-
-def _candidate_templates() -> Any:
-    """Templates named by any of the DM's band keys, most hits first (at most
-    MAX_CANDIDATE_TEMPLATES), and whether a MinHash band key (not only a loose or meaning
-    key) named it: see StoredCopy.banded."""
-    return (
-        sa.select(
-            lsh_bands.c.template_id,
-            sa.func.count().label("hits"),
-            sa.func.max(
-                sa.case((lsh_bands.c.key.in_(sa.bindparam("strict", expanding=True)), 1), else_=0)
-            ).label("banded"),
-        )
-        .where(lsh_bands.c.key.in_(sa.bindparam("keys", expanding=True)))
-        .group_by(lsh_bands.c.template_id)
-        # Oldest template first among equals: the same history always picks the same one.
-        .order_by(sa.desc("hits"), lsh_bands.c.template_id)
-        .limit(MAX_CANDIDATE_TEMPLATES)
-        .subquery()
-    )
-
-
-def _recent_recipients() -> Any:
-    """Distinct recipients seen since `since` of every matched template (one campaign's
-    fragments), up to `cap`: only "at least N" matters."""
-    return (
-        sa.select(template_recipients.c.recipient)
-        .where(
-            template_recipients.c.template_id.in_(sa.bindparam("tids", expanding=True)),
-            template_recipients.c.last_seen >= sa.bindparam("since"),
-        )
-        .distinct()
-        .limit(sa.bindparam("cap"))
-        .subquery()
-    )
-
-
-def _template_queries(
-    insert: Any, lock: Any = None, relaxed_commit: Any = None
-) -> _TemplateQueries:
-    sig = template_signatures
-    hits = _candidate_templates()
-    stored = (
-        sa.select(sa.func.count()).where(sig.c.template_id == sa.bindparam("tid")).scalar_subquery()
-    )
-    seen = insert(template_recipients)
-    claim = insert(lsh_bands)
-    return _TemplateQueries(
-        # Columns in StoredCopy's order; copies stored before 0005 have no features.
-        candidates=sa.select(
-            sig.c.template_id,
-            sig.c.text_key,
-            sig.c.signature,
-            sa.func.coalesce(sig.c.features, b""),
-            sa.func.coalesce(sig.c.meaning, b""),
-            sa.cast(hits.c.banded, sa.Boolean),
-        )
-        .join(hits, hits.c.template_id == sig.c.template_id)
-        .order_by(sig.c.template_id),
-        new_template=sa.insert(templates).returning(templates.c.id),
-        index_bands=insert(lsh_bands).on_conflict_do_nothing(),
-        # Meaning keys: the latest template to use a key takes it (see tables.lsh_bands).
-        claim_bands=claim.on_conflict_do_update(
-            index_elements=[lsh_bands.c.key], set_={"template_id": claim.excluded.template_id}
-        ),
-        # Keep up to MAX_SIGNATURES_PER_TEMPLATE distinct copies to compare against.
-        keep_signature=insert(sig)
-        .from_select(
-            ["template_id", "text_key", "signature", "features", "meaning"],
-            sa.select(
-                sa.bindparam("tid", type_=sa.BigInteger),
-                sa.bindparam("text_key", type_=sa.BigInteger),
-                sa.bindparam("signature", type_=sa.LargeBinary),
-                sa.bindparam("features", type_=sa.LargeBinary),
-                sa.bindparam("meaning", type_=sa.LargeBinary),
-            ).where(stored < MAX_SIGNATURES_PER_TEMPLATE),
-        )
-        .on_conflict_do_nothing(),
-        seen=seen.on_conflict_do_update(
-            index_elements=[template_recipients.c.template_id, template_recipients.c.recipient],
-            set_={"last_seen": seen.excluded.last_seen},
-        ),
-        count_recent=sa.select(sa.func.count()).select_from(_recent_recipients()),
-        lock=lock,
-        relaxed_commit=relaxed_commit,
-    )
-
-
-_TEMPLATE_QUERIES = {
-    "sqlite": _template_queries(sqlite.insert),
-    "postgresql": _template_queries(
-        postgresql.insert,
-        lock=sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("key", type_=sa.BigInteger))),
-        relaxed_commit=sa.text("SET LOCAL synchronous_commit = off"),
-    ),
-}
+# Asked for every recipient of every DM (follow_timing): built once.
+_FOLLOWED_AT = sa.select(follows.c.followed_at).where(
+    follows.c.platform == sa.bindparam("platform"),
+    follows.c.account == sa.bindparam("account"),
+    follows.c.follower == sa.bindparam("follower"),
+)
+_WROTE_FIRST = sa.select(sa.literal(1)).where(
+    inbound.c.platform == sa.bindparam("platform"),
+    inbound.c.account == sa.bindparam("account"),
+    inbound.c.peer == sa.bindparam("peer"),
+)
 
 
 @dataclass(frozen=True)
@@ -233,31 +115,18 @@ class StoreSignals:
     # --- questions the policies ask ----------------------------------------------------
 
     async def followed_at(self, platform: str, account: str, follower: str) -> datetime | None:
+        params = {"platform": platform, "account": account, "follower": follower}
+
         def _op(conn: sa.Connection) -> Any:
-            return (
-                conn.execute(
-                    sa.select(follows.c.followed_at).where(
-                        follows.c.platform == platform,
-                        follows.c.account == account,
-                        follows.c.follower == follower,
-                    )
-                )
-            ).scalar_one_or_none()
+            return conn.execute(_FOLLOWED_AT, params).scalar_one_or_none()
 
         return await self._db.read(_op)
 
     async def has_written_to(self, platform: str, peer: str, account: str) -> bool:
-        def _op(conn: sa.Connection) -> Any:
-            row = (
-                conn.execute(
-                    sa.select(sa.literal(1)).where(
-                        inbound.c.platform == platform,
-                        inbound.c.account == account,
-                        inbound.c.peer == peer,
-                    )
-                )
-            ).first()
-            return row is not None
+        params = {"platform": platform, "account": account, "peer": peer}
+
+        def _op(conn: sa.Connection) -> bool:
+            return conn.execute(_WROTE_FIRST, params).first() is not None
 
         return await self._db.read(_op)
 
@@ -290,89 +159,16 @@ class StoreSignals:
         thresholds: MatchThresholds,
         cap: int,
     ) -> CampaignMatch:
+        if not recipients:  # the proxy never asks: a DM keeps at least one recipient
+            raise ValueError("template_campaign needs at least one recipient")
         now_s, since_s = now.timestamp(), since.timestamp()
-        keys = list(fingerprint.band_keys + fingerprint.loose_keys + fingerprint.meaning_keys)
 
         def _op(conn: sa.Connection) -> CampaignMatch:
-            q = _TEMPLATE_QUERIES[conn.dialect.name]
-            if q.relaxed_commit is not None:
-                # The index is a heuristic count: losing its last few milliseconds of
-                # writes in a database crash is harmless, and not waiting for the WAL
-                # flush halves the DM's latency. Holds stay fully durable.
-                conn.execute(q.relaxed_commit)
-            if q.lock is not None:
-                # Replicas judging copies of one account's text at the same instant must
-                # not each start a template of their own: one account's template index is
-                # changed by one transaction at a time (SQLite: BEGIN IMMEDIATE does it).
-                conn.execute(q.lock, {"key": _scope_lock_key(platform, account)})
-            # 1. One indexed lookup: templates sharing a band key with this message (each
-            # key names one template, so at most len(keys) of them whatever the history),
-            # most band hits first, with every stored copy of each.
-            params = {"keys": keys, "strict": list(fingerprint.band_keys)}
-            rows = [StoredCopy(*row) for row in conn.execute(q.candidates, params)]
-            # 2. The policy's own comparison (pure), against every stored copy of each.
-            best = closest_campaign(fingerprint, rows, thresholds)
-            if best is None:
-                template_id = conn.execute(
-                    q.new_template, {"platform": platform, "account": account, "first_seen": now_s}
-                ).scalar_one()
-            else:
-                template_id = best.campaign
-            self._index_copy(
-                conn, q, template_id, fingerprint, known=bool(best and best.known_text)
+            return record_copy(
+                conn, platform, account, fingerprint, recipients, now_s, since_s, thresholds, cap
             )
-            conn.execute(
-                q.seen,
-                [
-                    {"template_id": template_id, "recipient": r, "last_seen": now_s}
-                    for r in recipients
-                ],
-            )
-            # 4. Distinct recipients in the window of every campaign it matched, capped.
-            tids = list(best.matched) if best is not None else [template_id]
-            count = conn.execute(
-                q.count_recent, {"tids": tids, "since": since_s, "cap": cap}
-            ).scalar_one()
-            return campaign_match(best, template_id, count, thresholds)
 
-        return await self._db.write(_op)
-
-    @staticmethod
-    def _index_copy(
-        conn: sa.Connection,
-        q: _TemplateQueries,
-        template_id: int,
-        fp: TemplateFingerprint,
-        known: bool,
-    ) -> None:
-        """3. Keep this copy, if it is a new text and the template keeps fewer than
-        MAX_SIGNATURES_PER_TEMPLATE copies: every MinHash band key then comes from a stored
-        signature, so retention can recompute a template's keys (no index needed). Meaning
-        keys are claimed on every attempt, so an active campaign keeps them."""
-        if not known:
-            kept = conn.execute(
-                q.keep_signature,
-                {
-                    "tid": template_id,
-                    "text_key": fp.text_key,
-                    "signature": fp.signature,
-                    "features": fp.features or None,
-                    "meaning": fp.meaning or None,
-                },
-            ).rowcount
-            if kept:  # band keys that already name a template keep it; loose keys move
-                conn.execute(
-                    q.index_bands, [{"key": k, "template_id": template_id} for k in fp.band_keys]
-                )
-                if fp.loose_keys:
-                    conn.execute(
-                        q.claim_bands,
-                        [{"key": k, "template_id": template_id} for k in fp.loose_keys],
-                    )
-        if fp.meaning_keys:
-            conn.execute(
-                q.claim_bands, [{"key": k, "template_id": template_id} for k in fp.meaning_keys]
-            )
+        return await self._db.write(_op, inline=True)
 
     async def contact_history(
         self,
@@ -411,7 +207,7 @@ class StoreSignals:
                 ).scalar_one()
             return ContactHistory(tuple(first), recent)
 
-        return await self._db.write(_op)
+        return await self._db.write(_op, inline=True)
 
     async def contacts_reached(
         self, platform: str, account: str, recipients: tuple[str, ...], at: datetime
@@ -432,7 +228,7 @@ class StoreSignals:
         def _op(conn: sa.Connection) -> None:
             conn.execute(_CONTACT_QUERIES[conn.dialect.name].mark_reached, params)
 
-        await self._db.write(_op)
+        await self._db.write(_op, inline=True)
 
     # --- facts learnt from traffic -----------------------------------------------------
 

@@ -220,7 +220,8 @@ template_signatures = sa.Table(
     # float16 sentence embedding (NULL: none, or a copy stored before migration 0005).
     sa.Column("features", sa.LargeBinary, nullable=True),
     sa.Column("meaning", sa.LargeBinary, nullable=True),
-    sqlite_with_rowid=False,
+    # A rowid table on SQLite (migration 0009): its ~1 KB rows would each spill an overflow
+    # page out of a WITHOUT ROWID table's index b-tree.
 )
 template_recipients = sa.Table(
     "template_recipients",

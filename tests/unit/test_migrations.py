@@ -41,7 +41,7 @@ def test_migrations_are_idempotent_across_restarts(tmp_path: Path) -> None:
             await store.close()
         return version
 
-    assert asyncio.run(twice()) == "0008"
+    assert asyncio.run(twice()) == "0009"
 
 
 def test_templates_indexed_before_0007_keep_matching_and_counting(tmp_path: Path) -> None:
@@ -131,3 +131,26 @@ def test_0008_drops_the_loose_band_keys_no_longer_used_and_keeps_the_rest(
         left = set(conn.execute(sa.text("SELECT key FROM lsh_bands")).scalars())
     engine.dispose()
     assert left == set(first.band_keys + old_loose[:16])
+
+
+def test_kept_copies_live_in_a_rowid_table_on_sqlite(tmp_path: Path) -> None:
+    """0009: a kept copy (~1 KB with its features) fits a rowid table's page; a WITHOUT
+    ROWID table would spill every copy into an overflow page of its own."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+
+    async def migrate() -> None:
+        store = await Store.open(url)
+        await store.close()
+
+    asyncio.run(migrate())
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        ddl = {
+            name: sql.upper()
+            for name, sql in conn.execute(
+                sa.text("SELECT name, sql FROM sqlite_schema WHERE type = 'table'")
+            )
+        }
+    engine.dispose()
+    assert "WITHOUT ROWID" not in ddl["template_signatures"]
+    assert "WITHOUT ROWID" in ddl["lsh_bands"]  # small rows: the key is the row
