@@ -233,11 +233,11 @@ def gateway_first(app: web.Application, routed: Handler) -> Handler:
 
     For a path under a route's prefix the router's and the middleware's answer is known
     in advance (the catch-all, then `edge_middleware`), and asking them cost every
-    pass-through request ~10% of dmgate's CPU (bench/passthrough.py). Routed as before:
-    a route whose name is also the first segment of one of dmgate's own paths
-    (`/review`), a path the router would normalise (`.` segments, percent-escapes:
-    `/x/../api/…` is `/api/…` to it), and `Expect` (the application answers
-    `100-continue`)."""
+    pass-through request ~5% of dmgate's CPU (bench/passthrough.py). Left to the router
+    as before: a route whose name is also the first segment of one of dmgate's own paths
+    (`/review`), a path with `.` segments or percent-escapes (the router decodes and may
+    normalise; the gateway refuses dot segments either way), and `Expect` (the
+    application answers `100-continue`)."""
     ctx = app[CTX]
     gateway = ctx.gateway.handle
     catch_all = app[GATEWAY_ROUTE]
@@ -269,9 +269,10 @@ def gateway_first(app: web.Application, routed: Handler) -> Handler:
 
 @web.middleware
 async def edge_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """dmgate's one middleware (each layer costs every pass-through request): errors as
-    JSON answers, and forward-mode requests to the gateway whatever their path
-    (`https://api.x.com/metrics` must reach X, not dmgate's own /metrics)."""
+    """dmgate's one middleware: errors as JSON answers, and forward-mode requests to the
+    gateway whatever their path (`https://api.x.com/metrics` must reach X, not dmgate's
+    own /metrics). Most pass-through requests never meet it: `gateway_first` does the
+    same for them without the router."""
     if is_forward_mode(request):
         handler = request.app[CTX].gateway.handle
     return await answering_errors(request, handler)
