@@ -103,14 +103,14 @@ class Gateway:
         self._unanswered = unanswered
         self._metrics = metrics
         self._clock = clock
-        self._counters: dict[tuple[str, str], Any] = {}
+        self._counters: dict[tuple[str, Kind], Any] = {}
 
-    def _count(self, route: str, kind: str) -> None:
+    def _count(self, route: str, kind: Kind) -> None:
         """dmgate_requests_total, its children kept: prometheus_client's labels() takes a
         lock and builds a key on every call, and every request is counted."""
         child = self._counters.get((route, kind))
         if child is None:
-            child = self._counters[route, kind] = self._metrics.requests.labels(route, kind)
+            child = self._counters[route, kind] = self._metrics.requests.labels(route, kind.value)
         child.inc()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -120,21 +120,22 @@ class Gateway:
             self._metrics.refused_requests.labels(target.route_name, refused[0]).inc()
             raise (MethodOverride if refused[0] == "method_override" else BadRequest)(refused[1])
         platform = self._platforms.get(target.route.platform)
+        if platform is None:  # a route that is never judged: nothing to classify
+            self._count(target.route_name, Kind.PASSTHROUGH)
+            return await self._relay.stream(request, target.route_name, target.url, target.host)
         view = RequestView(
             request.method, target.path, request.query, request.headers, request.query_string
         )
         try:
-            call = platform.classify(view) if platform else Classified(view, Kind.PASSTHROUGH)
+            call = platform.classify(view)
         except RefusedRequest as exc:
             self._metrics.refused_requests.labels(target.route_name, "dm_path_method").inc()
-            raise MethodNotAllowed(f"{platform.name if platform else ''}: {exc}") from None
+            raise MethodNotAllowed(f"{platform.name}: {exc}") from None
         kind = call.kind
         if kind is Kind.DM:  # counted once its body has been read (it may be no DM)
-            assert platform is not None
             return await self._dm(request, target, platform, call)
-        self._count(target.route_name, kind.value)
+        self._count(target.route_name, kind)
         if kind is Kind.SIGNAL:
-            assert platform is not None
             return await self._signal(request, target, platform, call)
         return await self._relay.stream(request, target.route_name, target.url, target.host)
 
@@ -220,17 +221,17 @@ class Gateway:
             self._refused(target, "bad_dm")
             raise
         if isinstance(sub, bytes):  # no DM after all (the adapter said so from its body)
-            self._count(target.route_name, Kind.PASSTHROUGH.value)
+            self._count(target.route_name, Kind.PASSTHROUGH)
             return await self._forward(request, target, sub, decision=None)
         try:
             outcome = await self._pipeline.decide(sub)
         except DMGateError:
-            self._count(target.route_name, Kind.DM.value)
+            self._count(target.route_name, Kind.DM)
             raise
         if isinstance(outcome, Unjudged):  # an edit of a message that is no DM
-            self._count(target.route_name, Kind.PASSTHROUGH.value)
+            self._count(target.route_name, Kind.PASSTHROUGH)
             return await self._forward(request, target, sub.body, decision=None)
-        self._count(target.route_name, Kind.DM.value)
+        self._count(target.route_name, Kind.DM)
         if isinstance(outcome, Held):
             return self._held(outcome.row)
         if isinstance(outcome, Blocked):
@@ -260,7 +261,7 @@ class Gateway:
         )
 
     def _refused(self, target: Target, reason: str) -> None:
-        self._count(target.route_name, Kind.DM.value)
+        self._count(target.route_name, Kind.DM)
         self._metrics.refused_requests.labels(target.route_name, reason).inc()
 
     async def _submission(

@@ -144,15 +144,15 @@ def upstream_for(target: Target, path: str, query: Mapping[str, str]) -> URL:
 
 
 def _upstream(route: Route, raw_path: str, raw_query: str) -> URL:
-    base = _upstream_url(route.upstream)
+    scheme, host, port, prefix = _upstream_parts(route.upstream)
     # Built from parts with encoded=True: the host can only be the route's, and yarl (and
     # aiohttp after it) send path and query as they are, never re-quoted. One byte is lost:
     # a bare `?` with nothing after it (yarl has no empty-query form).
     return URL.build(
-        scheme=base.scheme,
-        host=base.raw_host or "",
-        port=base.explicit_port,
-        path=base.raw_path.rstrip("/") + raw_path,
+        scheme=scheme,
+        host=host,
+        port=port,
+        path=prefix + raw_path,
         query_string=raw_query,
         encoded=True,
     )
@@ -162,12 +162,20 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @lru_cache(maxsize=256)
-def _upstream_url(upstream: str) -> URL:
-    return URL(upstream)
+def _upstream_parts(upstream: str) -> tuple[str, str, int | None, str]:
+    """Scheme, host, explicit port and path prefix of a route's upstream URL."""
+    base = URL(upstream)
+    return base.scheme, base.raw_host or "", base.explicit_port, base.raw_path.rstrip("/")
 
 
 def _checked_path(raw: str) -> str:
     """Refuse dot segments, however encoded: a path must not climb out of its route."""
+    if raw[:1] in ("/", "") and "%" not in raw and "/." not in raw and "\\" not in raw:
+        # Nothing encoded and no segment starting with a dot: what it says is what it is
+        # (the usual case, and the one every pass-through request pays for).
+        if _CONTROL.search(raw):
+            raise BadRequest("control characters are not allowed in the path")
+        return raw
     decoded = raw
     # Decode until stable so double-encoded dots (%252e) are caught too.
     for _ in range(8):

@@ -29,6 +29,7 @@ import structlog
 from aiohttp import web
 from aiohttp.web_server import Server
 
+from proxy.app import gateway_first
 from proxy.context import CTX
 from proxy.errors import (
     BadRequest,
@@ -75,8 +76,10 @@ class ProxySite(web.TCPSite):
         await web.BaseSite.start(self)
         server = self._runner.server
         assert server is not None
-        ctx = self._runner.app[CTX]  # type: ignore[attr-defined]
+        app = self._runner.app  # type: ignore[attr-defined]
+        ctx = app[CTX]
         edge = Edge(ctx.settings, ctx.metrics, ctx.certs)
+        server.request_handler = gateway_first(app, server.request_handler)
         loop = asyncio.get_running_loop()
         if self._sock is not None:
             self._server = await loop.create_server(

@@ -80,12 +80,15 @@ class RouteTable:
 
     def __init__(self, *routes: Route) -> None:
         self.routes = routes
+        self._any = _any_of(routes)
 
     def classify(self, req: RequestView, method: str | None = None) -> Classified:
         """The request as `method` (default: its own) on its normalised path: the first
         route that matches, or passthrough; another method on a DM-send path raises
         `RefusedRequest`."""
         path = normalize_path(req.path)
+        if self._any is not None and self._any.fullmatch(path) is None:
+            return Classified(req, Kind.PASSTHROUGH)  # no route's path: what most are
         method = method or req.method.upper()
         for route in self.routes:
             if route.method != method:
@@ -101,6 +104,24 @@ class RouteTable:
         if send is not None and send.guarded:
             refuse_other_methods(req, send.method, send.reads)
         return Classified(req, Kind.PASSTHROUGH)
+
+
+_NAMED_GROUP = re.compile(r"\(\?P<\w+>")
+
+
+def _any_of(routes: Iterable[Route]) -> re.Pattern[str] | None:
+    """One pattern that fully matches exactly the paths some route's pattern fully
+    matches: one regex search instead of one per route (~10 µs on every pass-through
+    request of a platform route). None where patterns do not combine plainly (global
+    flags, back-references): then every route is tried, as always."""
+    alternatives = []
+    for route in routes:
+        pattern = route.pattern
+        if pattern.flags != re.UNICODE or "(?P=" in pattern.pattern:
+            return None
+        # Named groups become plain ones: two routes may name the same parameter.
+        alternatives.append("(?:" + _NAMED_GROUP.sub("(?:", pattern.pattern) + ")")
+    return re.compile("|".join(alternatives)) if alternatives else None
 
 
 def is_cors_preflight(req: RequestView) -> bool:

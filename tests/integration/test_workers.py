@@ -30,6 +30,10 @@ def events(gate, name: str) -> list[dict]:
     return [r for r in gate.log_records() if r.get("event") == name]
 
 
+def requests_to(gate, prefix: str) -> list[dict]:
+    return [r for r in events(gate, "http_request") if r["path"].startswith(prefix)]
+
+
 @pytest.fixture
 def x_users(fake_x):
     for uid in ("201", "202", "203", "204", "205"):
@@ -126,7 +130,9 @@ def test_access_log_is_off_by_default_and_never_carries_the_query(dmgate_factory
         r = httpx.get(f"{gate.url}/plain/2/users/me?token=hunter2-secret")
         assert r.status_code in (200, 401)
     assert events(quiet, "http_request") == []
-    wait_until(lambda: events(logged, "http_request"), what="an access log line")
-    line = events(logged, "http_request")[-1]
+    # The line is written once the answer is sent: wait for it (the start-up's /healthz
+    # polls have lines of their own already).
+    wait_until(lambda: requests_to(logged, "/plain/"), what="the request's access log line")
+    (line,) = requests_to(logged, "/plain/")
     assert line["path"] == "/plain/2/users/me" and line["status"] == r.status_code
     assert "hunter2-secret" not in logged.logs()
