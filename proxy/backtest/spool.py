@@ -310,6 +310,7 @@ class Spool:
         )
 
     def top_campaigns(self, runs: Iterable[int], limit: int = 10) -> list[dict[str, Any]]:
+        runs = list(runs)
         rows = self._db.execute(
             """
             SELECT campaign, COUNT(DISTINCT recipient) AS people, COUNT(DISTINCT seq) AS dms
@@ -318,6 +319,18 @@ class Spool:
             """,
             (limit,),
         ).fetchall()
+        # Their decisions in one pass over the results per run, not one per campaign.
+        decided: dict[tuple[int, int], dict[str, int]] = {}
+        listed = [campaign for campaign, _, _ in rows]
+        for run in runs:
+            for campaign in listed:
+                decided[run, campaign] = {}
+            for campaign, would, n in self._db.execute(
+                f"SELECT campaign, would, COUNT(*) FROM results WHERE run = ?"
+                f" AND campaign IN ({','.join('?' * len(listed))}) GROUP BY campaign, would",
+                (run, *listed),
+            ):
+                decided[run, campaign][would] = n
         out = []
         for campaign, people, messages in rows:
             examples = [
@@ -329,16 +342,7 @@ class Spool:
                 )
             ]
             text = examples[0] if examples else ""
-            decisions = {
-                run: dict(
-                    self._db.execute(
-                        "SELECT would, COUNT(*) FROM results WHERE run = ? AND campaign = ?"
-                        " GROUP BY would",
-                        (run, campaign),
-                    ).fetchall()
-                )
-                for run in runs
-            }
+            decisions = {run: decided[run, campaign] for run in runs}
             out.append(
                 {
                     "campaign": f"{campaign & 0xFFFFFFFFFFFFFFFF:016x}",
