@@ -67,18 +67,19 @@ class ReplayDatabase(Database):
     store's own (`StoreSignals`), their statements unchanged; reads on the same connection
     see every earlier write, as serve's reads see committed ones."""
 
-    COMMIT_EVERY = 20_000
+    # Each transaction's rollback journal is kept in memory (below): a few thousand pages
+    # at most, where longer transactions grew a worker by tens of MB.
+    COMMIT_EVERY = 1000
     # Serve's durability (WAL, synchronous=NORMAL) guards acknowledged holds; a replay's
     # database is thrown away and rebuilt from the input if anything goes wrong, so it
     # keeps its rollback journal in memory, never waits for the disk, and holds its lock
-    # for the whole run. The page cache stays small (8 MB): each worker already holds
-    # ~200 MB of code and model, and the OS caches the file.
+    # for the whole run. The page cache keeps SQLite's default (2 MB): each worker already
+    # holds ~200 MB of code and model against the 500 MB budget, and the OS caches the file.
     PRAGMAS = (
         "journal_mode=MEMORY",
         "synchronous=OFF",
         "locking_mode=EXCLUSIVE",
         "temp_store=MEMORY",
-        "cache_size=-8000",
     )
 
     _conn: Any = None
