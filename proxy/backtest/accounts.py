@@ -61,6 +61,18 @@ class Accounts:
         return None
 
 
+def scope_of(record: Record) -> str | None:
+    """The account whose facts a record touches (a follow: the account followed; a
+    generic line: the account it names), or None for an export's message, which belongs
+    to the platform's archive owner (`Accounts.owners`, decided once every input is
+    read). Every fact a policy reads is one account's, so accounts replay apart."""
+    if record.kind == "follow":
+        return record.recipients[0]
+    if record.outbound is None:
+        return None
+    return record.sender if record.outbound else record.recipients[0]
+
+
 @dataclass
 class Tally:
     sent: int = 0

@@ -10,7 +10,6 @@ follows become follow facts, through the store's own `record_facts`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -26,6 +25,7 @@ from policies.template_reuse import normalise
 from proxy.backtest.accounts import Accounts, Tally
 from proxy.backtest.inputs import Record
 from proxy.backtest.spool import Result, Spool
+from proxy.backtest.worker import run_async
 from proxy.facts import Fact, Followed, InboundMessage, Profile
 from proxy.pipeline import as_judged
 from proxy.store import Store
@@ -67,7 +67,20 @@ class ReplayDatabase(Database):
     store's own (`StoreSignals`), their statements unchanged; reads on the same connection
     see every earlier write, as serve's reads see committed ones."""
 
+    # Each transaction's rollback journal is kept in memory (below): a few thousand pages
+    # at most, where longer transactions grew a worker by tens of MB.
     COMMIT_EVERY = 1000
+    # Serve's durability (WAL, synchronous=NORMAL) guards acknowledged holds; a replay's
+    # database is thrown away and rebuilt from the input if anything goes wrong, so it
+    # keeps its rollback journal in memory, never waits for the disk, and holds its lock
+    # for the whole run. The page cache keeps SQLite's default (2 MB): each worker already
+    # holds ~200 MB of code and model against the 500 MB budget, and the OS caches the file.
+    PRAGMAS = (
+        "journal_mode=MEMORY",
+        "synchronous=OFF",
+        "locking_mode=EXCLUSIVE",
+        "temp_store=MEMORY",
+    )
 
     _conn: Any = None
     _tx: Any = None
@@ -77,6 +90,9 @@ class ReplayDatabase(Database):
         assert self._write_engine is not None, "ReplayDatabase is for SQLite"
         if self._conn is None:
             self._conn = self._write_engine.connect()
+            driver = self._conn.connection.driver_connection  # outside any transaction
+            for pragma in self.PRAGMAS:
+                driver.execute(f"PRAGMA {pragma}")
             self._tx = self._conn.begin()  # BEGIN IMMEDIATE (the write engine's listener)
         return self._conn
 
@@ -159,35 +175,26 @@ def campaign_key(text: str, names: tuple[str, ...]) -> int:
     return digest - (1 << 64) if digest >= (1 << 63) else digest
 
 
-def partition_of(platform: str, account: str, parts: int) -> int:
-    """Which replay worker judges this account: every fact a policy reads is scoped to one
-    sending account, so accounts can be judged apart."""
-    return xxhash.xxh64_intdigest(f"{platform}:{account}".encode()) % parts
-
-
 async def replay(
     spool: Spool,
     judges: list[Judge],
     accounts: Accounts,
     progress: Callable[[int], None] | None = None,
-    part: tuple[int, int] = (0, 1),
+    part: int | None = None,
 ) -> Tally:
     """Judge every sent DM of the judged accounts with every judge (one per policy file),
-    in time order; results go to the spool as run 0, 1, … With `part` = (k, n), only the
-    accounts of partition k of n (`partition_of`)."""
+    in time order; results go to the spool as run 0, 1, … With `part`, only the accounts
+    of that part of the spool (`Spool.partition`)."""
     tally = Tally()
-    mine, parts = part
     named: set[tuple[str, str]] = set()
     done = 0
-    for seq, record in spool.in_time_order():
+    for seq, record in spool.in_time_order(part):
         done += 1
         if progress is not None and done % 1000 == 0:
             progress(done)
         at = record.at
         if record.kind == "follow":
             followed = record.recipients[0]
-            if parts > 1 and partition_of(record.platform, followed, parts) != mine:
-                continue
             tally.follows += 1
             fact = Followed(account=followed, follower=record.sender, at=at)
             await _learn(judges, record.platform, [fact], at)
@@ -197,8 +204,6 @@ async def replay(
             tally.ignored += 1
             continue
         account, sent = seen
-        if parts > 1 and partition_of(record.platform, account, parts) != mine:
-            continue
         facts: list[Fact] = []
         if record.sender_name and (record.platform, record.sender) not in named:
             named.add((record.platform, record.sender))
@@ -261,12 +266,12 @@ def replay_partition(
     workdir: Path,
     policy_files: list[Path],
     accounts: Accounts,
-    part: tuple[int, int],
+    part: int,
     counter: Any,
 ) -> None:
     """A replay worker's process: judge one partition of the accounts on its own stores,
     results into its own spool (merged by the parent), its tally as JSON beside it."""
-    asyncio.run(_replay_partition(source, workdir, policy_files, accounts, part, counter))
+    run_async(_replay_partition(source, workdir, policy_files, accounts, part, counter))
 
 
 async def _replay_partition(
@@ -274,7 +279,7 @@ async def _replay_partition(
     workdir: Path,
     policy_files: list[Path],
     accounts: Accounts,
-    part: tuple[int, int],
+    part: int,
     counter: Any,
 ) -> None:
     spool = Spool(workdir, source=source)

@@ -48,7 +48,7 @@ class Options:
 
 def run(options: Options) -> int:
     try:
-        return asyncio.run(_run(options))
+        return worker.run_async(_run(options))
     except InputError as exc:
         print(f"dmgate simulate: {exc}", file=sys.stderr)
     except PolicyFileError as exc:
@@ -160,8 +160,9 @@ async def _in_workers(
     jobs: int,
     bar: Callable[[int], None] | None,
 ) -> Tally:
-    """One process per partition of the sending accounts (every fact a policy reads is
-    one account's), each with its own ephemeral stores; their results merged here."""
+    """One process per part of the sending accounts (every fact a policy reads is one
+    account's), each with its own ephemeral stores; their results merged here."""
+    spool.partition(jobs, accounts.owners)
     context = multiprocessing.get_context("spawn")
     workers = []
     for k in range(jobs):
@@ -170,7 +171,7 @@ async def _in_workers(
         counter = context.Value("q", 0)
         process = context.Process(
             target=worker.run,
-            args=(spool.path, directory, policy_files, accounts, (k, jobs), counter),
+            args=(spool.path, directory, policy_files, accounts, k, counter),
             name=f"dmgate-simulate-{k}",
         )
         process.start()
@@ -178,7 +179,7 @@ async def _in_workers(
     try:
         while any(p.is_alive() for p, _, _ in workers):
             if bar is not None:
-                bar(sum(c.value for _, c, _ in workers) // jobs)
+                bar(sum(c.value for _, c, _ in workers))  # each reads its own records
             await asyncio.sleep(0.25)
     finally:
         for process, _, _ in workers:

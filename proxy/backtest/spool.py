@@ -10,24 +10,29 @@ here is read by a policy.
 
 from __future__ import annotations
 
+import heapq
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from proxy.backtest.accounts import scope_of
 from proxy.backtest.inputs import Record
 
 _SEP = "\x1f"  # recipients and names, joined: no id or name holds a unit separator
 _BATCH = 5000
+# A sent DM costs a replay a policy evaluation; a received message or a follow one fact.
+_SENT_WEIGHT, _FACT_WEIGHT = 10, 1
 
 _SCHEMA = """
 CREATE TABLE records (
     seq INTEGER PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL, platform TEXT NOT NULL,
     sender TEXT NOT NULL, recipients TEXT NOT NULL, text TEXT NOT NULL, names TEXT NOT NULL,
-    sender_name TEXT NOT NULL, source TEXT NOT NULL, outbound INTEGER);
+    sender_name TEXT NOT NULL, source TEXT NOT NULL, outbound INTEGER, unit INTEGER NOT NULL);
+CREATE TABLE units (id INTEGER PRIMARY KEY, part INTEGER NOT NULL);
 CREATE TABLE results (
     run INTEGER NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL, platform TEXT NOT NULL,
     account TEXT NOT NULL, recipients TEXT NOT NULL, action TEXT NOT NULL, would TEXT NOT NULL,
@@ -77,12 +82,23 @@ class Spool:
         self._results: list[tuple[Any, ...]] = []
         self._sent: list[tuple[Any, ...]] = []
         self.records = 0
+        # Records are grouped by the account they concern (`scope_of`), units numbered
+        # in order of appearance, with the replay work each holds: see `partition`.
+        self._units: dict[tuple[str, str | None], int] = {}
+        self._weights: list[int] = []
         self._db.execute("BEGIN")
 
     # --- records --------------------------------------------------------------------
 
     def add(self, record: Record) -> None:
         self.records += 1
+        key = (record.platform, scope_of(record))
+        unit = self._units.get(key)
+        if unit is None:
+            unit = self._units[key] = len(self._weights)
+            self._weights.append(0)
+        sent = record.kind == "message" and record.outbound is not False
+        self._weights[unit] += _SENT_WEIGHT if sent else _FACT_WEIGHT
         self._pending.append(
             (
                 self.records,
@@ -96,13 +112,14 @@ class Spool:
                 record.sender_name,
                 record.source,
                 record.outbound,
+                unit,
             )
         )
         if len(self._pending) >= _BATCH:
             self._flush_records()
 
     def _flush_records(self) -> None:
-        self._db.executemany("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?)", self._pending)
+        self._db.executemany("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", self._pending)
         self._pending.clear()
 
     def sealed(self) -> None:
@@ -112,11 +129,46 @@ class Spool:
         self._db.execute("COMMIT")
         self._db.execute("BEGIN")
 
-    def in_time_order(self) -> Iterator[tuple[int, Record]]:
+    def partition(self, parts: int, owners: Mapping[str, str]) -> list[int]:
+        """Share the accounts among `parts` replay workers, the work (sent DMs above all)
+        as even as it goes: the largest account first, each to the least loaded part. An
+        export's messages go with the generic lines of its owner (`owners`, per platform):
+        one account's facts must stay in one replay. Returns the work of each part."""
+        accounts: dict[tuple[str, str | None], list[int]] = {}
+        for (platform, scope), unit in self._units.items():
+            account = scope if scope is not None else owners.get(platform)
+            accounts.setdefault((platform, account), []).append(unit)
+        loads = [(0, k) for k in range(parts)]
+        work = [0] * parts
+        part_of = [0] * len(self._weights)
+        by_weight = sorted(
+            accounts.items(),
+            key=lambda item: (-sum(self._weights[u] for u in item[1]), min(item[1])),
+        )
+        for _, units in by_weight:
+            load, k = heapq.heappop(loads)
+            weight = sum(self._weights[u] for u in units)
+            for unit in units:
+                part_of[unit] = k
+            work[k] += weight
+            heapq.heappush(loads, (load + weight, k))
+        self._db.execute("DELETE FROM units")
+        self._db.executemany("INSERT INTO units VALUES (?, ?)", enumerate(part_of))
+        self._db.execute("COMMIT")
+        self._db.execute("BEGIN")
+        return work
+
+    def in_time_order(self, part: int | None = None) -> Iterator[tuple[int, Record]]:
+        """Every record (or those of one `part`, see `partition`), oldest first."""
         cur = self._db.cursor()  # its own cursor: results are written while it is read
+        units = self._records.removesuffix("records") + "units"
+        where, args = "", ()
+        if part is not None:
+            where, args = f" WHERE unit IN (SELECT id FROM {units} WHERE part = ?)", (part,)
         cur.execute(
             "SELECT seq, at, kind, platform, sender, recipients, text, names, sender_name,"
-            f" source, outbound FROM {self._records} ORDER BY at, seq"
+            f" source, outbound FROM {self._records}{where} ORDER BY at, seq",
+            args,
         )
         for row in cur:
             seq, at, kind, platform, sender, recipients, text, names, sender_name, source, out = row
@@ -258,6 +310,7 @@ class Spool:
         )
 
     def top_campaigns(self, runs: Iterable[int], limit: int = 10) -> list[dict[str, Any]]:
+        runs = list(runs)
         rows = self._db.execute(
             """
             SELECT campaign, COUNT(DISTINCT recipient) AS people, COUNT(DISTINCT seq) AS dms
@@ -266,6 +319,18 @@ class Spool:
             """,
             (limit,),
         ).fetchall()
+        # Their decisions in one pass over the results per run, not one per campaign.
+        decided: dict[tuple[int, int], dict[str, int]] = {}
+        listed = [campaign for campaign, _, _ in rows]
+        for run in runs:
+            for campaign in listed:
+                decided[run, campaign] = {}
+            for campaign, would, n in self._db.execute(
+                f"SELECT campaign, would, COUNT(*) FROM results WHERE run = ?"
+                f" AND campaign IN ({','.join('?' * len(listed))}) GROUP BY campaign, would",
+                (run, *listed),
+            ):
+                decided[run, campaign][would] = n
         out = []
         for campaign, people, messages in rows:
             examples = [
@@ -277,16 +342,7 @@ class Spool:
                 )
             ]
             text = examples[0] if examples else ""
-            decisions = {
-                run: dict(
-                    self._db.execute(
-                        "SELECT would, COUNT(*) FROM results WHERE run = ? AND campaign = ?"
-                        " GROUP BY would",
-                        (run, campaign),
-                    ).fetchall()
-                )
-                for run in runs
-            }
+            decisions = {run: decided[run, campaign] for run in runs}
             out.append(
                 {
                     "campaign": f"{campaign & 0xFFFFFFFFFFFFFFFF:016x}",
