@@ -310,13 +310,10 @@ def score_campaign(
     ]
     containment, linked = 0.0, False
     if stored and len(mine) and fp.tokens >= CAMPAIGN_MIN_TOKENS:
-        union = np.concatenate(stored)
-        containment = float(np.count_nonzero(np.isin(mine, union))) / len(mine)
+        containment = float(np.count_nonzero(_found_in(stored, mine))) / len(mine)
     if fp.hosts:
         hosts = [np.frombuffer(c.features, dtype="<u4") for c in copies if c.features]
-        linked = bool(hosts) and bool(
-            np.isin(np.array(fp.hosts, "<u4"), np.concatenate(hosts)).any()
-        )
+        linked = bool(hosts) and bool(_found_in(hosts, np.array(fp.hosts, "<u4")).any())
     cos, closest = 0.0, resemblance
     vectors = [meaning.from_bytes(c.meaning) for c in copies if c.meaning]
     if linked and fp.meaning and vectors:
@@ -333,6 +330,18 @@ def score_campaign(
         linked=linked,
         sparse=len(stored) == 1 and bool(fp.hosts),
     )
+
+
+def _found_in(pools: Sequence[np.ndarray], values: np.ndarray) -> np.ndarray:
+    """Which of `values` occur in any of `pools`: np.isin's answer, by one sort of the
+    pools and a binary search (np.isin also sorts and deduplicates `values` and merges both:
+    ~3x the time for a DM's few hundred features against a campaign's few thousand)."""
+    pool = np.sort(np.concatenate(pools))
+    if not len(pool):
+        return np.zeros(len(values), dtype=bool)
+    at = np.searchsorted(pool, values)
+    at[at == len(pool)] = 0
+    return pool[at] == values
 
 
 def closest_campaign(
