@@ -106,6 +106,38 @@ _CONTACT_QUERIES = {
 }
 
 
+@dataclass(frozen=True)
+class _FactQueries:
+    """Statements for the facts traffic teaches most (every follower page, every inbound
+    message; a replay's every follow), built once per dialect."""
+
+    follower: Any  # "is a follower": never erases a known follow time
+    followed: Any  # followed at a known time
+    inbound: Any
+
+
+def _fact_queries(insert: Any) -> _FactQueries:
+    followed = insert(follows)
+    return _FactQueries(
+        follower=insert(follows).on_conflict_do_nothing(),
+        followed=followed.on_conflict_do_update(
+            index_elements=[follows.c.platform, follows.c.account, follows.c.follower],
+            set_={
+                "followed_at": followed.excluded.followed_at,
+                "source": followed.excluded.source,
+                "updated_at": followed.excluded.updated_at,
+            },
+        ),
+        inbound=insert(inbound).on_conflict_do_nothing(),
+    )
+
+
+_FACT_QUERIES = {
+    "sqlite": _fact_queries(sqlite.insert),
+    "postgresql": _fact_queries(postgresql.insert),
+}
+
+
 class StoreSignals:
     """The store-backed `Signals`."""
 
@@ -369,14 +401,13 @@ class StoreSignals:
                 _sent_message(conn, platform, fact, now)
         elif isinstance(fact, InboundMessage):
             conn.execute(
-                insert_ignore(conn, inbound)
-                .values(
-                    platform=platform,
-                    account=fact.account,
-                    peer=fact.sender,
-                    first_at=fact.at or now,
-                )
-                .on_conflict_do_nothing()
+                _FACT_QUERIES[conn.dialect.name].inbound,
+                {
+                    "platform": platform,
+                    "account": fact.account,
+                    "peer": fact.sender,
+                    "first_at": fact.at or now,
+                },
             )
 
     @staticmethod
@@ -389,28 +420,17 @@ class StoreSignals:
         now: datetime,
         source: str,
     ) -> None:
-        stmt = insert_ignore(conn, follows).values(
-            platform=platform,
-            account=account,
-            follower=follower,
-            followed_at=at,
-            source=source,
-            updated_at=now,
-        )
-        if at is None:
-            # Knowing "is a follower" must never erase a known follow time.
-            conn.execute(stmt.on_conflict_do_nothing())
-        else:
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[follows.c.platform, follows.c.account, follows.c.follower],
-                    set_={
-                        "followed_at": stmt.excluded.followed_at,
-                        "source": source,
-                        "updated_at": now,
-                    },
-                )
-            )
+        q = _FACT_QUERIES[conn.dialect.name]
+        row = {
+            "platform": platform,
+            "account": account,
+            "follower": follower,
+            "followed_at": at,
+            "source": source,
+            "updated_at": now,
+        }
+        # Knowing "is a follower" (no time) must never erase a known follow time.
+        conn.execute(q.follower if at is None else q.followed, row)
 
     def _snapshot(
         self, conn: sa.Connection, platform: str, snap: FollowerSnapshot, now: datetime
