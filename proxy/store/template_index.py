@@ -1,11 +1,12 @@
 """The template index's hot path: one DM attempt recorded under its campaign
 (`StoreSignals.template_campaign`), in as few statements as each database allows.
 
-Every DM decision runs this, so its statements are plain SQL strings run with
-`exec_driver_sql`: SQLAlchemy's compiled statements cost more per call than SQLite takes to
-run them (expanding IN lists and 50-row executemany: ~1.3 ms of Python per DM, measured),
-and the strings are fixed, so the drivers' statement caches (sqlite3's, asyncpg's prepared
-statements) always hit. Errors still pass through SQLAlchemy, so `Database` translates them.
+Every DM decision runs this, so its statements are plain SQL strings, run on the sqlite3
+connection itself (`_sqlite_runner`) or with `exec_driver_sql` (asyncpg): SQLAlchemy's
+compiled statements cost more per call than SQLite takes to run them (expanding IN lists
+and 50-row executemany: ~1.3 ms of Python per DM, measured), and the strings are fixed, so
+the drivers' statement caches (sqlite3's, asyncpg's prepared statements) always hit. Errors
+are raised as SQLAlchemy's, so `Database` translates them.
 
 SQLite: one transaction (BEGIN IMMEDIATE) of in-process statements: read the candidates,
 compare, then the writes, each one statement (multi-row VALUES, never executemany).
@@ -21,6 +22,8 @@ statement's snapshot is taken before it waits for the lock.
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -149,7 +152,7 @@ def _sqlite_count(n: int) -> str:
 
 
 def _pairs(keys: list[int], template_id: int) -> tuple[int, ...]:
-    # A tuple: exec_driver_sql takes a list for executemany.
+    # One flat tuple of parameters for a multi-row VALUES.
     return tuple(v for k in keys for v in (k, template_id))
 
 
@@ -164,7 +167,7 @@ def _record_sqlite(
     thresholds: MatchThresholds,
     cap: int,
 ) -> CampaignMatch:
-    run = conn.exec_driver_sql
+    run = _sqlite_runner(conn)
     # 1. One indexed lookup: templates sharing a band key with this message (each key names
     # one template, so at most len(keys) of them whatever the history).
     keys = [*fp.band_keys, *fp.loose_keys, *fp.meaning_keys]
@@ -173,7 +176,7 @@ def _record_sqlite(
     # 2. The policy's own comparison (pure), against every stored copy of each.
     best = closest_campaign(fp, rows, thresholds)
     if best is None:
-        template_id = run(_SQLITE_NEW_TEMPLATE, (platform, account, now)).scalar_one()
+        template_id = run(_SQLITE_NEW_TEMPLATE, (platform, account, now)).fetchone()[0]
     else:
         template_id = best.campaign
     # 3. Keep this copy if it is a new text and the template keeps fewer than
@@ -193,8 +196,25 @@ def _record_sqlite(
     run(_sqlite_seen(len(unique)), tuple(v for r in unique for v in (template_id, r, now)))
     # 4. Distinct recipients in the window of every campaign it matched, capped.
     tids = list(best.matched) if best is not None else [template_id]
-    count = run(_sqlite_count(len(tids)), (*tids, since, cap)).scalar_one()
+    count = run(_sqlite_count(len(tids)), (*tids, since, cap)).fetchone()[0]
     return campaign_match(best, template_id, count, thresholds)
+
+
+def _sqlite_runner(conn: sa.Connection) -> Callable[[str, tuple[Any, ...]], sqlite3.Cursor]:
+    """Statements straight on the sqlite3 connection, inside the transaction SQLAlchemy
+    began (BEGIN IMMEDIATE): SQLAlchemy's per-statement work (~30 µs) was a tenth of a
+    replayed DM's CPU (bench/simulate.py, py-spy). Driver errors are raised as SQLAlchemy
+    would raise them, so `Database` translates them as before."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+
+    def run(sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        try:
+            return raw.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise sa.exc.DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
+
+    return run
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------
