@@ -30,24 +30,18 @@ BATCH = 1000
 
 def upgrade() -> None:
     conn = op.get_bind()
-    copies = sa.text(
+    copies = (
         "SELECT s.template_id, s.signature, t.platform, t.account "
         "FROM template_signatures s JOIN templates t ON t.id = s.template_id "
-        "WHERE s.template_id > :after ORDER BY s.template_id LIMIT :n"
     )
+    batch = sa.text(copies + "WHERE s.template_id > :after ORDER BY s.template_id LIMIT :n")
+    of_template = sa.text(copies + "WHERE s.template_id = :tid")
     drop = sa.text("DELETE FROM lsh_bands WHERE key = :key AND template_id = :tid")
     after = -1
-    while rows := conn.execute(copies, {"after": after, "n": BATCH}).all():
+    while rows := conn.execute(batch, {"after": after, "n": BATCH}).all():
         # A batch ends at a template boundary only by chance: finish the last template.
         last = rows[-1].template_id
-        rows += conn.execute(
-            sa.text(
-                "SELECT s.template_id, s.signature, t.platform, t.account "
-                "FROM template_signatures s JOIN templates t ON t.id = s.template_id "
-                "WHERE s.template_id = :tid"
-            ),
-            {"tid": last},
-        ).all()
+        rows += conn.execute(of_template, {"tid": last}).all()
         keys = {
             (key, row.template_id)
             for row in rows
