@@ -334,8 +334,8 @@ def score_campaign(
 
 def _found_in(pools: Sequence[np.ndarray], values: np.ndarray) -> np.ndarray:
     """Which of `values` occur in any of `pools`: np.isin's answer, by one sort of the
-    pools and a binary search (np.isin also sorts and deduplicates `values` and merges both:
-    ~3x the time for a DM's few hundred features against a campaign's few thousand)."""
+    pools and a binary search (np.isin also deduplicates both and sorts them together: 12x
+    the time for a DM's few hundred features against a campaign's few thousand, measured)."""
     pool = np.sort(np.concatenate(pools))
     if not len(pool):
         return np.zeros(len(values), dtype=bool)
