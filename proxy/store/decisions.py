@@ -38,4 +38,6 @@ class DecisionLog:
         self._db = db
 
     async def record(self, decision: DecisionRecord) -> None:
-        await self._db.write(add_decision, decision)
+        # Inline: one short insert on every judged DM's path, where a thread hop would
+        # cost more than the insert.
+        await self._db.write(add_decision, decision, inline=True)
