@@ -153,6 +153,41 @@ def test_a_locked_sqlite_store_is_unavailable_for_writes(
     asyncio.run(scenario())
 
 
+def test_sqlite_inline_operations_survive_a_lock_held_elsewhere_and_see_others_writes(
+    tmp_path: Path,
+) -> None:
+    """Reads and short writes keep one connection on the event loop's thread: a lock held
+    by another process sends a write to the pool (where it waits, then lands), after which
+    the inline connection is clean again; and a read never sees an older snapshot than the
+    newest commit of another connection."""
+    path = tmp_path / "held.db"
+
+    async def scenario() -> None:
+        store = await Store.open(f"sqlite:///{path}")
+        other = sqlite3.connect(path, timeout=5, isolation_level=None)
+        try:
+            await store.decisions.record(_decision("d1", "h1"))
+            assert await _counts(store) == [0, 1, 0]
+            other.execute("BEGIN IMMEDIATE")  # another process is writing
+            waiting = asyncio.create_task(store.decisions.record(_decision("d2", "h2")))
+            await asyncio.sleep(0)  # the inline attempt finds the lock held: to the pool
+            assert not waiting.done()
+            other.execute("DELETE FROM decisions WHERE id = 'd1'")
+            other.execute("COMMIT")
+            await waiting
+            await store.decisions.record(_decision("d3", "h3"))  # inline again
+            assert await _counts(store) == [0, 2, 0]  # d1 deleted elsewhere: seen at once
+            ids = await store.db.read(
+                lambda conn: conn.execute(sa.select(decisions.c.id)).scalars().all()
+            )
+            assert sorted(ids) == ["d2", "d3"]
+        finally:
+            other.close()
+            await store.close()
+
+    asyncio.run(scenario())
+
+
 def test_an_unreachable_postgresql_is_unavailable() -> None:
     async def scenario() -> None:
         store = Store(Database(f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"))
