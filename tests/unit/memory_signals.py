@@ -50,11 +50,10 @@ from policies.model import (
 )
 from policies.template_reuse import campaign_match, closest_campaign
 
-# As in the store (MAX_SIGNATURES_PER_TEMPLATE, MAX_CANDIDATE_TEMPLATES): copies kept per
-# template, so a hot template costs bounded comparisons (exact repeats are stored once),
-# and templates compared per message.
-MAX_COPIES = 16
-MAX_CANDIDATE_TEMPLATES = 8
+# The store's bounds, so the two cannot drift: copies kept per template (a hot template
+# costs bounded comparisons; exact repeats are stored once), templates compared per message.
+from proxy.store.template_index import MAX_CANDIDATE_TEMPLATES
+from proxy.store.template_index import MAX_SIGNATURES_PER_TEMPLATE as MAX_COPIES
 
 
 @dataclass
