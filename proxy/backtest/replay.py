@@ -106,17 +106,26 @@ class ReplayDatabase(Database):
             self._tx = self._conn.begin()
         self._ops = 0
 
+    # The store's errors, as `Database` raises them: `translated()` entered only when there
+    # is one to translate, not around every operation (1 µs each, ~0.8 % of a replay).
+
     async def write(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
-        with translated():  # always in the calling thread (`inline` changes nothing here)
+        try:  # always in the calling thread (`inline` changes nothing here)
             result = fn(self._connection(), *args)
             self._ops += 1
             if self._ops >= self.COMMIT_EVERY:
                 self._commit()
-            return result
+        except Exception:
+            with translated():
+                raise
+        return result
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        with translated():
+        try:
             return fn(self._connection(), *args)
+        except Exception:
+            with translated():
+                raise
 
     async def migrate(self) -> None:
         await super().migrate()
