@@ -218,9 +218,9 @@ def _context() -> multiprocessing.context.BaseContext:
 
 def _stop_forkserver() -> None:
     """Once the workers are done, the fork server's memory would be this process's alone
-    for the rest of the run (the merge and the report): it is stopped, as multiprocessing
-    itself does at exit. A private method (Python 3.11-3.14); without it the server stays
-    until exit."""
+    for the rest of the run (the merge and the report): it is stopped now rather than when
+    this process exits. Through a private method (Python 3.11-3.14); without it the server
+    stays until exit."""
     from multiprocessing import forkserver
 
     stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
