@@ -165,6 +165,8 @@ async def _in_workers(
     spool.partition(jobs, accounts.owners)
     spool.release_memory()
     context = _context()
+    # A fork server started by this run is stopped by it; one already running is not ours.
+    ours = context.get_start_method() == "forkserver" and not _forkserver_running()
     workers = []
     for k in range(jobs):
         directory = workdir / f"part{k}"
@@ -187,7 +189,7 @@ async def _in_workers(
             if process.is_alive():
                 process.terminate()
             process.join()
-        if context.get_start_method() == "forkserver":
+        if ours:
             _stop_forkserver()
     tally = Tally()
     for process, _, directory in workers:
@@ -216,11 +218,17 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+def _forkserver_running() -> bool:
+    from multiprocessing import forkserver
+
+    return getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None) is not None
+
+
 def _stop_forkserver() -> None:
     """Once the workers are done, the fork server's memory would be this process's alone
     for the rest of the run (the merge and the report): it is stopped now rather than when
-    this process exits. Through a private method (Python 3.11-3.14); without it the server
-    stays until exit."""
+    this process exits. Through private names (Python 3.11-3.14), as `_forkserver_running`;
+    without them the server stays until exit."""
     from multiprocessing import forkserver
 
     stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
