@@ -163,7 +163,10 @@ async def _in_workers(
     """One process per part of the sending accounts (every fact a policy reads is one
     account's), each with its own ephemeral stores; their results merged here."""
     spool.partition(jobs, accounts.owners)
-    context = multiprocessing.get_context("spawn")
+    spool.release_memory()
+    context = _context()
+    # A fork server started by this run is stopped by it; one already running is not ours.
+    ours = context.get_start_method() == "forkserver" and not _forkserver_running()
     workers = []
     for k in range(jobs):
         directory = workdir / f"part{k}"
@@ -186,6 +189,8 @@ async def _in_workers(
             if process.is_alive():
                 process.terminate()
             process.join()
+        if ours:
+            _stop_forkserver()
     tally = Tally()
     for process, _, directory in workers:
         if process.exitcode != 0:
@@ -195,6 +200,40 @@ async def _in_workers(
             setattr(tally, key, getattr(tally, key) + value)
         spool.merge(directory / "spool.sqlite")
     return tally
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """How replay workers start. Where Python has a fork server (POSIX) and forking is safe
+    (not macOS, whose system libraries are not fork-safe: Python spawns there), from one:
+    a process started clean (not a fork of this one, with its progress thread, its open
+    spool and event loop) that imports what a worker runs and loads the embedding model
+    once (`preload`); each worker is a fork of it and shares those pages. Elsewhere
+    spawned, each loading its own."""
+    if sys.platform != "darwin" and "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        # Read when the server starts: a server already running (started by an earlier
+        # run in this process) keeps what it preloaded.
+        context.set_forkserver_preload(["proxy.backtest.preload"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _forkserver_running() -> bool:
+    from multiprocessing import forkserver
+
+    return getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None) is not None
+
+
+def _stop_forkserver() -> None:
+    """Once the workers are done, the fork server's memory would be this process's alone
+    for the rest of the run (the merge and the report): it is stopped now rather than when
+    this process exits. Through private names (Python 3.11-3.14), as `_forkserver_running`;
+    without them the server stays until exit."""
+    from multiprocessing import forkserver
+
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    if stop is not None:
+        stop()
 
 
 @contextlib.contextmanager

@@ -1,8 +1,9 @@
 """The entry point of a replay worker process (`dmgate simulate --jobs N`).
 
 Kept apart from `replay` so that the parent, which only starts workers and merges their
-results, never imports the engine and the store: spawned children import this module by
-name, and the heavy modules only here, in the child.
+results, never imports the engine and the store: children import this module by name, and
+the heavy modules only here, in the child (or, forked from a fork server, they find them
+imported there: `preload`).
 """
 
 from __future__ import annotations
