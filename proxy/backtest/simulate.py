@@ -67,7 +67,7 @@ async def _run(options: Options) -> int:
     policy_files = [options.policies] + ([options.compare] if options.compare else [])
     for policy_file in policy_files:  # refused before an hour of reading
         if not policy_file.is_file():
-            raise PolicyFileError(f"{policy_file}: no such file")
+            raise PolicyFileError([f"{policy_file}: no such file"], policy_file)
     err = Console(stderr=True)
     show_progress = err.is_terminal if options.progress is None else options.progress
     with tempfile.TemporaryDirectory(prefix="dmgate-simulate-") as tmp:

@@ -86,6 +86,13 @@ def test_a_bad_policy_file_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 2 and "action" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_missing_policy_file_is_named_on_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.yaml"
+    done = simulate("--policies", missing, FIXTURES / "generic" / "history.csv")
+    assert done.returncode == 2
+    assert f"{missing}: no such file" in done.stderr.splitlines()
+
+
 def test_accounts_judged_in_parallel_processes_decide_the_same() -> None:
     inputs = [FIXTURES / "generic" / "history.jsonl", FIXTURES / "generic" / "history.csv"]
     one = simulate("--json", "--jobs", "1", *inputs)
