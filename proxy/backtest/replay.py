@@ -108,7 +108,6 @@ class ReplayDatabase(Database):
 
     # The store's errors, as `Database` raises them: `translated()` entered only when there
     # is one to translate, not around every operation (1 µs each, ~0.8 % of a replay).
-
     async def write(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
         try:  # always in the calling thread (`inline` changes nothing here)
             result = fn(self._connection(), *args)
