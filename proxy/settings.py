@@ -326,7 +326,7 @@ class Settings(BaseSettings):
         10,
         ge=1,
         le=200,
-        description="PostgreSQL connections per replica, plus as many overflow (SQLite: fixed)",
+        description="PostgreSQL connections per process, twice that at most in all (SQLite: fixed)",
     )
     retention_margin: Duration = Field(
         timedelta(hours=24),

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,7 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from proxy.store.errors import translated
+from proxy.store.errors import StoreUnavailable, translated
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 T = TypeVar("T")
@@ -82,14 +82,23 @@ class Database:
         self._pool: ThreadPoolExecutor | None = None
         # SQLite: per engine, the connection kept by the thread that runs operations inline.
         self._held: dict[sa.Engine, tuple[int, sa.Connection]] = {}
+        # PostgreSQL: plain asyncpg connections for the DM decision's statements (`native`).
+        self._native: Any = None
+        self._native_size = max(1, pool_size // 2)
+        self._native_starting: asyncio.Lock | None = None
+        self._native_stale = False  # a connection was lost: renew the others before use
         if self.dialect_name == "postgresql":
             # No pre-ping (a round trip per operation): a connection broken by a database
             # restart fails one operation (a DM fails closed, 503), SQLAlchemy then
             # discards the whole pool and the next operation reconnects.
             # hide_parameters: a failed statement's message must not carry DM text or
             # sealed requests into a log.
+            # Together with `native`'s pool: at most 2 x pool_size connections, as before.
             self._async = create_async_engine(
-                full, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True
+                full,
+                pool_size=pool_size,
+                max_overflow=max(0, pool_size - self._native_size),
+                hide_parameters=True,
             )
             self._async_read = self._async.execution_options(isolation_level="AUTOCOMMIT")
         else:
@@ -133,7 +142,7 @@ class Database:
         thread wake-ups, ~0.7 ms at the median and tens of ms at the tail on a busy machine,
         measured). When another connection holds the lock it goes to the pool and waits
         there: the event loop never waits for a lock."""
-        with translated():
+        with self._watched(), translated():
             if self._async is not None:
                 async with self._async.begin() as conn:
                     return await conn.run_sync(fn, *args)
@@ -153,10 +162,59 @@ class Database:
                 self._pool, _in_transaction, self._write_engine, fn, args
             )
 
+    async def native(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """PostgreSQL: `await fn(conn)` on a plain asyncpg connection, for the statements
+        every DM decision runs (the template index, the follow lookup). Through SQLAlchemy's
+        async layer an operation costs ~0.5 ms of CPU besides its round trips (pool
+        checkout, greenlet, execution context; `bench/decision.py`), more than the server's
+        work. `fn` opens its own transaction when it needs one. Errors are the store's, as
+        from `write`."""
+        assert self._async is not None, "native() is for PostgreSQL"
+        with self._watched(), translated():
+            pool = self._native or await self._start_native()
+            if self._native_stale:
+                self._native_stale = False
+                await pool.expire_connections()
+            async with pool.acquire(timeout=NATIVE_ACQUIRE_TIMEOUT) as conn:
+                return await fn(conn)
+
+    @contextlib.contextmanager
+    def _watched(self) -> Iterator[None]:
+        """PostgreSQL: once a connection is found lost, the native pool's others may be
+        too (a network cut leaves them open but dead): they are replaced on their next use,
+        so an outage fails one operation, as with SQLAlchemy's pool alone (which discards
+        its own connections)."""
+        try:
+            yield
+        except StoreUnavailable as exc:
+            busy = isinstance(exc.__cause__, TimeoutError | sa.exc.TimeoutError)
+            self._native_stale = self._native_stale or not busy
+            raise
+
+    async def _start_native(self) -> Any:
+        import asyncpg
+
+        if self._native_starting is None:
+            self._native_starting = asyncio.Lock()
+        async with self._native_starting:
+            if self._native is None:
+                assert self._async is not None
+                # The connect arguments SQLAlchemy's asyncpg dialect would use (host, TLS,
+                # credentials from the same URL), less its own options.
+                _, kwargs = self._async.dialect.create_connect_args(self._async.url)
+                kwargs.pop("prepared_statement_name_func", None)
+                cache = kwargs.pop("prepared_statement_cache_size", None)
+                if cache is not None:
+                    kwargs["statement_cache_size"] = cache
+                self._native = await asyncpg.create_pool(
+                    min_size=0, max_size=self._native_size, **kwargs
+                )
+        return self._native
+
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(conn, *args)` without a write transaction. Raises the store's errors, as
         `write` does."""
-        with translated():
+        with self._watched(), translated():
             if self._async_read is not None:
                 async with self._async_read.connect() as conn:
                     return await conn.run_sync(fn, *args)
@@ -218,6 +276,9 @@ class Database:
         await self.write(_upgrade)
 
     async def close(self) -> None:
+        if self._native is not None:
+            await self._native.close()
+            self._native = None
         for engine in list(self._held):
             self._release(engine)
         if self._async is not None:
@@ -230,6 +291,9 @@ class Database:
 
 
 SQLITE_THREADS = 4
+# Seconds a DM decision waits for a free PostgreSQL connection (SQLAlchemy's pool waits as
+# long) before it fails closed (503).
+NATIVE_ACQUIRE_TIMEOUT = 30.0
 # Seconds between WAL checkpoints (SQLite).
 CHECKPOINT_INTERVAL = 1.0
 # How long a write waits for a lock held by another process before the store counts as

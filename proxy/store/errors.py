@@ -72,9 +72,26 @@ def is_store_outage(exc: BaseException) -> bool:
             return True
         sqlstate = getattr(exc.orig, "sqlstate", None)
         return isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    if _from_asyncpg(exc):
+        # `Database.native`: asyncpg's own errors, not wrapped by SQLAlchemy. Its
+        # InterfaceErrors say the connection is closed or unusable. (Its pool's wait for a
+        # free connection ends in a TimeoutError, an OSError: below.)
+        sqlstate = getattr(exc, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+        return True
     if isinstance(exc, OSError) and not isinstance(exc, aiohttp.ClientError):
         return _raised_in(exc.__traceback__, _STORE_MODULES)
     return False
+
+
+def _from_asyncpg(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("asyncpg.")
+
+
+def _native_sqlstate(exc: BaseException) -> str:
+    sqlstate = getattr(exc, "sqlstate", None) if _from_asyncpg(exc) else None
+    return sqlstate if isinstance(sqlstate, str) else ""
 
 
 def is_unstorable_value(exc: BaseException) -> bool:
@@ -86,7 +103,7 @@ def is_unstorable_value(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.DBAPIError):
         sqlstate = getattr(exc.orig, "sqlstate", None)
         return isinstance(sqlstate, str) and sqlstate.startswith("22")
-    return False
+    return _native_sqlstate(exc).startswith("22")
 
 
 def _raised_in(tb: TracebackType | None, modules: tuple[str, ...]) -> bool:
@@ -112,8 +129,8 @@ def translated() -> Iterator[None]:
             raise StoreUnavailable(cause) from exc
         if is_unstorable_value(exc):
             raise UnstorableValue(cause) from exc
-        if isinstance(exc, sa_exc.IntegrityError):
+        if isinstance(exc, sa_exc.IntegrityError) or _native_sqlstate(exc).startswith("23"):
             raise ConstraintViolation(cause) from exc
-        if isinstance(exc, sa_exc.SQLAlchemyError):
+        if isinstance(exc, sa_exc.SQLAlchemyError) or _from_asyncpg(exc):
             raise StoreError(cause) from exc
         raise

@@ -4,7 +4,7 @@ credential is whose, and the template index. Implements `policies.model.Signals`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,7 +38,7 @@ from proxy.store.tables import (
     profiles,
     sent_messages,
 )
-from proxy.store.template_index import record_copy
+from proxy.store.template_index import record_copy, record_copy_pg
 
 # What a reviewer reads about a recipient, besides the names.
 PROFILE_DETAILS = ("username", "name", "description", "location")
@@ -48,6 +48,9 @@ _FOLLOWED_AT = sa.select(follows.c.followed_at).where(
     follows.c.platform == sa.bindparam("platform"),
     follows.c.account == sa.bindparam("account"),
     follows.c.follower == sa.bindparam("follower"),
+)
+_PG_FOLLOWED_AT = (
+    "SELECT followed_at FROM follows WHERE platform = $1 AND account = $2 AND follower = $3"
 )
 _WROTE_FIRST = sa.select(sa.literal(1)).where(
     inbound.c.platform == sa.bindparam("platform"),
@@ -147,6 +150,11 @@ class StoreSignals:
     # --- questions the policies ask ----------------------------------------------------
 
     async def followed_at(self, platform: str, account: str, follower: str) -> datetime | None:
+        if self._db.dialect_name == "postgresql":  # every DM asks: no SQLAlchemy in between
+            at = await self._db.native(
+                lambda conn: conn.fetchval(_PG_FOLLOWED_AT, platform, account, follower)
+            )
+            return None if at is None else at.astimezone(UTC)
         params = {"platform": platform, "account": account, "follower": follower}
 
         def _op(conn: sa.Connection) -> Any:
@@ -194,11 +202,12 @@ class StoreSignals:
         if not recipients:  # the proxy never asks: a DM keeps at least one recipient
             raise ValueError("template_campaign needs at least one recipient")
         now_s, since_s = now.timestamp(), since.timestamp()
+        args = (platform, account, fingerprint, recipients, now_s, since_s, thresholds, cap)
+        if self._db.dialect_name == "postgresql":
+            return await self._db.native(lambda conn: record_copy_pg(conn, *args))
 
         def _op(conn: sa.Connection) -> CampaignMatch:
-            return record_copy(
-                conn, platform, account, fingerprint, recipients, now_s, since_s, thresholds, cap
-            )
+            return record_copy(conn, *args)
 
         return await self._db.write(_op, inline=True)
 

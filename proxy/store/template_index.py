@@ -2,22 +2,24 @@
 (`StoreSignals.template_campaign`), in as few statements as each database allows.
 
 Every DM decision runs this, so its statements are plain SQL strings, run on the sqlite3
-connection itself (`_sqlite_runner`) or with `exec_driver_sql` (asyncpg): SQLAlchemy's
-compiled statements cost more per call than SQLite takes to run them (expanding IN lists
-and 50-row executemany: ~1.3 ms of Python per DM, measured), and the strings are fixed, so
-the drivers' statement caches (sqlite3's, asyncpg's prepared statements) always hit. Errors
-are raised as SQLAlchemy's, so `Database` translates them.
+connection itself (`_sqlite_runner`) or on a plain asyncpg connection (`Database.native`):
+SQLAlchemy's compiled statements cost more per call than SQLite takes to run them
+(expanding IN lists and 50-row executemany: ~1.3 ms of Python per DM, measured), its async
+layer ~0.5 ms of CPU per PostgreSQL transaction, and the strings are fixed, so the drivers'
+statement caches (sqlite3's, asyncpg's prepared statements) always hit. Errors reach
+`Database`, which translates them.
 
 SQLite: one transaction (BEGIN IMMEDIATE) of in-process statements: read the candidates,
 compare, then the writes, each one statement (multi-row VALUES, never executemany).
 
-PostgreSQL: three round trips. 1. the account's advisory lock (and the relaxed commit);
-2. the candidates, in a snapshot taken after the lock, so a copy judged a moment ago on
-another replica is seen; 3. after the comparison (pure Python, `closest_campaign`), one
-statement (data-modifying CTEs) that starts the template if new, keeps the copy, indexes
-its band keys, claims its loose and meaning keys, records the recipients and counts the
-campaign's recipients in the window. The lock cannot share the candidates' statement: a
-statement's snapshot is taken before it waits for the lock.
+PostgreSQL: two round trips besides BEGIN and COMMIT. 1. one function call (migration
+0010): the account's advisory lock (and the relaxed commit), then the candidates, in a
+snapshot taken after the lock; 2. after the comparison (pure Python, `closest_campaign`),
+one statement (data-modifying CTEs) that starts the template if new, keeps the copy,
+indexes its band keys, claims its loose and meaning keys, records the recipients and counts
+the campaign's recipients in the window. The lock cannot share a plain statement with the
+candidates: a statement's snapshot is taken before it waits for the lock; each statement
+of a PL/pgSQL function takes its own.
 """
 
 from __future__ import annotations
@@ -58,9 +60,8 @@ def record_copy(
     cap: int,
 ) -> CampaignMatch:
     """Record this attempt under its campaign (a new template when none matches) and count
-    the campaign's distinct recipients since `since` (epoch seconds), up to `cap`."""
-    if conn.dialect.name == "postgresql":
-        return _record_pg(conn, platform, account, fp, recipients, now, since, thresholds, cap)
+    the campaign's distinct recipients since `since` (epoch seconds), up to `cap`. SQLite;
+    PostgreSQL's is `record_copy_pg`, on a plain asyncpg connection."""
     return _record_sqlite(conn, platform, account, fp, recipients, now, since, thresholds, cap)
 
 
@@ -219,21 +220,16 @@ def _sqlite_runner(conn: sa.Connection) -> Callable[[str, tuple[Any, ...]], sqli
 
 # --- PostgreSQL ----------------------------------------------------------------------------
 
-# The index is a heuristic count: losing its last few milliseconds of writes in a database
-# crash is harmless, and not waiting for the WAL flush halves the DM's latency (holds stay
-# fully durable). Replicas judging copies of one account's text at the same instant must not
-# each start a template of their own: one account's template index is changed by one
-# transaction at a time.
-_PG_LOCK = "SELECT pg_advisory_xact_lock($1), set_config('synchronous_commit', 'off', true)"
+# One round trip (migration 0010's function): the account's advisory lock, then the
+# candidates, read in a snapshot taken after the lock, so a copy judged a moment ago on
+# another replica is seen. Replicas judging copies of one account's text at the same instant
+# must not each start a template of their own: one account's template index is changed by
+# one transaction at a time. The function also relaxes this transaction's commit: the index
+# is a heuristic count, and not waiting for the WAL flush halves the DM's latency (holds
+# stay fully durable).
 _PG_CANDIDATES = (
-    "SELECT s.template_id, s.text_key, s.signature, coalesce(s.features, ''::bytea),"
-    " coalesce(s.meaning, ''::bytea), h.banded"
-    " FROM (SELECT template_id, count(*) AS hits, bool_or(key = ANY($2::bigint[])) AS banded"
-    " FROM lsh_bands WHERE key = ANY($1::bigint[])"
-    " GROUP BY template_id ORDER BY hits DESC, template_id"
-    f" LIMIT {MAX_CANDIDATE_TEMPLATES}) AS h"
-    " JOIN template_signatures AS s ON s.template_id = h.template_id"
-    " ORDER BY s.template_id"
+    "SELECT template_id, text_key, signature, features, meaning, banded"
+    " FROM dmgate_template_candidates($1, $2::bigint[], $3::bigint[], $4)"
 )
 # Everything the attempt writes, and the count, in one statement. Sub-statements share one
 # snapshot and none sees another's rows, so: the template is `t` (the matched one, or the
@@ -280,8 +276,8 @@ SELECT (SELECT id FROM t), (SELECT count(*) FROM (
 """
 
 
-def _record_pg(
-    conn: sa.Connection,
+async def record_copy_pg(
+    conn: Any,
     platform: str,
     account: str,
     fp: TemplateFingerprint,
@@ -291,28 +287,31 @@ def _record_pg(
     thresholds: MatchThresholds,
     cap: int,
 ) -> CampaignMatch:
-    run = conn.exec_driver_sql
-    run(_PG_LOCK, (scope_lock_key(platform, account),))
+    """`record_copy` on PostgreSQL, on an asyncpg connection (`Database.native`)."""
     keys = [*fp.band_keys, *fp.loose_keys, *fp.meaning_keys]
-    rows = _copies(run(_PG_CANDIDATES, (keys, list(fp.band_keys))))
-    best = closest_campaign(fp, rows, thresholds)
-    params = (
-        best.campaign if best is not None else None,
-        platform,
-        account,
-        now,
-        fp.text_key,
-        fp.signature,
-        fp.features or None,
-        fp.meaning or None,
-        not (best and best.known_text),
-        _unique(fp.band_keys),
-        _unique(fp.loose_keys),
-        _unique(fp.meaning_keys),
-        _unique(recipients),
-        list(best.matched) if best is not None else [],
-        since,
-        cap,
-    )
-    template_id, count = run(_PG_RECORD, params).one()
+    lock = scope_lock_key(platform, account)
+    async with conn.transaction():
+        found = await conn.fetch(
+            _PG_CANDIDATES, lock, keys, list(fp.band_keys), MAX_CANDIDATE_TEMPLATES
+        )
+        best = closest_campaign(fp, _copies(found), thresholds)
+        template_id, count = await conn.fetchrow(
+            _PG_RECORD,
+            best.campaign if best is not None else None,
+            platform,
+            account,
+            now,
+            fp.text_key,
+            fp.signature,
+            fp.features or None,
+            fp.meaning or None,
+            not (best and best.known_text),
+            _unique(fp.band_keys),
+            _unique(fp.loose_keys),
+            _unique(fp.meaning_keys),
+            _unique(recipients),
+            list(best.matched) if best is not None else [],
+            since,
+            cap,
+        )
     return campaign_match(best, template_id, count, thresholds)

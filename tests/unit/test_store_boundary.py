@@ -192,7 +192,10 @@ def test_an_unreachable_postgresql_is_unavailable() -> None:
     async def scenario() -> None:
         store = Store(Database(f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"))
         try:
-            for operation in (store.ping, store.holds.count_pending, store.tokens.all):
+            follow = lambda: store.signals.followed_at("x", "1", "2")  # noqa: E731
+            # The last one runs on the plain asyncpg pool (Database.native), the others
+            # through SQLAlchemy: the same error either way.
+            for operation in (store.ping, store.holds.count_pending, store.tokens.all, follow):
                 with pytest.raises(StoreUnavailable) as down:
                     await operation()
                 assert isinstance(down.value.__cause__, OSError)
@@ -200,3 +203,37 @@ def test_an_unreachable_postgresql_is_unavailable() -> None:
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_native_postgresql_statements_raise_the_stores_errors() -> None:
+    """The DM decision's statements bypass SQLAlchemy (`Database.native`): asyncpg's own
+    errors still leave the store as its errors — an outage as StoreUnavailable (503), a
+    statement that cannot run (here: no schema) as a StoreError, never asyncpg's."""
+    pg.require()
+    url = pg.create_database()
+
+    async def scenario() -> None:
+        store = Store(Database(url))  # not migrated: the follows table is missing
+        try:
+            with pytest.raises(StoreError) as bad:
+                await store.signals.followed_at("x", "1", "2")
+            assert not isinstance(bad.value, StoreUnavailable)
+            assert bad.value.cause == "UndefinedTableError"
+            await store.db.migrate()
+            assert await store.signals.followed_at("x", "1", "2") is None
+
+            async def terminated(conn: object) -> None:
+                # The server ends this session (as a restart would), then it is used.
+                await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")  # type: ignore[attr-defined]
+
+            with pytest.raises(StoreUnavailable):
+                await store.db.native(terminated)
+            # The pool replaces the lost connection: the next decision works.
+            assert await store.signals.followed_at("x", "1", "2") is None
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        pg.drop_database(url)
