@@ -85,8 +85,11 @@ class Database:
         # PostgreSQL: plain asyncpg connections for the DM decision's statements (`native`).
         self._native: Any = None
         self._native_size = max(1, pool_size // 2)
-        self._native_starting: asyncio.Lock | None = None
+        self._native_starting = asyncio.Lock()
         self._native_stale = False  # a connection was lost: renew the others before use
+        # How every operation's errors become the store's (`translated`); on PostgreSQL
+        # also noting lost connections for the native pool (`_watching`).
+        self._errors: Callable[[], contextlib.AbstractContextManager[None]] = translated
         if self.dialect_name == "postgresql":
             # No pre-ping (a round trip per operation): a connection broken by a database
             # restart fails one operation (a DM fails closed, 503), SQLAlchemy then
@@ -101,6 +104,7 @@ class Database:
                 hide_parameters=True,
             )
             self._async_read = self._async.execution_options(isolation_level="AUTOCOMMIT")
+            self._errors = self._watching
         else:
             path = sqlite_path(url)
             if path is not None:
@@ -142,7 +146,7 @@ class Database:
         thread wake-ups, ~0.7 ms at the median and tens of ms at the tail on a busy machine,
         measured). When another connection holds the lock it goes to the pool and waits
         there: the event loop never waits for a lock."""
-        with self._watched(), translated():
+        with self._errors():
             if self._async is not None:
                 async with self._async.begin() as conn:
                     return await conn.run_sync(fn, *args)
@@ -170,7 +174,7 @@ class Database:
         work. `fn` opens its own transaction when it needs one. Errors are the store's, as
         from `write`."""
         assert self._async is not None, "native() is for PostgreSQL"
-        with self._watched(), translated():
+        with self._errors():
             pool = self._native or await self._start_native()
             if self._native_stale:
                 self._native_stale = False
@@ -179,13 +183,14 @@ class Database:
                 return await fn(conn)
 
     @contextlib.contextmanager
-    def _watched(self) -> Iterator[None]:
-        """PostgreSQL: once a connection is found lost, the native pool's others may be
-        too (a network cut leaves them open but dead): they are replaced on their next use,
-        so an outage fails one operation, as with SQLAlchemy's pool alone (which discards
-        its own connections)."""
+    def _watching(self) -> Iterator[None]:
+        """PostgreSQL's `translated`: once a connection is found lost, the native pool's
+        others may be too (a network cut leaves them open but dead): they are replaced on
+        their next use, so an outage fails one operation, as with SQLAlchemy's pool alone
+        (which discards its own connections)."""
         try:
-            yield
+            with translated():
+                yield
         except StoreUnavailable as exc:
             busy = isinstance(exc.__cause__, TimeoutError | sa.exc.TimeoutError)
             self._native_stale = self._native_stale or not busy
@@ -194,8 +199,6 @@ class Database:
     async def _start_native(self) -> Any:
         import asyncpg
 
-        if self._native_starting is None:
-            self._native_starting = asyncio.Lock()
         async with self._native_starting:
             if self._native is None:
                 assert self._async is not None
@@ -214,7 +217,7 @@ class Database:
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(conn, *args)` without a write transaction. Raises the store's errors, as
         `write` does."""
-        with self._watched(), translated():
+        with self._errors():
             if self._async_read is not None:
                 async with self._async_read.connect() as conn:
                     return await conn.run_sync(fn, *args)

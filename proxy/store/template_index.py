@@ -48,23 +48,6 @@ def scope_lock_key(platform: str, account: str) -> int:
     return digest - (1 << 64) if digest >= (1 << 63) else digest
 
 
-def record_copy(
-    conn: sa.Connection,
-    platform: str,
-    account: str,
-    fp: TemplateFingerprint,
-    recipients: tuple[str, ...],
-    now: float,
-    since: float,
-    thresholds: MatchThresholds,
-    cap: int,
-) -> CampaignMatch:
-    """Record this attempt under its campaign (a new template when none matches) and count
-    the campaign's distinct recipients since `since` (epoch seconds), up to `cap`. SQLite;
-    PostgreSQL's is `record_copy_pg`, on a plain asyncpg connection."""
-    return _record_sqlite(conn, platform, account, fp, recipients, now, since, thresholds, cap)
-
-
 def _unique(values: tuple[Any, ...]) -> list[Any]:
     # One row per key or recipient: PostgreSQL's ON CONFLICT DO UPDATE may not touch a row
     # twice in one statement (and equal keys would say the same thing twice anyway).
@@ -157,7 +140,7 @@ def _pairs(keys: list[int], template_id: int) -> tuple[int, ...]:
     return tuple(v for k in keys for v in (k, template_id))
 
 
-def _record_sqlite(
+def record_copy(
     conn: sa.Connection,
     platform: str,
     account: str,
@@ -168,6 +151,9 @@ def _record_sqlite(
     thresholds: MatchThresholds,
     cap: int,
 ) -> CampaignMatch:
+    """Record this attempt under its campaign (a new template when none matches) and count
+    the campaign's distinct recipients since `since` (epoch seconds), up to `cap`. SQLite;
+    PostgreSQL's is `record_copy_pg`, on a plain asyncpg connection."""
     run = _sqlite_runner(conn)
     # 1. One indexed lookup: templates sharing a band key with this message (each key names
     # one template, so at most len(keys) of them whatever the history).
