@@ -29,13 +29,18 @@ DIMENSIONS = 256
 # 32 bands of 6 bits: a copy at cosine 0.5 to an earlier one (bit agreement 1 - 60/180)
 # shares a band with it with probability 1-(1-0.667^6)^32 = 0.95 (12 bands of 8 bits:
 # 0.38); unrelated texts (cosine ~0.2) share one with probability 0.65, and are rejected
-# when compared. Only DMs with a link have them. The first 24 bands are those of earlier
-# versions (the planes come from one seeded stream), so keys stored before stay valid.
+# when compared. Only DMs with a link have them.
 BAND_BITS = 6
 BANDS = 32
 PLANES = BANDS * BAND_BITS
 _SEED = 20261206
-_SIGNED_63 = (1 << 63) - 1
+# A key is the account's prefix (52 bits), the band (5) and the band's value (6): one
+# account's at most 2,048 keys sit side by side in the store's index, so a DM's 32 lookups
+# and claims touch a few pages rather than 32 random ones (migration 0011 moved the keys
+# stored before, which were hashes of all three).
+_BAND_FIELD = 5
+_PREFIX_SHIFT = _BAND_FIELD + BAND_BITS
+assert BANDS <= 1 << _BAND_FIELD, "a band number must fit its field of the key"
 
 
 class EmbeddingUnavailable(RuntimeError):
@@ -97,12 +102,16 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) or 1.0))
 
 
+def scope_prefix(scope: str) -> int:
+    """The high bits every meaning key of `scope` shares (salted apart from MinHash keys);
+    keys are kept below 2**63, the store's signed 64-bit integers."""
+    digest = xxhash.xxh64_intdigest(b"e" + scope.encode())
+    return digest >> (1 + _PREFIX_SHIFT) << _PREFIX_SHIFT
+
+
 def band_keys(vector: np.ndarray, scope: str) -> tuple[int, ...]:
-    """The LSH band keys of `vector` under `scope` (salted apart from MinHash band keys)."""
+    """The LSH band keys of `vector` under `scope`: non-negative 63-bit integers."""
     bits = ((_planes() @ vector) > 0).reshape(BANDS, BAND_BITS)
     values = bits @ (1 << np.arange(BAND_BITS))  # each band's bits as one small integer
-    prefix = b"e" + len(scope).to_bytes(4, "little") + scope.encode()
-    return tuple(
-        xxhash.xxh64_intdigest(prefix + bytes((band, int(value)))) & _SIGNED_63
-        for band, value in enumerate(values)
-    )
+    prefix = scope_prefix(scope)
+    return tuple(prefix | band << BAND_BITS | int(value) for band, value in enumerate(values))

@@ -201,8 +201,9 @@ sa.Index("ix_templates_first_seen", templates.c.first_seen)
 
 # key = hash(scope, band, band values): one indexed lookup per DM, whatever the history.
 # MinHash keys name the first template that claimed them; meaning (embedding) keys, which
-# have only 256 values per band and account, name the latest one, so an active campaign
-# keeps its keys while older templates give them up.
+# have only 64 values per band and account, name the latest one, so an active campaign
+# keeps its keys while older templates give them up. A meaning key is the account's prefix,
+# band and value (policies/meaning.py), so one account's sit side by side.
 lsh_bands = sa.Table(
     "lsh_bands",
     metadata,

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
+import xxhash
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from proxy.store import Store
 from proxy.store.tables import metadata
+from tests import pg
 
 
 def test_migrations_match_the_table_definitions(tmp_path: Path) -> None:
@@ -41,7 +45,7 @@ def test_migrations_are_idempotent_across_restarts(tmp_path: Path) -> None:
             await store.close()
         return version
 
-    assert asyncio.run(twice()) == "0010"
+    assert asyncio.run(twice()) == "0011"
 
 
 def test_templates_indexed_before_0007_keep_matching_and_counting(tmp_path: Path) -> None:
@@ -154,3 +158,102 @@ def test_kept_copies_live_in_a_rowid_table_on_sqlite(tmp_path: Path) -> None:
     engine.dispose()
     assert "WITHOUT ROWID" not in ddl["template_signatures"]
     assert "WITHOUT ROWID" in ddl["lsh_bands"]  # small rows: the key is the row
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'm.db'}"
+        return
+    pg.require()
+    url = pg.create_database()
+    yield url
+    pg.drop_database(url)
+
+
+def _on(url: str, fn: Callable[[sa.Connection], object]) -> object:
+    """Run `fn` in one transaction on `url` (SQLite's driver is sync, asyncpg async)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from proxy.store.database import async_url
+
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:
+                return fn(conn)
+        finally:
+            engine.dispose()
+
+    async def run() -> object:
+        engine = create_async_engine(async_url(url))
+        try:
+            async with engine.begin() as conn:
+                return await conn.run_sync(fn)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _migrate_to(revision: str, down: bool = False) -> Callable[[sa.Connection], None]:
+    from alembic import command
+    from alembic.config import Config
+
+    from proxy.store.database import MIGRATIONS
+
+    def run(conn: sa.Connection) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+
+    return run
+
+
+def test_0011_moves_meaning_keys_under_their_accounts_prefix_and_back(any_url: str) -> None:
+    """Meaning keys stored up to 0010 (a hash of account, band and value) become the keys
+    new DMs look up, naming the same template; MinHash keys and other accounts' keys stay
+    theirs; the downgrade restores the old keys."""
+    from policies.template_reuse import fingerprint, template_scope
+
+    text = (
+        "Hi {}, saw your talk on scaling Postgres. We built Rocketly to book your sales "
+        "calls while you sleep, have a look https://rocketly.example/beta"
+    )
+    scopes = {1: template_scope("x", "acct"), 2: template_scope("x", "other")}
+    fps = {tid: fingerprint(text.format("anna"), scope) for tid, scope in scopes.items()}
+    assert all(fp is not None and len(fp.meaning_keys) == 32 for fp in fps.values())
+
+    def before(scope: str, key: int) -> int:
+        # The formula up to 0010; a new key's low 11 bits are its band and value.
+        band, value = key >> 6 & 31, key & 63
+        data = b"e" + len(scope).to_bytes(4, "little") + scope.encode() + bytes((band, value))
+        return xxhash.xxh64_intdigest(data) & ((1 << 63) - 1)
+
+    old = {(before(scopes[tid], key), tid) for tid, fp in fps.items() for key in fp.meaning_keys}
+    minhash = {(key, tid) for tid, fp in fps.items() for key in fp.band_keys + fp.loose_keys}
+
+    def stored_by_0010(conn: sa.Connection) -> None:
+        _migrate_to("0010")(conn)
+        for tid, scope in scopes.items():
+            conn.execute(
+                sa.text("INSERT INTO templates VALUES (:t, 'x', :a, 0)"),
+                {"t": tid, "a": scope.split(":", 1)[1]},
+            )
+        conn.execute(
+            sa.text("INSERT INTO lsh_bands (key, template_id) VALUES (:k, :t)"),
+            [{"k": k, "t": t} for k, t in old | minhash],
+        )
+
+    def index(conn: sa.Connection) -> set[tuple[int, int]]:
+        return {(k, t) for k, t in conn.execute(sa.text("SELECT key, template_id FROM lsh_bands"))}
+
+    _on(any_url, stored_by_0010)
+    _on(any_url, _migrate_to("0011"))
+    now = {(key, tid) for tid, fp in fps.items() for key in fp.meaning_keys}
+    assert _on(any_url, index) == now | minhash
+    # An account's keys share everything but their low 11 bits (a few index pages).
+    assert {key >> 11 for key in fps[1].meaning_keys} == {min(fps[1].meaning_keys) >> 11}
+    _on(any_url, _migrate_to("0010", down=True))
+    assert _on(any_url, index) == old | minhash

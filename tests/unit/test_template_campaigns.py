@@ -103,6 +103,27 @@ def test_the_embedding_is_computed_only_for_texts_with_a_link():
     assert len(linked.meaning_keys) == meaning.BANDS and linked.hosts
 
 
+def test_an_accounts_meaning_keys_sit_side_by_side_and_apart_from_other_accounts():
+    """The store finds them in a few adjacent index pages: one account's keys differ only
+    in their low 11 bits (band, value); another account's share none of them."""
+    texts = [
+        "Join our free webinar next Tuesday about AWS: https://x.io/w",
+        "We cut cloud bills by a third for teams like yours, see https://acme.example",
+    ]
+    mine = [fingerprint(t, "x:a") for t in texts]
+    theirs = fingerprint(texts[0], "x:b")
+    assert all(fp is not None for fp in mine) and theirs is not None
+    keys = {key for fp in mine if fp is not None for key in fp.meaning_keys}
+    assert len(keys) > meaning.BANDS  # two texts, more than one value in some band
+    assert len({key >> 11 for key in keys}) == 1
+    assert all(0 <= key < 2**63 for key in keys)
+    assert {key & 2047 for key in theirs.meaning_keys} == {
+        key & 2047
+        for key in mine[0].meaning_keys  # type: ignore[union-attr]
+    }  # the same bands and values ...
+    assert not keys & set(theirs.meaning_keys)  # ... under another prefix
+
+
 def test_the_embedding_loads_from_its_package_without_the_network(monkeypatch):
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the embedding tried to reach the network")
