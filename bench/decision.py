@@ -5,7 +5,8 @@
 
 For each level the store (SQLite, the embedded default) is filled with that many indexed
 DMs — distinct texts from 1,000 sending accounts, each its own template: the worst case for
-index size — then the real engine (follow_timing + template_reuse) judges probe DMs through
+index size; a quarter carry a link, so their embeddings and meaning keys are indexed too —
+then the real engine (follow_timing + template_reuse) judges probe DMs through
 the real store-backed signals: half are edited copies of indexed messages (a candidate hit
 and signature comparisons), half are new texts. Printed: p50/p99 decision latency per level
 and its ratio to the smallest level (flat = ~1.0x), the decision's CPU time on its thread
@@ -76,17 +77,26 @@ def text_for(i: int) -> str:
     return " ".join(rnd.choice(VOCAB) for _ in range(32))
 
 
-Row = tuple[int, tuple[int, ...], bytes, int, tuple[int, ...], bytes]
+def with_link(text: str, n: int) -> str:
+    """A quarter of the DMs (n % 4 == 0) carry a link: their embedding is computed and
+    its meaning keys looked up and indexed too."""
+    return text + f" https://offer{n % 7}.example.com/?r={n}" if n % 4 == 0 else text
+
+
+Row = tuple[int, tuple[int, ...], bytes, int, tuple[int, ...], bytes, bytes | None]
 
 
 def _rows(start: int, stop: int) -> list[Row]:
-    """Per message: its band keys, signature, text key, loose band keys and campaign
-    features, as template_reuse computes them."""
+    """Per message: its band keys, signature, text key, the keys the latest template
+    claims (loose and meaning), campaign features and embedding, as template_reuse
+    computes them."""
     out = []
     for i in range(start, stop):
-        fp = fingerprint(text_for(i), scope=f"x:acct{i % ACCOUNTS}")
+        fp = fingerprint(with_link(text_for(i), i), scope=f"x:acct{i % ACCOUNTS}")
         assert fp is not None
-        out.append((i, fp.band_keys, fp.signature, fp.text_key, fp.loose_keys, fp.features))
+        claimed = fp.loose_keys + fp.meaning_keys
+        meaning = fp.meaning or None
+        out.append((i, fp.band_keys, fp.signature, fp.text_key, claimed, fp.features, meaning))
     return out
 
 
@@ -114,14 +124,14 @@ def fill(url: str, start: int, stop: int, pool: ProcessPoolExecutor) -> None:
             "INSERT OR IGNORE INTO lsh_bands (key, template_id) VALUES (?, ?)",
             [(k, base + i) for i, keys, *_ in rows for k in keys],
         )
-        con.executemany(  # loose keys: the latest template takes them
+        con.executemany(  # loose and meaning keys: the latest template takes them
             "INSERT OR REPLACE INTO lsh_bands (key, template_id) VALUES (?, ?)",
-            [(k, base + i) for i, _k, _s, _t, loose, _f in rows for k in loose],
+            [(k, base + i) for i, _k, _s, _t, claimed, *_ in rows for k in claimed],
         )
         con.executemany(
-            "INSERT INTO template_signatures (template_id, text_key, signature, features)"
-            " VALUES (?,?,?,?)",
-            [(base + i, t, s, f) for i, _k, s, t, _l, f in rows],
+            "INSERT INTO template_signatures (template_id, text_key, signature, features,"
+            " meaning) VALUES (?,?,?,?,?)",
+            [(base + i, t, s, f, m) for i, _k, s, t, _c, f, m in rows],
         )
         con.executemany(
             "INSERT INTO template_recipients (template_id, recipient, last_seen) VALUES (?, ?, ?)",
@@ -157,7 +167,7 @@ async def fill_pg(url: str, start: int, stop: int, pool: ProcessPoolExecutor) ->
             await con.execute("TRUNCATE bands_in")
             await con.copy_records_to_table(
                 "bands_in",
-                records=[(k, base + i) for i, _k, _s, _t, loose, _f in rows for k in loose],
+                records=[(k, base + i) for i, _k, _s, _t, claimed, *_ in rows for k in claimed],
             )
             await con.execute(
                 "INSERT INTO lsh_bands SELECT DISTINCT ON (key) * FROM bands_in "
@@ -166,8 +176,8 @@ async def fill_pg(url: str, start: int, stop: int, pool: ProcessPoolExecutor) ->
             )
             await con.copy_records_to_table(
                 "template_signatures",
-                columns=["template_id", "text_key", "signature", "features"],
-                records=[(base + i, t, s, f) for i, _k, s, t, _l, f in rows],
+                columns=["template_id", "text_key", "signature", "features", "meaning"],
+                records=[(base + i, t, s, f, m) for i, _k, s, t, _c, f, m in rows],
             )
             await con.copy_records_to_table(
                 "template_recipients",
@@ -218,8 +228,7 @@ async def measure(url: str, indexed: int, probes: int) -> tuple[list[float], lis
         else:
             i = 50_000_000 + indexed + n
             text, account = text_for(i), f"acct{i % ACCOUNTS}"
-        if n % 4 == 0:  # a link: the embedding is computed and its keys looked up too
-            text += f" https://offer{n % 7}.example.com/?r={n}"
+        text = with_link(text, n)
         msg = OutboundMessage("x", account, (str(90_000_000 + n),), text, route="x")
         c0, t0 = time.thread_time(), time.perf_counter()
         await engine.evaluate(msg, store.signals, now)
