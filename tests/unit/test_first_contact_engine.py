@@ -4,19 +4,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from policies.config import PolicyFile
 from policies.engine import Engine
 from policies.model import Action, ContactHistory, OutboundMessage
 from proxy.facts import InboundMessage
 from proxy.store import Store
-from tests import pg
 from tests.unit.memory_signals import MemorySignals
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -67,17 +62,6 @@ def test_the_proxy_reports_forwarded_dms_only_while_a_contact_policy_is_on():
 
 
 # --- the store ---
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'contacts.db'}"
-        return
-    pg.require()
-    url = pg.create_database()
-    yield url
-    pg.drop_database(url)
 
 
 def test_store_records_contacts_and_counts_first_contacts(store_url: str) -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
@@ -18,7 +16,6 @@ from proxy.platforms.base import BadDMRequest, Kind, RefusedRequest, RequestView
 from proxy.platforms.mastodon import MastodonPlatform, mentions
 from proxy.store import Store
 from proxy.store.retention import prune
-from tests import pg
 
 M = MastodonPlatform()
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": "Bearer t"}
@@ -196,17 +193,6 @@ def test_list_parameters_may_repeat():
 
 
 # --- the store remembers, retention forgets ------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 's.db'}"
-        return
-    pg.require()
-    url = pg.create_database()
-    yield url
-    pg.drop_database(url)
 
 
 def test_direct_statuses_are_remembered_until_retention_forgets_them(store_url):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 import xxhash
 from alembic.autogenerate import compare_metadata
@@ -15,7 +14,6 @@ from alembic.migration import MigrationContext
 
 from proxy.store import Store
 from proxy.store.tables import metadata
-from tests import pg
 
 
 def test_migrations_match_the_table_definitions(tmp_path: Path) -> None:
@@ -160,17 +158,6 @@ def test_kept_copies_live_in_a_rowid_table_on_sqlite(tmp_path: Path) -> None:
     assert "WITHOUT ROWID" in ddl["lsh_bands"]  # small rows: the key is the row
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'm.db'}"
-        return
-    pg.require()
-    url = pg.create_database()
-    yield url
-    pg.drop_database(url)
-
-
 def _on(url: str, fn: Callable[[sa.Connection], object]) -> object:
     """Run `fn` in one transaction on `url` (SQLite's driver is sync, asyncpg async)."""
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -211,7 +198,7 @@ def _migrate_to(revision: str, down: bool = False) -> Callable[[sa.Connection], 
     return run
 
 
-def test_0011_moves_meaning_keys_under_their_accounts_prefix_and_back(any_url: str) -> None:
+def test_0011_moves_meaning_keys_under_their_accounts_prefix_and_back(store_url: str) -> None:
     """Meaning keys stored up to 0010 (a hash of account, band and value) become the keys
     new DMs look up, naming the same template; MinHash keys and other accounts' keys stay
     theirs; the downgrade restores the old keys."""
@@ -249,11 +236,11 @@ def test_0011_moves_meaning_keys_under_their_accounts_prefix_and_back(any_url: s
     def index(conn: sa.Connection) -> set[tuple[int, int]]:
         return {(k, t) for k, t in conn.execute(sa.text("SELECT key, template_id FROM lsh_bands"))}
 
-    _on(any_url, stored_by_0010)
-    _on(any_url, _migrate_to("0011"))
+    _on(store_url, stored_by_0010)
+    _on(store_url, _migrate_to("0011"))
     now = {(key, tid) for tid, fp in fps.items() for key in fp.meaning_keys}
-    assert _on(any_url, index) == now | minhash
+    assert _on(store_url, index) == now | minhash
     # An account's keys share everything but their low 11 bits (a few index pages).
     assert {key >> 11 for key in fps[1].meaning_keys} == {min(fps[1].meaning_keys) >> 11}
-    _on(any_url, _migrate_to("0010", down=True))
-    assert _on(any_url, index) == old | minhash
+    _on(store_url, _migrate_to("0010", down=True))
+    assert _on(store_url, index) == old | minhash

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from policies.template_reuse import fingerprint, template_scope
@@ -16,18 +13,6 @@ from proxy.store import Store
 from proxy.store.decisions import DecisionRecord
 from proxy.store.retention import prune
 from proxy.store.tables import decisions, follows, lsh_bands, template_recipients, templates
-from tests import pg
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'r.db'}"
-        return
-    pg.require()
-    url = pg.create_database()
-    yield url
-    pg.drop_database(url)
 
 
 def _count(table: sa.Table, *where: sa.ColumnElement[bool]) -> sa.Select:

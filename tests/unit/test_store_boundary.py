@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,17 +23,6 @@ from tests import pg
 from tests.support import free_port
 
 NOW = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'b.db'}"
-        return
-    pg.require()
-    url = pg.create_database()
-    yield url
-    pg.drop_database(url)
 
 
 def _hold(hold_id: str, dedupe_key: str = "same-dm") -> NewHold:

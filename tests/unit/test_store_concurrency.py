@@ -4,26 +4,10 @@ PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
-
-import pytest
 
 from policies.template_reuse import fingerprint
 from proxy.store import Store
-from tests import pg
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'c.db'}"
-        return
-    pg.require()
-    url = pg.create_database()
-    yield url
-    pg.drop_database(url)
 
 
 def test_concurrent_copies_of_a_template_land_in_one_template(store_url: str) -> None:
