@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import asyncpg
@@ -58,3 +58,12 @@ def drop_database(url: str) -> None:
         _run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     except (TimeoutError, OSError, asyncpg.PostgresError):
         pass  # the server may be down on purpose (outage tests): CI starts fresh anyway
+
+
+def fresh_database() -> Iterator[str]:
+    """A fixture's body: a new database's URL for the test, dropped after it (skipped or
+    failed as `require` says when no server answers)."""
+    require()
+    url = create_database()
+    yield url
+    drop_database(url)

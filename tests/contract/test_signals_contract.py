@@ -122,10 +122,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     elif request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'signals.db'}"
     else:
-        pg.require()
-        url = pg.create_database()
-        yield url
-        pg.drop_database(url)
+        yield from pg.fresh_database()
 
 
 @pytest.fixture

@@ -55,10 +55,7 @@ def database_url(tmp_path: Path) -> Iterator[str | None]:
     if BACKEND != "postgresql":
         yield None
         return
-    pg.require()
-    url = pg.create_database()
-    yield url
-    pg.drop_database(url)
+    yield from pg.fresh_database()
 
 
 @pytest.fixture

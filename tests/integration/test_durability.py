@@ -26,10 +26,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'durable.db'}"
         return
-    pg.require()
-    url = pg.create_database()
-    yield url
-    pg.drop_database(url)
+    yield from pg.fresh_database()
 
 
 def test_kill_9_mid_stream_loses_no_acknowledged_hold_and_sends_nothing_unanswered(

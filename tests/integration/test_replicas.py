@@ -29,10 +29,7 @@ policies:
 
 @pytest.fixture
 def shared_pg() -> Iterator[str]:
-    pg.require()
-    url = pg.create_database()
-    yield url
-    pg.drop_database(url)
+    yield from pg.fresh_database()
 
 
 @pytest.fixture

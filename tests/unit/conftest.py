@@ -17,7 +17,4 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
-    pg.require()
-    url = pg.create_database()
-    yield url
-    pg.drop_database(url)
+    yield from pg.fresh_database()
