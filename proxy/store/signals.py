@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 
 from policies.model import (
     CampaignMatch,
@@ -49,9 +50,9 @@ _FOLLOWED_AT = sa.select(follows.c.followed_at).where(
     follows.c.account == sa.bindparam("account"),
     follows.c.follower == sa.bindparam("follower"),
 )
-_PG_FOLLOWED_AT = (
-    "SELECT followed_at FROM follows WHERE platform = $1 AND account = $2 AND follower = $3"
-)
+# The same statement as asyncpg takes it ($1 platform, $2 account, $3 follower), for
+# `Database.native`.
+_PG_FOLLOWED_AT = str(_FOLLOWED_AT.compile(dialect=pg_asyncpg.dialect()))
 _WROTE_FIRST = sa.select(sa.literal(1)).where(
     inbound.c.platform == sa.bindparam("platform"),
     inbound.c.account == sa.bindparam("account"),
