@@ -102,6 +102,12 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) or 1.0))
 
 
+def cosines(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """`cosine(a, row)` for every row of `rows`, in one pass."""
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows) * np.dot(a, a))
+    return (rows @ a) / np.where(norms == 0, 1.0, norms)
+
+
 def scope_prefix(scope: str) -> int:
     """The high bits every meaning key of `scope` shares (salted apart from MinHash keys);
     keys are kept below 2**63, the store's signed 64-bit integers."""
