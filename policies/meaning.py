@@ -78,10 +78,25 @@ def load() -> None:
     _planes()
 
 
+# Distinct words whose token ids are remembered (~4 MB at most): a campaign's words recur.
+WORD_CACHE = 16384
+
+
+@functools.lru_cache(maxsize=WORD_CACHE)
+def _word_ids(word: str) -> tuple[int, ...]:
+    tokenizer, _ = _model()
+    return tuple(tokenizer.encode(word, add_special_tokens=False).ids)  # type: ignore[attr-defined]
+
+
 def embed(text: str) -> np.ndarray | None:
-    """The unit-length mean of `text`'s token vectors (float32), or None without tokens."""
-    tokenizer, matrix = _model()
-    ids = tokenizer.encode(text, add_special_tokens=False).ids  # type: ignore[attr-defined]
+    """The unit-length mean of `text`'s token vectors (float32), or None without tokens.
+
+    `text` is tokenised word by word, each word's ids remembered: the tokenizer's
+    normaliser marks every word's start and its merges never cross one, so for a
+    single-spaced text these are the ids of the whole text (the same on all 5,788 texts of
+    the SMS corpus and bench/evasion.py), at a fifth of the time (~60 µs a DM before)."""
+    _, matrix = _model()
+    ids = [i for word in text.split(" ") for i in _word_ids(word)]
     if not ids:
         return None
     vector = matrix[ids].astype(np.float32).mean(axis=0)

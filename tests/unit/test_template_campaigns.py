@@ -123,12 +123,27 @@ def test_an_accounts_meaning_keys_sit_side_by_side_and_apart_from_other_accounts
     assert not keys & set(theirs.meaning_keys)  # ... under another prefix
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "saw your post about migrating to postgres at acme impressive numbers",
+        "café naïve résumé über straße 東京 emoji 🚀🔥 mixed-case under_score",
+        "we run free pipeline audits for data teams and usually find wasted spend",
+    ],
+)
+def test_a_text_tokenised_word_by_word_gets_the_ids_of_the_whole_text(text: str):
+    tokenizer, _ = meaning._model()
+    whole = tokenizer.encode(text, add_special_tokens=False).ids  # type: ignore[attr-defined]
+    assert [i for word in text.split(" ") for i in meaning._word_ids(word)] == whole
+
+
 def test_the_embedding_loads_from_its_package_without_the_network(monkeypatch):
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the embedding tried to reach the network")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     meaning._model.cache_clear()
+    meaning._word_ids.cache_clear()
     vector = meaning.embed("a free audit of your data pipeline")
     assert vector is not None and abs(float(np.linalg.norm(vector)) - 1) < 1e-5
     close = meaning.embed("we audit data pipelines at no cost")
