@@ -41,6 +41,7 @@ _SEED = 20261206
 _BAND_FIELD = 5
 _PREFIX_SHIFT = _BAND_FIELD + BAND_BITS
 assert BANDS <= 1 << _BAND_FIELD, "a band number must fit its field of the key"
+_BIT_WEIGHTS = 1 << np.arange(BAND_BITS)
 
 
 class EmbeddingUnavailable(RuntimeError):
@@ -99,8 +100,9 @@ def embed(text: str) -> np.ndarray | None:
     ids = [i for word in text.split(" ") for i in _word_ids(word)]
     if not ids:
         return None
-    vector = matrix[ids].astype(np.float32).mean(axis=0)
-    norm = float(np.linalg.norm(vector))
+    # The sum has the mean's direction: it is scaled to unit length anyway.
+    vector = np.add.reduce(matrix[ids], axis=0, dtype=np.float32)
+    norm = float(np.sqrt(vector @ vector))
     return vector / norm if norm > 0 else None
 
 
@@ -133,6 +135,6 @@ def scope_prefix(scope: str) -> int:
 def band_keys(vector: np.ndarray, scope: str) -> tuple[int, ...]:
     """The LSH band keys of `vector` under `scope`: non-negative 63-bit integers."""
     bits = ((_planes() @ vector) > 0).reshape(BANDS, BAND_BITS)
-    values = bits @ (1 << np.arange(BAND_BITS))  # each band's bits as one small integer
+    values = (bits @ _BIT_WEIGHTS).tolist()  # each band's bits as one small integer
     prefix = scope_prefix(scope)
-    return tuple(prefix | band << BAND_BITS | int(value) for band, value in enumerate(values))
+    return tuple(prefix | band << BAND_BITS | value for band, value in enumerate(values))
