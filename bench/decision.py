@@ -15,7 +15,9 @@ disturbs least —, the database size, and the resident memory of a real `dmgate
 process judging DMs against the 1M index.
 
 Filling uses bulk SQL inserts of real fingerprints (the same rows the store writes per DM)
-because a million DMs through HTTP would take most of an hour.
+because a million DMs through HTTP would take most of an hour. On PostgreSQL the load is
+then vacuumed and checkpointed, so the probes meet a server at rest, not one writing out
+gigabytes.
 """
 
 from __future__ import annotations
@@ -187,7 +189,15 @@ async def fill_pg(url: str, start: int, stop: int, pool: ProcessPoolExecutor) ->
     await con.execute(
         "SELECT setval(pg_get_serial_sequence('templates', 'id'), (SELECT max(id) FROM templates))"
     )
-    await con.execute("ANALYZE")
+    # A deployment holding 1M indexed DMs gathered them over days, its autovacuum and
+    # checkpoints keeping up. Right after a bulk load of ~37M index rows the server and the
+    # OS are still writing them out beside the probes (1M: p99 6.2 ms, against 4.5-4.9 ms
+    # on databases at rest), so the load's maintenance is done first, as it would be.
+    await con.execute("VACUUM (ANALYZE)")
+    try:
+        await con.execute("CHECKPOINT")
+    except asyncpg.InsufficientPrivilegeError:
+        print("  (no CHECKPOINT: the role may not; the server writes the load out meanwhile)")
     await con.close()
 
 

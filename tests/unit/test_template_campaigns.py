@@ -152,36 +152,6 @@ def test_the_embedding_loads_from_its_package_without_the_network(monkeypatch):
     assert meaning.cosine(vector, close) > meaning.cosine(vector, far)
 
 
-def stored(template_id: int, text: str) -> StoredCopy:
-    fp = fingerprint(text, "x:a")
-    assert fp is not None
-    return StoredCopy(template_id, fp.text_key, fp.signature, fp.features, fp.meaning)
-
-
-def test_a_campaign_links_where_the_copy_links_whether_or_not_its_copies_are_in_the_union():
-    """The link test reads the union's answer when every copy is in it, and the copies
-    themselves when a much longer one (a quotation, left out of the union) carries the
-    link: both say the same. The meaning is the cosine to the copies' mean."""
-    copy = fingerprint(AI_WRITTEN[0], "x:a")
-    assert copy is not None and copy.hosts
-    short = stored(1, AI_WRITTEN[1])
-    # A long chain letter quoting the pitch, with the link: outside the union.
-    chain = " ".join([*LOST_DOG, *SPINTAX[:3], AI_WRITTEN[2].split(" https")[0]])
-    long_ = stored(1, chain + " https://audit.example-offer.com/")
-    assert len(long_.features) > 2 * len(copy.features)
-    one = score_campaign(copy, 1, [short])
-    assert one.linked and one.meaning == pytest.approx(one.closest, abs=1e-6) and one.meaning > 0.4
-    quoted = score_campaign(copy, 1, [long_])
-    assert quoted.linked and quoted.containment == 0.0  # linked, though outside the union
-    unlinked = stored(1, AI_WRITTEN[1].replace("https://audit.example-offer.com/?r=2", ""))
-    assert not score_campaign(copy, 1, [unlinked]).linked
-    both = score_campaign(copy, 1, [short, stored(1, AI_WRITTEN[3])])
-    vectors = [meaning.from_bytes(c.meaning) for c in (short, stored(1, AI_WRITTEN[3]))]
-    mine = meaning.from_bytes(copy.meaning)
-    assert both.meaning == pytest.approx(meaning.cosine(mine, sum(vectors)), abs=1e-6)
-    assert both.closest == pytest.approx(max(meaning.cosine(mine, v) for v in vectors), abs=1e-6)
-
-
 # --- campaigns ---
 
 SPINTAX = [
@@ -218,6 +188,36 @@ LOST_DOG = [
     "Have you seen a little brown dog with a red collar around Maple Park? It's Biscuit, he "
     "got away from my son earlier today and we're worried sick.",
 ]
+
+
+def stored(template_id: int, text: str) -> StoredCopy:
+    fp = fingerprint(text, "x:a")
+    assert fp is not None
+    return StoredCopy(template_id, fp.text_key, fp.signature, fp.features, fp.meaning)
+
+
+def test_a_campaign_links_where_the_copy_links_whether_or_not_its_copies_are_in_the_union():
+    """The link test reads the union's answer when every copy is in it, and the copies
+    themselves when a much longer one (a quotation, left out of the union) carries the
+    link: both say the same. The meaning is the cosine to the copies' mean."""
+    copy = fingerprint(AI_WRITTEN[0], "x:a")
+    assert copy is not None and copy.hosts
+    short = stored(1, AI_WRITTEN[1])
+    # A long chain letter quoting the pitch, with the link: outside the union.
+    chain = " ".join([*LOST_DOG, *SPINTAX[:3], AI_WRITTEN[2].split(" https")[0]])
+    long_ = stored(1, chain + " https://audit.example-offer.com/")
+    assert len(long_.features) > 2 * len(copy.features)
+    one = score_campaign(copy, 1, [short])
+    assert one.linked and one.meaning == pytest.approx(one.closest, abs=1e-6) and one.meaning > 0.4
+    quoted = score_campaign(copy, 1, [long_])
+    assert quoted.linked and quoted.containment == 0.0  # linked, though outside the union
+    unlinked = stored(1, AI_WRITTEN[1].replace("https://audit.example-offer.com/?r=2", ""))
+    assert not score_campaign(copy, 1, [unlinked]).linked
+    both = score_campaign(copy, 1, [short, stored(1, AI_WRITTEN[3])])
+    vectors = [meaning.from_bytes(c.meaning) for c in (short, stored(1, AI_WRITTEN[3]))]
+    mine = meaning.from_bytes(copy.meaning)
+    assert both.meaning == pytest.approx(meaning.cosine(mine, sum(vectors)), abs=1e-6)
+    assert both.closest == pytest.approx(max(meaning.cosine(mine, v) for v in vectors), abs=1e-6)
 
 
 async def test_a_spintax_campaign_is_caught_by_its_fourth_copy():
