@@ -176,6 +176,39 @@ def test_sqlite_inline_operations_survive_a_lock_held_elsewhere_and_see_others_w
     asyncio.run(scenario())
 
 
+def test_sqlite_writes_queued_behind_a_lock_held_elsewhere_all_land_once_it_is_released(
+    tmp_path: Path,
+) -> None:
+    """The pool's writers take turns and try the lock themselves (Database._queued), not
+    through SQLite's busy handler, whose sleeps grow to 100 ms: its connections never wait
+    inside SQLite. Writes queued while another process holds the lock all land after."""
+    path = tmp_path / "queued.db"
+
+    async def scenario() -> None:
+        store = await Store.open(f"sqlite:///{path}")
+        other = sqlite3.connect(path, timeout=5, isolation_level=None)
+        try:
+            timeouts = await store.db.write(
+                lambda conn: conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+            )
+            assert timeouts == 0
+            other.execute("BEGIN IMMEDIATE")
+            queued = [
+                asyncio.create_task(store.decisions.record(_decision(f"d{i}", f"h{i}")))
+                for i in range(6)  # more than the pool's threads
+            ]
+            await asyncio.sleep(0)
+            assert not any(task.done() for task in queued)
+            other.execute("COMMIT")
+            await asyncio.gather(*queued)
+            assert await _counts(store) == [0, 6, 0]
+        finally:
+            other.close()
+            await store.close()
+
+    asyncio.run(scenario())
+
+
 def test_an_unreachable_postgresql_is_unavailable() -> None:
     async def scenario() -> None:
         store = Store(Database(f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"))
