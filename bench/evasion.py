@@ -122,12 +122,16 @@ def _stream(
     names: dict[tuple[str, int], str] | None = None,
 ) -> list[DM]:
     dms = []
+    # Recipients are the account's own followers: ids of their own per account, so that
+    # every account's follower list names them as its stream does (with one range for
+    # all, the last stream's names overwrote the others' in the fake upstream).
+    base = int(account) * 100_000
     for n, (name, index, text) in enumerate(_interleave(rnd, campaigns)):
         kind = name.split(":", 1)[0]
         grp = kind if kind in ("genuine", "short") else group
         first = (names or {}).get((name, index)) or rnd.choice(FIRST)
         full = f"{first} {rnd.choice(SURNAMES)}"
-        dms.append(DM(account, grp, name, index, text, str(5_000_000 + n), full))
+        dms.append(DM(account, grp, name, index, text, str(base + n), full))
     return dms
 
 
