@@ -398,6 +398,65 @@ async def test_reworded_copies_without_a_shared_link_stay_apart(world: World):
         assert (await campaign_copy(world, other_link, f"r{i}")).recipients == 1
 
 
+# Eleven linked texts, each of its own kind and link: none is a copy of REWORDED.
+UNRELATED = [
+    "Our allotment society meets on Sunday to swap seedlings and compost tips, bring a "
+    "spare trowel if you have one. https://allotments{}.example.org/",
+    "The choir is short of tenors for the winter concert, rehearsals are Tuesday evenings "
+    "in the church hall. https://choir{}.example.net/",
+    "I finally fixed the squeaky hinge on the shed door with a drop of olive oil, who knew "
+    "it would be that simple. https://sheds{}.example.com/",
+    "Reminder that the library book sale starts at nine and the paperbacks go fast, the "
+    "crime shelf especially. https://library{}.example.org/",
+    "My grandmother's lemon drizzle recipe uses twice the zest you would expect and a "
+    "very hot oven for the first ten minutes. https://recipes{}.example.com/",
+    "The hiking club is walking the ridge path on Saturday weather permitting, meet at "
+    "the car park by the old mill. https://hikes{}.example.net/",
+    "Anyone know a good piano tuner nearby, the middle octave has gone sour since we moved "
+    "the piano upstairs. https://pianos{}.example.com/",
+    "The chess café has a new blitz night every Thursday, clocks provided, beginners "
+    "very welcome to sit in. https://chess{}.example.org/",
+    "We found a litter of kittens under the porch and the vet says they are healthy, four "
+    "of them still need homes. https://kittens{}.example.net/",
+    "The community orchard needs volunteers for pruning in February, gloves and ladders "
+    "are supplied on the day. https://orchard{}.example.org/",
+    "Our street is closing for the summer party in July, the council approved the road "
+    "closure and the bunting is ordered. https://street{}.example.com/",
+]
+
+
+async def test_a_campaign_is_compared_even_when_eleven_other_templates_share_more_keys(
+    world: World,
+):
+    """An account's meaning keys are few and its latest linked DMs claim them, so other
+    templates often share as many keys with a copy as its own campaign does. The campaign
+    stays among the candidates when eleven other templates each share more keys with the
+    copy than it does (bench/evasion.py: with room for only 8, AI-style copies were missed
+    on some orders of sending)."""
+    # Without its loose MinHash keys, so that its campaign shares exactly one key with it.
+    new = replace(fp(REWORDED[2]), loose_keys=())
+    theirs = new.meaning_keys
+    assert len(theirs) >= 1 + 2 * len(UNRELATED)
+
+    def keyed(text: str, shared: tuple[int, ...]) -> TemplateFingerprint:
+        # Its own meaning keys, except that it shares exactly `shared` with the new copy.
+        own = tuple(k for k in fp(text).meaning_keys if k not in theirs)
+        return replace(fp(text), meaning_keys=shared + own)
+
+    for i, text in enumerate(REWORDED[:2]):  # the campaign: one key in common with the copy
+        await campaign_copy(world, text, f"c{i}", keyed(text, theirs[:1]))
+    others = set()
+    for i, text in enumerate(UNRELATED):  # each later, and sharing two keys with the copy
+        shared = theirs[1 + 2 * i : 3 + 2 * i]
+        found = await campaign_copy(world, text.format(i), f"u{i}", keyed(text, shared))
+        others.add(found.template_id)
+    assert len(others) == len(UNRELATED), "the texts are unrelated: one template each"
+
+    found = await campaign_copy(world, REWORDED[2], "c2", new)
+    assert found.recipients == 3 and found.by_meaning
+    assert found.template_id not in others
+
+
 async def test_copies_stored_before_campaign_features_still_count(world: World):
     """Rows written before migration 0005 have no features or embedding: the resemblance
     test still finds them, so no count is lost on upgrade."""
