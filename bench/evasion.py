@@ -14,7 +14,9 @@ short replies:
   recipients; variants add, in order, spintax, emoji, zero-width characters and look-alike
   letters, shuffled sentences to "merge fields + links only";
 - one account for the hand-written AI-style campaigns (bench/evasion_ai.py): a personal
-  opener per DM, the offer and link reworded, per-recipient link parameters.
+  opener per DM, the offer and link reworded, per-recipient link parameters;
+- one more for the same campaigns with every copy's link through another URL shortener
+  (bit.ly, tinyurl.com, lnkd.in, t.co, buff.ly, ow.ly), so that copies share no link host.
 Recall is the share of 4th-and-later copies held (min_recipients 3 holds from the 3rd);
 false holds are genuine first messages or short replies held, over every account.
 
@@ -56,6 +58,15 @@ AI_LINKS = [
     "https://{c}.example-offer.com/start?ref={r}",
     "https://www.{c}.io/?utm_source=dm&utm_campaign=q4&rid={r}",
     "https://bit.ly/{r}",
+]
+# What suites rotate per copy so that the copies share no link host.
+SHORTENED = [
+    "https://bit.ly/{r}",
+    "https://tinyurl.com/{r}",
+    "lnkd.in/{r}",
+    "https://t.co/{r}",
+    "https://buff.ly/{r}",
+    "https://ow.ly/{r}",
 ]
 
 
@@ -102,16 +113,23 @@ def spintax_stream(account: str, variant: str, seed: int) -> list[DM]:
     return _stream(account, f"spintax:{variant}", campaigns, rnd, names)
 
 
-def ai_stream(account: str, seed: int) -> list[DM]:
+def ai_stream(account: str, seed: int, shorteners: bool = False) -> list[DM]:
+    """The AI-style campaigns, each with its own link; with `shorteners`, every copy goes
+    through another URL shortener instead, so no two copies need share a link host."""
     rnd = random.Random(f"{seed}:ai")
     campaigns = _background()
     for c, (name, texts) in enumerate(AI_CAMPAIGNS.items()):
         link = AI_LINKS[c % len(AI_LINKS)]
         slug = name.replace("_", "")
         campaigns[name] = [
-            t.format(link=link.format(c=slug, r=f"{rnd.getrandbits(32):x}")) for t in texts
+            t.format(
+                link=(rnd.choice(SHORTENED) if shorteners else link).format(
+                    c=slug, r=f"{rnd.getrandbits(32):x}"
+                )
+            )
+            for t in texts
         ]
-    return _stream(account, "ai", campaigns, rnd)
+    return _stream(account, "ai:shorteners" if shorteners else "ai", campaigns, rnd)
 
 
 def _stream(
@@ -222,6 +240,7 @@ def main() -> None:
     )
     streams = [spintax_stream(str(100 + i), v, args.seed) for i, v in enumerate(VARIANTS)]
     streams.append(ai_stream("200", args.seed))
+    streams.append(ai_stream("201", args.seed, shorteners=True))
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
@@ -243,6 +262,7 @@ def main() -> None:
 def print_table(results: dict[str, dict[str, tuple[int, int]]]) -> None:
     order = [f"spintax:{v}" for v in VARIANTS] + [
         "ai",
+        "ai:shorteners",
         "false holds: genuine",
         "false holds: short",
     ]
@@ -253,6 +273,7 @@ def print_table(results: dict[str, dict[str, tuple[int, int]]]) -> None:
         "spintax:disguised": "+ zero-width characters and look-alike letters in 1-3 words",
         "spintax:shuffled": "+ sentence order shuffled",
         "ai": "AI-style campaigns (hand-written)",
+        "ai:shorteners": "+ another URL shortener for every copy",
         "false holds: genuine": "false holds: genuine first messages",
         "false holds: short": "false holds: short replies",
     }

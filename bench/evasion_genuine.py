@@ -54,6 +54,24 @@ GENUINE: list[str] = [
     "Feel free to add your stack trace there.",
     "The volunteer sign-up sheet for the beach cleanup is here: https://forms.gle/abcd12 "
     "We still need two people with cars.",
+    # links through URL shorteners, as campaigns use them (template_reuse takes every
+    # shortener for one link destination), some of them asking for something
+    "Thanks for the follow! We're playing our first gig at the Crown on Friday, tickets "
+    "are cheap and it would be lovely to see a friendly face: https://bit.ly/crown-gig-fri",
+    "Hi! I'm the one who asked about cargo bikes at the meetup. This is the model I'm "
+    "looking at, would love your take before I buy it: https://tinyurl.com/cargo-bike-q",
+    "Saw your post about learning Rust. I wrote up the notes from our study group, they "
+    "might save you a weekend: lnkd.in/rust-notes-g7 Happy to add you to the group chat.",
+    "Our street is raising money for the school library this month. No pressure at all, "
+    "just sharing in case you want to pass it on: https://bit.ly/elm-library-fund",
+    "Thanks for following back! This is the thread about renting a narrowboat I "
+    "mentioned, the replies have all the good tips: https://t.co/Xc81kLmz",
+    "Loved your photos from the marathon. I'm training for my first half and a friend sent "
+    "me this plan, did you use something like it? https://ow.ly/half-plan-12",
+    "Hey, it's Dana from the pottery class. The kiln schedule for next term is up, sign "
+    "up early because the slots go fast: https://rb.gy/kiln-term",
+    "We're hiring a junior designer at the studio and I thought of your friend Ines from "
+    "the workshop, could you pass this on? https://buff.ly/studio-junior",
     # asking for a call, but personal
     "Would you have 15 minutes this week for a quick call? I'm deciding whether to accept "
     "the offer from Northwind and you know their team better than anyone.",

@@ -108,6 +108,21 @@ def clean(text: str) -> str:
     return text
 
 
+# URL shorteners. A link through one hides where it leads, and suites rotate them per copy
+# (bit.ly for one recipient, tinyurl.com for the next) so that no two copies share a link
+# host: template_reuse takes every shortener for one destination besides its own. Left
+# out on purpose: hosts people share for themselves (youtu.be, linktr.ee, wa.me, t.me,
+# amzn.to, spoti.fi; goo.gl, whose links now are Google Photos and Maps shares).
+SHORTENERS = frozenset(
+    {
+        "bit.ly", "bitly.com", "bit.do", "buff.ly", "cutt.ly", "dlvr.it", "hubs.la",
+        "hubs.li", "hubs.ly", "ift.tt", "is.gd", "lnkd.in", "mcaf.ee", "ow.ly", "rb.gy",
+        "rebrand.ly", "s.id", "shorturl.at", "t.co", "t.ly", "tiny.cc", "tinyurl.com",
+        "trib.al", "v.gd",
+    }
+)  # fmt: skip
+
+
 def _host(link: str) -> str:
     """The registrable part of a link's host ("www.shop.co.uk/x" → "shop.co.uk"), so one
     campaign's links with per-recipient paths and subdomains share it."""

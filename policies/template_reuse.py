@@ -20,11 +20,13 @@ account sent — and a copy joins a campaign by any of three tests:
    containment of spintax copies (0.54 → 0.48) without separating genuine text better;
 3. **meaning** with the **same link destination**: the cosine between the copy's sentence
    embedding (policies.meaning) and the campaign's mean embedding, for copies whose link
-   host (shortener or domain) the campaign's copies also link to. Campaigns are linked by
-   their shared URLs (Gao et al., "Detecting and characterizing social spam campaigns",
-   IMC 2010); the link host alone is no evidence (everyone links to the same big sites),
-   and meaning alone cannot tell an AI-reworded pitch from one person writing three
-   neighbours about their lost dog (cosine 0.7), so the test needs both.
+   host (shortener or domain) the campaign's copies also link to; every URL shortener also
+   counts as one host, since suites rotate them per copy to hide the shared destination.
+   Campaigns are linked by their shared URLs (Gao et al., "Detecting and characterizing
+   social spam campaigns", IMC 2010); the link host alone is no evidence (everyone links
+   to the same big sites), and meaning alone cannot tell an AI-reworded pitch from one
+   person writing three neighbours about their lost dog (cosine 0.7), so the test needs
+   both.
 
 Text is normalised first (policies.normalise: NFKC, casefold, invisible characters, UTS #39
 look-alike folding; links, emails, handles, numbers and the recipient's profile strings as
@@ -60,6 +62,7 @@ from policies.model import (
 from policies.normalise import (
     PLACEHOLDERS,
     READABLE,
+    SHORTENERS,
     URL,
     clean,
     normalised_tokens,
@@ -130,6 +133,20 @@ _SIGNED_63 = (1 << 63) - 1  # band keys and text keys go into a signed BIGINT co
 _EMPTY_MINHASH = MinHash(num_perm=NUM_PERM, seed=1, hashfunc=int, scheme="affine32")
 
 
+def _host_key(host: str) -> int:
+    return xxhash.xxh32_intdigest(b"host:" + host.encode())
+
+
+# Any shortener (policies.normalise.SHORTENERS) is also this one host, so a campaign whose
+# copies each go through another shortener still links where its copies link. Copies kept
+# before carry only their own shortener's key: they still match copies through it.
+_SHORTENED = _host_key("<shortener>")
+
+
+def _shortened(hosts: Sequence[str]) -> set[int]:
+    return set() if SHORTENERS.isdisjoint(hosts) else {_SHORTENED}
+
+
 def normalise(text: str, names: Iterable[str] = ()) -> str:
     """The template behind `text`: NFKC, casefolded, HTML-unescaped, invisible characters
     dropped, look-alike letters folded; URLs, emails, @handles, numbers and the recipient's
@@ -184,7 +201,7 @@ def fingerprint(
     minhash = _EMPTY_MINHASH.copy()
     minhash.update_batch(hashes)  # one vectorised pass; per-shingle update() is ~25x slower
     signature = minhash.hashvalues.astype("<u4", copy=False).tobytes()
-    host_keys = sorted({xxhash.xxh32_intdigest(b"host:" + h.encode()) for h in hosts})
+    host_keys = sorted({_host_key(h) for h in hosts} | _shortened(hosts))
     features = np.unique(np.array(hashes + host_keys, dtype="<u4")).tobytes()
     vector, meaning_keys = b"", ()
     if with_meaning and URL in words:

@@ -237,6 +237,33 @@ async def test_an_ai_reworded_pitch_with_one_link_is_caught_by_meaning():
     assert found[3].reason.startswith("same text sent to at least 4 recipients in 24h")
 
 
+SHORTENED = ["https://bit.ly/x1", "https://tinyurl.com/x2", "lnkd.in/x3", "https://t.co/x4"]
+
+
+def _through(text: str, link: str) -> str:
+    return text.rsplit(" ", 1)[0] + " " + link
+
+
+async def test_a_reworded_pitch_through_another_shortener_each_time_is_caught_by_meaning():
+    """Suites rotate shorteners so that no two copies share a link host: every shortener
+    counts as one destination (besides its own)."""
+    texts = [_through(t, link) for t, link in zip(AI_WRITTEN, SHORTENED, strict=True)]
+    found = await judge(policy(), MemorySignals(), texts)
+    assert found[2] is not None and found[3] is not None
+    assert "the same link and meaning" in found[3].reason
+
+
+def test_a_shortener_links_to_other_shorteners_and_not_to_a_plain_site():
+    copy = fingerprint(_through(AI_WRITTEN[0], "https://rb.gy/q7"), "x:a")
+    assert copy is not None
+    assert score_campaign(copy, 1, [stored(1, _through(AI_WRITTEN[1], "https://ow.ly/z"))]).linked
+    site = stored(1, _through(AI_WRITTEN[1], "https://audit.example-offer.com/?r=2"))
+    assert not score_campaign(copy, 1, [site]).linked
+    # goo.gl is not taken for a shortener: its links are Google Photos and Maps shares.
+    photos = stored(1, _through(AI_WRITTEN[1], "https://photos.app.goo.gl/x7Kd9"))
+    assert not score_campaign(copy, 1, [photos]).linked
+
+
 async def test_one_person_writing_several_people_about_one_thing_passes():
     assert await judge(policy(), MemorySignals(), LOST_DOG) == [None, None, None]
 

@@ -177,7 +177,7 @@ async def test_edited_copies_with_different_names_are_caught_at_the_third_recipi
     assert results[:2] == [None, None]
     assert results[2] is not None and results[2].reason == (
         "same text sent to at least 3 recipients in 24h (this one included); closest earlier copy "
-        "88% similar, 89% of its wording in its earlier copies"
+        "88% similar, 88% of its wording in its earlier copies"
     )
     assert results[2].template_id == results[3].template_id == "1"
     assert results[3] is not None
