@@ -447,8 +447,8 @@ async def test_a_campaign_is_compared_even_when_eleven_other_templates_share_mor
         await campaign_copy(world, text, f"c{i}", keyed(text, theirs[:1]))
     others = set()
     for i, text in enumerate(UNRELATED):  # each later, and sharing two keys with the copy
-        shared = theirs[1 + 2 * i : 3 + 2 * i]
-        found = await campaign_copy(world, text.format(i), f"u{i}", keyed(text, shared))
+        shared, own_text = theirs[1 + 2 * i : 3 + 2 * i], text.format(i)
+        found = await campaign_copy(world, own_text, f"u{i}", keyed(own_text, shared))
         others.add(found.template_id)
     assert len(others) == len(UNRELATED), "the texts are unrelated: one template each"
 
