@@ -17,6 +17,8 @@ from proxy.metrics import Metrics
 
 log = structlog.get_logger("dmgate.policies")
 
+FILE_CHANGED = "file changed"  # a reload's reason when the watch loop saw the file change
+
 
 class PolicyHolder:
     def __init__(self, path: Path, metrics: Metrics) -> None:
@@ -47,6 +49,10 @@ class PolicyHolder:
             )
             return False
         old = self.engine.version
+        if reason == FILE_CHANGED and engine.version == old:
+            # The same bytes again: an editor that truncates and then writes moves the
+            # stamp twice, and the first look may already have read the finished file.
+            return True
         self.engine = engine
         self._metrics.policy_reloads.labels("success").inc()
         log.info(
@@ -63,4 +69,4 @@ class PolicyHolder:
         while True:
             await asyncio.sleep(interval)
             if self._file_stamp() != self._stamp:
-                self.reload("file changed")
+                self.reload(FILE_CHANGED)

@@ -87,10 +87,22 @@ def test_each_hold_is_announced_once_and_expires_once(dmgate_factory, fake_x, x_
 def test_a_policy_change_reaches_every_worker(dmgate_factory, fake_x, x_users):
     gate = dmgate_factory(policy_yaml=TEMPLATE_ONLY, env=WORKERS)
     policy = Path(gate.env["DMGATE_POLICY_FILE"])
+
+    def reloads(reason: str) -> list[dict]:
+        return [e for e in events(gate, "policy_reloaded") if e["reason"] == reason]
+
+    # Both workers up, so that both read the old file before it changes.
+    wait_until(lambda: "(2 workers)" in gate.logs(), what="both workers ready")
     policy.write_text(TEMPLATE_ONLY.replace("min_recipients: 3", "min_recipients: 2"))
-    wait_until(lambda: len(events(gate, "policy_reloaded")) == 2, timeout=20, what="reloads")
+    # One per worker: a worker that sees the write twice (truncated, then written) reloads
+    # the same version once.
+    wait_until(lambda: len(reloads("file changed")) == 2, timeout=20, what="reloads")
     os.kill(gate.proc.pid, signal.SIGHUP)  # to the supervisor: passed to both workers
-    wait_until(lambda: len(events(gate, "policy_reloaded")) == 4, timeout=20, what="SIGHUP")
+    wait_until(lambda: len(reloads("SIGHUP")) == 2, timeout=20, what="SIGHUP")
+    assert len(reloads("file changed")) == 2
+    assert {e["version"] for e in events(gate, "policy_reloaded")} == {
+        reloads("SIGHUP")[0]["version"]
+    }
 
 
 def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(dmgate_factory, fake_x):
