@@ -90,7 +90,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _announce(message: str) -> None:
-    print(f"dmgate: {message}", file=sys.stderr, flush=True)
+    # One write (print writes the newline apart): workers log on the same stream.
+    sys.stderr.write(f"dmgate: {message}\n")
+    sys.stderr.flush()
 
 
 def _serve_one(

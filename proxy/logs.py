@@ -92,7 +92,9 @@ def configure_logging(fmt: str | None, level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # One write per line (PrintLogger writes the newline separately): with several
+        # workers on one stream, lines would otherwise run into each other.
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
     _route_library_logs()
