@@ -19,7 +19,7 @@ with probability 1 - θ/π. Bits are cut into bands; a band key is a hash of one
 from __future__ import annotations
 
 import functools
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +54,12 @@ def _model() -> tuple[object, np.ndarray]:
     from safetensors import safe_open
     from tokenizers import Tokenizer
 
-    root = Path(str(resources.files("wordllama")))
+    # Found, not imported: importing wordllama calls logging.basicConfig() and loads
+    # modules this never uses.
+    spec = importlib.util.find_spec("wordllama")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddingUnavailable("the wordllama package is not installed")
+    root = Path(next(iter(spec.submodule_search_locations)))
     weights = root / "weights" / "l2_supercat_256.safetensors"
     tokenizer_file = root / "tokenizers" / "l2_supercat_tokenizer_config.json"
     if not weights.is_file() or not tokenizer_file.is_file():

@@ -50,13 +50,31 @@ class _LibraryLogs(logging.Handler):
         )
 
 
+class _Migrations(logging.Handler):
+    """Alembic's progress ("Running upgrade 0010 -> 0011, <what it does>"): revision ids
+    and dmgate's own migration docstrings, so the whole text is kept."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Not its "Context impl SQLiteImpl." at every start: only what a migration does.
+        if str(record.msg).startswith("Running "):
+            structlog.get_logger("dmgate.store").info("migration", message=record.getMessage())
+
+
 def _route_library_logs() -> None:
     handler = _LibraryLogs()
+    # The root too: a library that calls logging.basicConfig() at import (wordllama does)
+    # would otherwise print plain-text lines into the JSON stream.
+    logging.root.handlers = [handler]
+    logging.root.setLevel(logging.WARNING)
     for name in ("aiohttp", "asyncio"):
         lib = logging.getLogger(name)
         lib.handlers = [handler]
         lib.propagate = False  # else Python's last-resort handler prints the raw text
         lib.setLevel(logging.WARNING)
+    migrations = logging.getLogger("alembic.runtime.migration")
+    migrations.handlers = [_Migrations()]
+    migrations.propagate = False
+    migrations.setLevel(logging.INFO)
 
 
 class AccessLog(AbstractAccessLogger):

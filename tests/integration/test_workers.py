@@ -54,6 +54,11 @@ def test_metrics_sum_every_worker_and_store_gauges_are_not_summed(dmgate_factory
         assert gate.metric("dmgate_holds_pending") == 2  # the store's count, not 2 + 2
     started = [r for r in gate.log_records() if r.get("event") == "dmgate_started"]
     assert len(started) == 2
+    # One stream, three processes: every line is one JSON object (the migrations' too) or
+    # dmgate's own announcement.
+    for line in gate.logs().splitlines():
+        assert line.startswith("dmgate: ") or isinstance(json.loads(line), dict), line
+    assert any(r.get("event") == "migration" for r in gate.log_records())
 
 
 def test_each_hold_is_announced_once_and_expires_once(dmgate_factory, fake_x, x_users):

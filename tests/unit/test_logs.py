@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import sys
 
 import pytest
@@ -46,3 +47,34 @@ def test_each_record_is_one_write_that_ends_the_line(
     for call in stream.calls:
         assert call.endswith("\n") and call.count("\n") == 1
         json.loads(call)
+
+
+@pytest.fixture
+def saved_logging():
+    root = logging.getLogger()
+    migrations = logging.getLogger("alembic.runtime.migration")
+    saved = (root.handlers[:], root.level, migrations.handlers[:], migrations.level)
+    yield
+    root.handlers, migrations.handlers = saved[0], saved[2]
+    root.setLevel(saved[1])
+    migrations.setLevel(saved[3])
+    migrations.propagate = True
+
+
+def test_library_logging_comes_out_as_json_whoever_configured_it(
+    saved_config: None, saved_logging: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = Writes()
+    monkeypatch.setattr(sys, "stderr", stream)
+    logging.basicConfig(level=logging.INFO)  # what a library may do at import (before)
+    configure_logging("json", "info")
+    logging.basicConfig(level=logging.INFO)  # ... or after: a no-op now
+    logging.getLogger("somelib").warning("token %s refused", "s3cr3t-value")
+    logging.getLogger("somelib").info("chatter")  # below WARNING: dropped
+    migration = logging.getLogger("alembic.runtime.migration")
+    migration.info("Context impl %s.", "SQLiteImpl")  # at every start: not worth a line
+    migration.info("Running upgrade %s -> %s, %s", "0010", "0011", "re-key")
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [r["event"] for r in records] == ["library_error", "migration"]
+    assert records[0]["logger"] == "somelib" and "s3cr3t" not in stream.getvalue()
+    assert records[1]["message"] == "Running upgrade 0010 -> 0011, re-key"
