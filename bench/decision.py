@@ -8,10 +8,12 @@ DMs — distinct texts from 1,000 sending accounts, each its own template: the w
 index size; a quarter carry a link, so their embeddings and meaning keys are indexed too —
 then the real engine (follow_timing + template_reuse) judges probe DMs through
 the real store-backed signals: half are edited copies of indexed messages (a candidate hit
-and signature comparisons), half are new texts. Printed: p50/p99 decision latency per level
-and its ratio to the smallest level (flat = ~1.0x), the decision's CPU time on its thread
-(SQLite's work included; PostgreSQL's server not) — the figure other load on the cores
-disturbs least —, the database size, and the resident memory of a real `dmgate serve`
+and signature comparisons), half are new texts (half of those with a link). Printed:
+p50/p99 decision latency per level and its ratio to the smallest level (flat = ~1.0x), the
+decision's CPU time on its thread (SQLite's work included; PostgreSQL's server not) — the
+figure other load on the cores disturbs least —, its p50/p99 by kind of probe (edited
+copy, new text, new text with a link: the last starts a template and writes the most keys,
+and sets the p99), the database size, and the resident memory of a real `dmgate serve`
 process judging DMs against the 1M index.
 
 Filling uses bulk SQL inserts of real fingerprints (the same rows the store writes per DM)
@@ -223,14 +225,21 @@ def edited_copy(text: str, rnd: random.Random) -> str:
     return " ".join(words)
 
 
-async def measure(url: str, indexed: int, probes: int) -> tuple[list[float], list[float]]:
-    """Per probe DM after the warm-up: wall seconds and this thread's CPU seconds."""
+# The probe kinds, by what a decision has to do for them.
+EDITED, NEW, NEW_LINKED = "an edited copy", "a new text", "a new text with a link"
+
+
+async def measure(
+    url: str, indexed: int, probes: int
+) -> tuple[list[float], list[float], list[str]]:
+    """Per probe DM after the warm-up: wall seconds, this thread's CPU seconds, and the
+    probe's kind (EDITED, NEW or NEW_LINKED)."""
     store = Store(Database(url))
     checkpoints = asyncio.create_task(store.db.checkpoint_loop())  # as `dmgate serve` runs
     engine = Engine.from_loaded(parse_policies(POLICIES))
     rnd = random.Random(indexed)
     now = datetime.now(UTC) + timedelta(seconds=1)
-    latencies, cpu = [], []
+    latencies, cpu, kinds = [], [], []
     for n in range(probes):
         if n % 2:
             i = rnd.randrange(indexed)
@@ -246,9 +255,11 @@ async def measure(url: str, indexed: int, probes: int) -> tuple[list[float], lis
         # The decision's own CPU (SQLite runs on this thread): what other load on the
         # cores disturbs least, unlike the wall time's tail.
         cpu.append(time.thread_time() - c0)
+        kinds.append(EDITED if n % 2 else NEW_LINKED if n % 4 == 0 else NEW)
     checkpoints.cancel()
     await store.close()
-    return latencies[probes // 10 :], cpu[probes // 10 :]  # drop warm-up
+    warm = probes // 10  # dropped: the warm-up
+    return latencies[warm:], cpu[warm:], kinds[warm:]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -342,13 +353,23 @@ def run_levels(db: str, tmp: Path, args: argparse.Namespace, pool: ProcessPoolEx
         t0 = time.time()
         fill(db, indexed, level, pool)
         indexed = level
-        lat, cpu = asyncio.run(measure(db, indexed, args.probes))
+        lat, cpu, kinds = asyncio.run(measure(db, indexed, args.probes))
         size = db_size_mib(db, tmp)
         results.append((level, pct(lat, 50), pct(lat, 99), pct(cpu, 50), pct(cpu, 99), size))
         print(
             f"  indexed {level:>9,}: filled in {time.time() - t0:6.1f}s, "
             f"decision p50 {results[-1][1]:.3f} ms, p99 {results[-1][2]:.3f} ms, "
             f"db {size:,.0f} MiB",
+            flush=True,
+        )
+        # Where the tail comes from: a new text starts a template and writes its keys.
+        by_kind = {
+            k: [c for c, kk in zip(cpu, kinds, strict=True) if kk == k]
+            for k in (EDITED, NEW, NEW_LINKED)
+        }
+        print(
+            "    CPU p50/p99 ms by probe: "
+            + ", ".join(f"{k} {pct(v, 50):.2f}/{pct(v, 99):.2f}" for k, v in by_kind.items()),
             flush=True,
         )
     base = results[0]
