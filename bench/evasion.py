@@ -59,7 +59,9 @@ AI_LINKS = [
     "https://www.{c}.io/?utm_source=dm&utm_campaign=q4&rid={r}",
     "https://bit.ly/{r}",
 ]
-# What suites rotate per copy so that the copies share no link host.
+# What suites rotate per copy so that the copies share no link host: shorteners, or a
+# freshly registered domain per copy (FRESH_DOMAIN).
+FRESH_DOMAIN = "https://{c}.com/start?ref={r}"
 SHORTENED = [
     "https://bit.ly/{r}",
     "https://tinyurl.com/{r}",
@@ -113,23 +115,26 @@ def spintax_stream(account: str, variant: str, seed: int) -> list[DM]:
     return _stream(account, f"spintax:{variant}", campaigns, rnd, names)
 
 
-def ai_stream(account: str, seed: int, shorteners: bool = False) -> list[DM]:
-    """The AI-style campaigns, each with its own link; with `shorteners`, every copy goes
-    through another URL shortener instead, so no two copies need share a link host."""
+def ai_stream(account: str, seed: int, rotate: str = "") -> list[DM]:
+    """The AI-style campaigns, each with its own link; with `rotate` "shorteners", every
+    copy goes through another URL shortener instead, with "domains" to a domain of its own,
+    so that no two copies need share a link host."""
     rnd = random.Random(f"{seed}:ai")
     campaigns = _background()
     for c, (name, texts) in enumerate(AI_CAMPAIGNS.items()):
-        link = AI_LINKS[c % len(AI_LINKS)]
-        slug = name.replace("_", "")
         campaigns[name] = [
-            t.format(
-                link=(rnd.choice(SHORTENED) if shorteners else link).format(
-                    c=slug, r=f"{rnd.getrandbits(32):x}"
-                )
-            )
-            for t in texts
+            t.format(link=_ai_link(rnd, AI_LINKS[c % len(AI_LINKS)], name, rotate)) for t in texts
         ]
-    return _stream(account, "ai:shorteners" if shorteners else "ai", campaigns, rnd)
+    return _stream(account, f"ai:{rotate}" if rotate else "ai", campaigns, rnd)
+
+
+def _ai_link(rnd: random.Random, link: str, campaign: str, rotate: str) -> str:
+    slug = campaign.replace("_", "")
+    if rotate == "domains":
+        domain = f"{slug}-{rnd.getrandbits(20):x}"
+        return FRESH_DOMAIN.format(c=domain, r=f"{rnd.getrandbits(32):x}")
+    template = rnd.choice(SHORTENED) if rotate == "shorteners" else link
+    return template.format(c=slug, r=f"{rnd.getrandbits(32):x}")
 
 
 def _stream(
@@ -240,7 +245,8 @@ def main() -> None:
     )
     streams = [spintax_stream(str(100 + i), v, args.seed) for i, v in enumerate(VARIANTS)]
     streams.append(ai_stream("200", args.seed))
-    streams.append(ai_stream("201", args.seed, shorteners=True))
+    streams.append(ai_stream("201", args.seed, rotate="shorteners"))
+    streams.append(ai_stream("202", args.seed, rotate="domains"))
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
@@ -263,6 +269,7 @@ def print_table(results: dict[str, dict[str, tuple[int, int]]]) -> None:
     order = [f"spintax:{v}" for v in VARIANTS] + [
         "ai",
         "ai:shorteners",
+        "ai:domains",
         "false holds: genuine",
         "false holds: short",
     ]
@@ -274,6 +281,7 @@ def print_table(results: dict[str, dict[str, tuple[int, int]]]) -> None:
         "spintax:shuffled": "+ sentence order shuffled",
         "ai": "AI-style campaigns (hand-written)",
         "ai:shorteners": "+ another URL shortener for every copy",
+        "ai:domains": "+ a domain of its own for every copy",
         "false holds: genuine": "false holds: genuine first messages",
         "false holds: short": "false holds: short replies",
     }

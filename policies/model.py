@@ -71,6 +71,8 @@ class TemplateFingerprint:
     meaning_keys: tuple[int, ...] = ()
     # Loose MinHash band keys (more, shorter bands): a kept copy's template takes them.
     loose_keys: tuple[int, ...] = ()
+    # A link no run-together words make: with a scheme, "www." or a path (not "title.so").
+    full_link: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,8 @@ class CampaignMatch:
     recipients: int  # distinct recipients in the window, this DM's included, up to the cap
     closest: float = 0.0  # similarity of the closest earlier copy (0: a new campaign)
     containment: float = 0.0  # share of the DM's features in the earlier copies
-    by_meaning: bool = False  # joined by meaning and link destination only
+    by_meaning: bool = False  # joined by meaning only (not by its wording)
+    linked: bool = False  # it links where the campaign's earlier copies link
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,17 @@ SHORTENERS = frozenset(
 )  # fmt: skip
 
 
+# A bare domain with a path ("acme.com/start"): chat that runs words together ("title.so",
+# "govt.institutions") makes domains, but not paths.
+_PATH_LINK_RE = re.compile(r"\b(?:[\w-]+\.)+[^\W\d_]{2,24}/\S")
+
+
+def has_full_link(text: str) -> bool:
+    """Whether `text` has a link that is certainly one: a scheme, "www." or a path."""
+    text = text.casefold()
+    return "://" in text or "www." in text or _PATH_LINK_RE.search(text) is not None
+
+
 def _host(link: str) -> str:
     """The registrable part of a link's host ("www.shop.co.uk/x" → "shop.co.uk"), so one
     campaign's links with per-recipient paths and subdomains share it."""

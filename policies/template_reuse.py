@@ -26,7 +26,8 @@ account sent — and a copy joins a campaign by any of three tests:
    social spam campaigns", IMC 2010); the link host alone is no evidence (everyone links
    to the same big sites), and meaning alone cannot tell an AI-reworded pitch from one
    person writing three neighbours about their lost dog (cosine 0.7), so the test needs
-   both.
+   a link. A copy that links elsewhere than the campaign (suites also rotate landing
+   domains, a fresh one per copy) joins it by meaning at UNLINKED_MEANING_MARGIN more.
 
 Text is normalised first (policies.normalise: NFKC, casefold, invisible characters, UTS #39
 look-alike folding; links, emails, handles, numbers and the recipient's profile strings as
@@ -65,6 +66,7 @@ from policies.normalise import (
     SHORTENERS,
     URL,
     clean,
+    has_full_link,
     normalised_tokens,
 )
 from policies.schema import Duration, PolicyConfig, format_duration
@@ -121,6 +123,15 @@ LINKED_CONTAINMENT_RELIEF = 0.05
 # templates (bench/evasion.py, 4th-and-later spintax copies missed of 540: seed 1 15 → 7,
 # seed 2 25 → 5; SMS ham held unchanged at 105, its texts rarely carry links).
 SPARSE_RELIEF = 0.15
+# Meaning alone joins a campaign whose copies link elsewhere (a domain of its own for
+# every copy, as suites that rotate landing domains send them) at this much more cosine than
+# when the copy links where the campaign links, for a text of CAMPAIGN_MIN_TOKENS or more
+# with an unmistakable link (has_full_link), and it never joins two campaigns' counts.
+# bench/evasion.py, AI-style copies on a domain each, 4th and later held of 56, seeds 1-5:
+# 0 before; 51, 48, 43, 48, 47 now, with the same false holds as before on every seed (768
+# genuine DMs, 240 short replies). With no margin: 56 and 54 on seeds 1 and 3, and one more
+# genuine DM held. bench/detection.py: SMS spam held 232 → 256, ham 105 → 105.
+UNLINKED_MEANING_MARGIN = 0.05
 # How many recipients a hold reason counts up to: enough to tell a reviewer the scale.
 REPORT_CAP = 100
 
@@ -206,6 +217,7 @@ def fingerprint(
     vector, meaning_keys = b"", ()
     if with_meaning and URL in words:
         vector, meaning_keys = _meaning_of(words, scope)
+    full_link = URL in words and has_full_link(text)
     return TemplateFingerprint(
         band_keys=signature_band_keys(signature, scope, bands, rows),
         loose_keys=signature_band_keys(signature, f"{scope}~loose", LOOSE_BANDS, LOOSE_ROWS)
@@ -218,6 +230,7 @@ def fingerprint(
         hosts=tuple(host_keys),
         meaning=vector,
         meaning_keys=meaning_keys,
+        full_link=full_link,
     )
 
 
@@ -269,7 +282,7 @@ class CampaignScore:
     template_id: int
     resemblance: float  # best MinHash similarity to one copy (1.0: the same text)
     containment: float  # share of the copy's features in the union of the copies'
-    meaning: float  # cosine to the copies' mean embedding, 0 without a shared link host
+    meaning: float  # cosine to the copies' mean embedding (0 unless both carry links)
     closest: float  # the closest single copy: max(resemblance, its cosine if linked)
     exact: bool  # an identical normalised text is stored
     # Every candidate campaign the copy matches, this one included: a campaign whose first
@@ -278,9 +291,11 @@ class CampaignScore:
 
     linked: bool = False  # the copy links to a host the campaign's copies link to
     sparse: bool = False  # a linked DM against a campaign of one copy: see SPARSE_RELIEF
+    nearest_meaning: float = 0.0  # the closest single copy's cosine, linked or not
 
     def matches(self, t: MatchThresholds) -> bool:
-        return self.by_wording(t) or self.meaning >= t.meaning
+        margin = 0.0 if self.linked else UNLINKED_MEANING_MARGIN
+        return self.by_wording(t) or self.meaning >= t.meaning + margin
 
     def by_wording(self, t: MatchThresholds) -> bool:
         """Matched by its wording (resemblance or containment), not only by meaning."""
@@ -341,14 +356,20 @@ def score_campaign(
         else:
             pools = [np.frombuffer(c.features, dtype="<u4") for c in with_features]
             linked = bool(_found_in(pools, hosts).any())
-    cos, closest = 0.0, resemblance
+    cos, closest, nearest = 0.0, resemblance, 0.0
     embedded = [c.meaning for c in copies if c.meaning]
-    if linked and fp.meaning and embedded:
+    # Both carry links (only a DM with one is embedded). Through another link, only a text
+    # long enough to carry a pitch, with a link that is certainly one: in chat, words run
+    # together read as links ("title.so", "govt.institutions"; bench/detection.py: SMS ham
+    # held 105 → 110 without these two conditions, 105 with them).
+    unlinked_ok = fp.full_link and fp.tokens >= CAMPAIGN_MIN_TOKENS
+    if fp.meaning and embedded and (linked or unlinked_ok):
         mine_vec = meaning.from_bytes(fp.meaning)
         vectors = meaning.from_bytes(b"".join(embedded)).reshape(len(embedded), -1)
         each = meaning.cosines(mine_vec, vectors)
         cos = float(each[0]) if len(each) == 1 else meaning.cosine(mine_vec, vectors.sum(0))
-        closest = max(closest, float(each.max()))
+        nearest = float(each.max())
+        closest = max(closest, nearest) if linked else closest
     return CampaignScore(
         template_id,
         resemblance,
@@ -358,6 +379,7 @@ def score_campaign(
         exact,
         linked=linked,
         sparse=len(stored) == 1 and bool(fp.hosts),
+        nearest_meaning=nearest,
     )
 
 
@@ -392,13 +414,18 @@ def closest_campaign(
         score = score_campaign(fp, template_id, by_template[template_id])
         if not score.matches(thresholds):
             continue
-        matched.append(template_id)
+        # Meaning through another link is the weakest evidence: it names the copy's
+        # campaign when nothing else does, but never joins two campaigns' counts (SMS ham:
+        # two services' "X added you as a contact" notices otherwise).
+        if score.linked or score.by_wording(thresholds):
+            matched.append(template_id)
         if best is None or score.strength > best.strength:
             best = score
     if best is None:
         return None
-    together = tuple(matched) if fp.tokens >= CAMPAIGN_MIN_TOKENS else (best.template_id,)
-    return replace(best, matched=together)
+    if fp.tokens < CAMPAIGN_MIN_TOKENS:
+        matched = []
+    return replace(best, matched=tuple(sorted({best.template_id, *matched})))
 
 
 def campaign_match(
@@ -409,7 +436,17 @@ def campaign_match(
     if best is None:
         return CampaignMatch(template_id, recipients)
     by_meaning = not best.by_wording(thresholds)
-    return CampaignMatch(template_id, recipients, best.closest, best.containment, by_meaning)
+    closest = best.closest
+    if by_meaning and not best.linked:  # joined through another link: closest in meaning
+        closest = max(closest, best.nearest_meaning)
+    return CampaignMatch(
+        template_id,
+        recipients,
+        closest,
+        best.containment,
+        by_meaning,
+        best.linked,
+    )
 
 
 class TemplateReuse:
@@ -461,11 +498,12 @@ def _reason(found: CampaignMatch, window: timedelta) -> str:
     """What a reviewer reads: how many recipients got copies, how close the closest earlier
     copy is, and how the copy matched. "at least": the count stops at REPORT_CAP, and copies
     judged concurrently may add more."""
-    how = (
-        "the same link and meaning as its earlier copies"
-        if found.by_meaning
-        else f"{found.containment:.0%} of its wording in its earlier copies"
-    )
+    if not found.by_meaning:
+        how = f"{found.containment:.0%} of its wording in its earlier copies"
+    elif found.linked:
+        how = "the same link and meaning as its earlier copies"
+    else:
+        how = "the same meaning as its earlier copies, its link going elsewhere"
     return (
         f"same text sent to at least {found.recipients} recipients in "
         f"{format_duration(window, exact=True)} (this one included); closest earlier copy "

@@ -392,10 +392,24 @@ async def test_reworded_copies_with_the_campaign_link_join_by_meaning(world: Wor
     assert 0.4 <= found[2].closest <= 1
 
 
-async def test_reworded_copies_without_a_shared_link_stay_apart(world: World):
+async def test_reworded_copies_on_a_fresh_domain_each_join_by_meaning_at_a_higher_bar(
+    world: World,
+):
+    """Suites rotate landing domains too. A copy linking elsewhere than its campaign joins
+    it by meaning alone, at UNLINKED_MEANING_MARGIN more cosine (0.45 here)."""
+    found = []
     for i, text in enumerate(REWORDED):
         other_link = text.rsplit(" ", 1)[0] + f" https://site{i}.org/"
-        assert (await campaign_copy(world, other_link, f"r{i}")).recipients == 1
+        found.append(await campaign_copy(world, other_link, f"r{i}"))
+    assert found[1].recipients == 2 and found[1].by_meaning and not found[1].linked
+    assert found[1].template_id == found[0].template_id
+    assert 0.45 <= found[1].closest <= 1  # its cosine: a meaning match names it
+
+
+async def test_copies_without_a_link_are_never_joined_by_meaning(world: World):
+    for i, text in enumerate(REWORDED):
+        bare = text.rsplit(" ", 1)[0]
+        assert (await campaign_copy(world, bare, f"r{i}")).recipients == 1
 
 
 # Eleven linked texts, each of its own kind and link: none is a copy of REWORDED.

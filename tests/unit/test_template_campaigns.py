@@ -5,6 +5,7 @@ pass (policies/normalise.py, policies/meaning.py, policies/template_reuse.py).""
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -13,12 +14,16 @@ import xxhash
 from datasketch import MinHash
 
 from policies import meaning
-from policies.model import Finding, OutboundMessage, StoredCopy
+from policies.model import Finding, MatchThresholds, OutboundMessage, StoredCopy
+from policies.normalise import has_full_link
 from policies.schema import PolicyAction
 from policies.template_reuse import (
     SHINGLE,
+    UNLINKED_MEANING_MARGIN,
+    CampaignScore,
     TemplateReuse,
     TemplateReuseConfig,
+    closest_campaign,
     fingerprint,
     normalise,
     score_campaign,
@@ -251,6 +256,56 @@ async def test_a_reworded_pitch_through_another_shortener_each_time_is_caught_by
     found = await judge(policy(), MemorySignals(), texts)
     assert found[2] is not None and found[3] is not None
     assert "the same link and meaning" in found[3].reason
+
+
+async def test_a_reworded_pitch_on_a_fresh_domain_each_time_is_caught_by_meaning_alone():
+    """Suites rotate landing domains as well as shorteners: no copy links where another
+    does, and the meaning, at a higher bar, still tells the campaign."""
+    domains = [f"https://get-{n}.example{n}.com/start" for n in range(len(AI_WRITTEN))]
+    texts = [_through(t, link) for t, link in zip(AI_WRITTEN, domains, strict=True)]
+    found = await judge(policy(), MemorySignals(), texts)
+    assert found[2] is not None and found[3] is not None
+    assert "the same meaning as its earlier copies, its link going elsewhere" in found[3].reason
+
+
+THRESHOLDS = MatchThresholds(resemblance=0.45, containment=0.55, meaning=0.4)
+
+
+def test_meaning_through_another_link_needs_the_higher_bar():
+    bar = THRESHOLDS
+    between = 0.4 + UNLINKED_MEANING_MARGIN / 2
+    score = CampaignScore(1, 0.1, 0.1, between, 0.1, False)
+    assert score.matches(bar) is False  # through another link
+    assert replace(score, linked=True).matches(bar) is True  # through the campaign's link
+    above = replace(score, meaning=0.4 + UNLINKED_MEANING_MARGIN)
+    assert above.matches(bar) is True
+
+
+def test_meaning_through_another_link_asks_for_a_real_link_and_a_pitch_sized_text():
+    """In chat, words run together read as links ("title.so"): through another link,
+    meaning counts only for an unmistakable link (a scheme, "www." or a path) in a text
+    of CAMPAIGN_MIN_TOKENS or more."""
+    assert has_full_link("see https://acme.io") and has_full_link("www.acme.io")
+    assert has_full_link("go to acme-3f.com/start?r=1") and has_full_link("lnkd.in/x")
+    assert not has_full_link("some big title.so we win") and not has_full_link("acme.com!")
+    campaign = [stored(1, _through(AI_WRITTEN[1], "https://site1.example.org/a"))]
+    for link, counted in (("https://site0.example.net/a", True), ("site0.example.net", False)):
+        copy = fingerprint(_through(AI_WRITTEN[0], link), "x:a")
+        assert copy is not None and not score_campaign(copy, 1, campaign).linked
+        assert (score_campaign(copy, 1, campaign).meaning > 0) is counted
+
+
+def test_meaning_through_another_link_never_joins_two_campaigns_counts():
+    """It names the copy's campaign when nothing else does; a copy that also matches
+    another campaign by its wording is counted with that one alone."""
+    text = _through(AI_WRITTEN[0], "https://site0.example.net/a")
+    copy = fingerprint(text, "x:a")
+    by_meaning = stored(1, _through(AI_WRITTEN[1], "https://site1.example.org/a"))
+    exact = stored(2, text)
+    found = closest_campaign(copy, [by_meaning, exact], THRESHOLDS)
+    assert found is not None and found.matched == (2,)
+    alone = closest_campaign(copy, [by_meaning], THRESHOLDS)
+    assert alone is not None and alone.matched == (1,) and not alone.linked
 
 
 def test_a_shortener_links_to_other_shorteners_and_not_to_a_plain_site():
