@@ -123,17 +123,6 @@ SHORTENERS = frozenset(
 )  # fmt: skip
 
 
-# A bare domain with a path ("acme.com/start"): chat that runs words together ("title.so",
-# "govt.institutions") makes domains, but not paths.
-_PATH_LINK_RE = re.compile(r"\b(?:[\w-]+\.)+[^\W\d_]{2,24}/\S")
-
-
-def has_full_link(text: str) -> bool:
-    """Whether `text` has a link that is certainly one: a scheme, "www." or a path."""
-    text = text.casefold()
-    return "://" in text or "www." in text or _PATH_LINK_RE.search(text) is not None
-
-
 def _host(link: str) -> str:
     """The registrable part of a link's host ("www.shop.co.uk/x" → "shop.co.uk"), so one
     campaign's links with per-recipient paths and subdomains share it."""
@@ -144,14 +133,23 @@ def _host(link: str) -> str:
     return ".".join(labels[-keep:])
 
 
-def tokens(text: str, hosts: list[str] | None = None) -> list[str]:
+def tokens(
+    text: str, hosts: list[str] | None = None, full_links: list[str] | None = None
+) -> list[str]:
     """Normalised tokens of `text`, placeholders as private-use characters. The hosts of
-    its links are appended to `hosts` when given."""
+    its links are appended to `hosts` when given, and to `full_links` the links that are
+    certainly links: with a scheme, "www." or a path. Chat that runs words together
+    ("title.so", "govt.institutions") makes bare domains, but not those."""
     text = clean(text)
 
     def link(match: re.Match[str]) -> str:
+        found = match.group()
         if hosts is not None:
-            hosts.append(_host(match.group()))
+            hosts.append(_host(found))
+        if full_links is not None and (
+            "://" in found or found.startswith("www.") or found.partition("/")[2]
+        ):
+            full_links.append(found)
         return f" {URL} "
 
     # The guards skip patterns that cannot match; the email pattern alone costs ~10 µs.
@@ -202,10 +200,14 @@ def replace_profile(words: list[str], patterns: Sequence[tuple[str, ...]]) -> li
 
 
 def normalised_tokens(
-    text: str, profile: Iterable[str] = (), hosts: list[str] | None = None
+    text: str,
+    profile: Iterable[str] = (),
+    hosts: list[str] | None = None,
+    full_links: list[str] | None = None,
 ) -> list[str]:
     """The tokens of `text` as a template: placeholders for links, emails, handles, numbers
-    and the recipient's profile strings (link hosts appended to `hosts` when given)."""
-    words = tokens(text, hosts)
+    and the recipient's profile strings (link hosts and certain links collected as
+    `tokens` does)."""
+    words = tokens(text, hosts, full_links)
     patterns = profile_patterns(profile)
     return replace_profile(words, patterns) if patterns else words

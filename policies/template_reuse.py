@@ -66,7 +66,6 @@ from policies.normalise import (
     SHORTENERS,
     URL,
     clean,
-    has_full_link,
     normalised_tokens,
 )
 from policies.schema import Duration, PolicyConfig, format_duration
@@ -126,7 +125,7 @@ SPARSE_RELIEF = 0.15
 # Meaning alone joins a campaign whose copies link elsewhere (a domain of its own for
 # every copy, as suites that rotate landing domains send them) at this much more cosine than
 # when the copy links where the campaign links, for a text of CAMPAIGN_MIN_TOKENS or more
-# with an unmistakable link (has_full_link), and it never joins two campaigns' counts.
+# with an unmistakable link (policies.normalise.tokens), and it never joins two campaigns' counts.
 # bench/evasion.py, AI-style copies on a domain each, 4th and later held of 56, seeds 1-5:
 # 0 before; 51, 48, 43, 48, 47 now, with the same false holds as before on every seed (768
 # genuine DMs, 240 short replies). With no margin: 56 and 54 on seeds 1 and 3, and one more
@@ -204,7 +203,8 @@ def fingerprint(
     if bands * rows > NUM_PERM:
         raise ValueError(f"{bands} bands x {rows} rows need more than {NUM_PERM} hash values")
     hosts: list[str] = []
-    words = normalised_tokens(text, names, hosts)
+    full_links: list[str] = []
+    words = normalised_tokens(text, names, hosts, full_links)
     if len(words) < min_tokens:
         return None
     normalised = " ".join(words).translate(READABLE)
@@ -217,7 +217,6 @@ def fingerprint(
     vector, meaning_keys = b"", ()
     if with_meaning and URL in words:
         vector, meaning_keys = _meaning_of(words, scope)
-    full_link = URL in words and has_full_link(text)
     return TemplateFingerprint(
         band_keys=signature_band_keys(signature, scope, bands, rows),
         loose_keys=signature_band_keys(signature, f"{scope}~loose", LOOSE_BANDS, LOOSE_ROWS)
@@ -230,7 +229,7 @@ def fingerprint(
         hosts=tuple(host_keys),
         meaning=vector,
         meaning_keys=meaning_keys,
-        full_link=full_link,
+        full_link=bool(full_links),
     )
 
 

@@ -15,7 +15,7 @@ from datasketch import MinHash
 
 from policies import meaning
 from policies.model import Finding, MatchThresholds, OutboundMessage, StoredCopy
-from policies.normalise import has_full_link
+from policies.normalise import tokens
 from policies.schema import PolicyAction
 from policies.template_reuse import (
     SHINGLE,
@@ -285,6 +285,12 @@ def test_meaning_through_another_link_asks_for_a_real_link_and_a_pitch_sized_tex
     """In chat, words run together read as links ("title.so"): through another link,
     meaning counts only for an unmistakable link (a scheme, "www." or a path) in a text
     of CAMPAIGN_MIN_TOKENS or more."""
+
+    def has_full_link(text: str) -> bool:
+        found: list[str] = []
+        tokens(text, full_links=found)
+        return bool(found)
+
     assert has_full_link("see https://acme.io") and has_full_link("www.acme.io")
     assert has_full_link("go to acme-3f.com/start?r=1") and has_full_link("lnkd.in/x")
     assert not has_full_link("some big title.so we win") and not has_full_link("acme.com!")
