@@ -24,6 +24,12 @@ than they would with the load coming from elsewhere).
     python bench/passthrough.py                      # ~75 s
     python bench/passthrough.py --workers 1,2        # one and two workers against direct
     python bench/passthrough.py --seconds 10 --rounds 5
+    python bench/passthrough.py --references         # + a bare aiohttp relay and nginx
+
+`--references` measures two relays that judge nothing beside dmgate, in the same rounds:
+the floor of an aiohttp-to-aiohttp relay (a few lines on aiohttp's low-level server) and
+nginx (one worker process, keep-alive to the upstream; left out when not on PATH). They
+show how much of dmgate's figures is the stack and the machine rather than dmgate.
 """
 
 from __future__ import annotations
@@ -93,6 +99,78 @@ def start_upstream(port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(port)])
     wait_ready(f"http://127.0.0.1:{port}/", proc, "the upstream")
     return proc
+
+
+def serve_relay(port: int, upstream_port: int) -> None:
+    """The floor of an aiohttp relay (`--references`): aiohttp's low-level server on
+    uvloop, one pooled `ClientSession` set up as dmgate's (no decompression, cookies or
+    automatic headers), each answer read whole and sent back. Nothing is judged, checked,
+    counted, logged or copied: no header is forwarded either way but the type."""
+    import aiohttp
+    import uvloop
+    from aiohttp import web
+
+    async def main() -> None:
+        session = aiohttp.ClientSession(
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        )
+        base = f"http://127.0.0.1:{upstream_port}"
+
+        async def relay(request: web.BaseRequest) -> web.Response:
+            async with session.request(request.method, base + request.path_qs) as upstream:
+                body = await upstream.read()
+                return web.Response(
+                    status=upstream.status, body=body, content_type=upstream.content_type
+                )
+
+        runner = web.ServerRunner(web.Server(relay), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.Event().wait()
+
+    uvloop.run(main())
+
+
+def start_references(
+    tmp: Path, upstream_port: int
+) -> list[tuple[str, subprocess.Popen[bytes], str]]:
+    """The relays `--references` measures beside dmgate: the bare aiohttp relay, and nginx
+    (one worker process, keep-alive to the upstream) where it is on PATH. Each as
+    (name, process, URL)."""
+    port = free_port()
+    relay = subprocess.Popen(
+        [sys.executable, __file__, "--serve-relay", str(port), str(upstream_port)]
+    )
+    out = [("aiohttp relay", relay, f"http://127.0.0.1:{port}/hello")]
+    wait_ready(out[-1][2], relay, "the aiohttp relay")
+    nginx = shutil.which("nginx")
+    if nginx is None:
+        print("(no nginx on PATH: its reference row is left out; apt-get install -y nginx)")
+        return out
+    port, home = free_port(), tmp / "nginx"
+    home.mkdir()
+    (home / "nginx.conf").write_text(
+        "worker_processes 1; daemon off; pid nginx.pid; error_log error.log;\n"
+        "events { worker_connections 1024; }\n"
+        "http {\n"
+        "  access_log off;\n"
+        "  client_body_temp_path body; proxy_temp_path proxy;\n"
+        f"  upstream up {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}\n"
+        f"  server {{ listen 127.0.0.1:{port};\n"
+        "    location / { proxy_pass http://up; proxy_http_version 1.1;\n"
+        '      proxy_set_header Connection ""; } }\n'
+        "}\n"
+    )
+    proc = subprocess.Popen(
+        [nginx, "-p", str(home), "-c", str(home / "nginx.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    out.append(("nginx", proc, f"http://127.0.0.1:{port}/hello"))
+    wait_ready(out[-1][2], proc, "nginx")
+    return out
 
 
 def start_dmgate(
@@ -229,11 +307,20 @@ def main(argv: list[str] | None = None) -> int:
         default="1",
         help="comma-separated worker counts to measure side by side (1)",
     )
+    parser.add_argument(
+        "--references",
+        action="store_true",
+        help="also measure a bare aiohttp relay and nginx (if on PATH): the floor of the stack",
+    )
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-relay", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.worker_counts = [int(n) for n in args.workers.split(",")]
     if args.serve_upstream:
         serve_upstream(args.serve_upstream)
+        return 0
+    if args.serve_relay:
+        serve_relay(*args.serve_relay)
         return 0
 
     measure = wrk if shutil.which("wrk") else aiohttp_loop
@@ -254,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
                 serving[_name(n)] = gates[-1].pid
                 with urllib.request.urlopen(urls[_name(n)], timeout=5) as r:
                     assert r.read() == HELLO, "dmgate did not relay the upstream's answer"
+            if args.references:
+                for name, proc, url in start_references(Path(tmp), upstream_port):
+                    gates.append(proc)
+                    urls[name], serving[name] = url, proc.pid
             for url in urls.values():  # warm-up: connection pools, caches
                 measure(url, THROUGHPUT, min(2.0, args.seconds))
             for kind, load in (("throughput", THROUGHPUT), ("latency", LATENCY)):
@@ -305,6 +396,8 @@ def report(
         print(f"  {name:6} {kind:10} {f.command}")
     print()
     names = ["direct", *(_name(n) for n in args.worker_counts)]
+    references = list(dict.fromkeys(name for name, _ in results if name not in names))
+    names += references
     print(f"{'':22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'CPU µs/req':>12}")
     for kind, load in (("throughput", THROUGHPUT), ("latency", LATENCY)):
         for name in names:
@@ -314,7 +407,10 @@ def report(
             print(
                 f"{label:22}{f.rps:>10.0f}{f.p50_ms:>10.3f}{f.p99_ms:>10.3f}{f.errors:>8}{cpu:>12}"
             )
-    print("(CPU µs/req: of the upstream for direct rows, of dmgate (all workers) for the rest)")
+    print(
+        "(CPU µs/req: of the upstream for direct rows, of dmgate (all workers) or the"
+        " reference relay for the rest)"
+    )
     print()
     direct, d = results["direct", "throughput"], results["direct", "latency"]
     for n in args.worker_counts:
@@ -327,6 +423,13 @@ def report(
         print(
             f"   added latency, one request at a time: p50 {added_p50:+.3f} ms, "
             f"p99 {added_p99:+.3f} ms (target p50 <= 0.2 ms: {_ok(added_p50 <= 0.2)})"
+        )
+    for name in references:
+        ratio = results[name, "throughput"].rps / direct.rps
+        g = results[name, "latency"]
+        print(
+            f"{name} (reference, nothing judged): throughput {ratio:.2f}x direct; added "
+            f"latency p50 {g.p50_ms - d.p50_ms:+.3f} ms, p99 {g.p99_ms - d.p99_ms:+.3f} ms"
         )
     if len(args.worker_counts) > 1:
         by = {n: results[_name(n), "throughput"].rps for n in args.worker_counts}
