@@ -270,16 +270,15 @@ class Database:
         (measured: a 5-7 ms stall every ~400 DM decisions)."""
         if self._read_engine is None:
             return
+        loop = asyncio.get_running_loop()
         pause, frames = CHECKPOINT_BUSY_INTERVAL, -1
         while True:
             await asyncio.sleep(pause)
             with contextlib.suppress(sa.exc.SQLAlchemyError):
+                last = frames
                 # In the pool, not inline like other reads: a checkpoint waits for fsync.
-                last, frames = (
-                    frames,
-                    await asyncio.get_running_loop().run_in_executor(
-                        self._pool, _read_only, self._read_engine, _checkpoint, ()
-                    ),
+                frames = await loop.run_in_executor(
+                    self._pool, _read_only, self._read_engine, _checkpoint, ()
                 )
                 # While DMs are written, often: under a steady stream the WAL never
                 # restarts behind a PASSIVE checkpoint, so the commit that crosses
