@@ -284,8 +284,8 @@ class Database:
                 # restarts behind a PASSIVE checkpoint, so the commit that crosses
                 # wal_autocheckpoint runs one itself, on the event loop, copying whatever
                 # this loop has not (bench/decision.py's loop at 100k indexed: decision
-                # p99.9 54-56 ms with a checkpoint every second, 22-24 ms every 0.1 s).
-                # Idle, once a second.
+                # p99.9 83-91 ms with a checkpoint every second, 54-64 ms every 0.1 s;
+                # bench/README.md). Idle, once a second.
                 pause = CHECKPOINT_BUSY_INTERVAL if frames != last else CHECKPOINT_INTERVAL
 
     async def migrate(self) -> None:
