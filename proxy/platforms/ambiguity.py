@@ -14,7 +14,11 @@ ambiguity) and never forwarded — a tool that means one message never needs any
   others read only one;
 - a multipart part with two `Content-Disposition` headers, or two `name=` (or
   `filename=`) parameters in one: Rack reads the last `name=`, a first-match reader the
-  first, so the part's field name itself is ambiguous.
+  first, so the part's field name itself is ambiguous;
+- a multipart part whose name or value only some parsers decode: RFC 2231 parameters
+  (`name*=utf-8''status`, `name*0=`), RFC 2047 encoded words (`name="=?utf-8?q?…?="`), a
+  `Content-Transfer-Encoding` that changes the bytes (base64, quoted-printable), a header
+  folded over two lines. Python's `email` package reads all of them, Rack none.
 
 JSON objects with a key twice are refused by `jsonbody.load_json` (same reasons).
 """
@@ -119,11 +123,50 @@ def disposition_params(value: str) -> dict[str, str]:
                 "platform could read either",
                 400,
             )
+        if "*" in key:
+            raise BadDMRequest(
+                f"a multipart part's Content-Disposition has the RFC 2231 parameter {key}: "
+                "some parsers decode it, others ignore it",
+                400,
+            )
         raw = raw.strip()
         if len(raw) >= 2 and raw[0] == raw[-1] == '"':
             raw = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        if key in ("name", "filename") and "=?" in raw:
+            raise BadDMRequest(
+                f"a multipart part's {key} is an RFC 2047 encoded word: some parsers decode "
+                "it, others read it as it is",
+                400,
+            )
         params[key] = raw if eq else ""
     return params
+
+
+# Transfer encodings that leave a part's bytes as they are (RFC 7578 §4.7 deprecates the
+# header for form data; Rack ignores it, Python's `email` decodes base64 and QP).
+_IDENTITY_TRANSFER = frozenset({"7bit", "8bit", "binary"})
+
+
+def part_disposition(headers: Iterable[tuple[str, str]]) -> str | None:
+    """A multipart part's one `Content-Disposition` value (None without one), once its
+    headers are known to read alike everywhere: 400 for a header folded over lines, a
+    `Content-Transfer-Encoding` that changes the bytes, or a header given twice."""
+    items = list(headers)
+    for key, value in items:
+        if "\n" in value or "\r" in value or key[:1] in (" ", "\t"):
+            raise BadDMRequest(
+                "a multipart part has a header folded over lines: some parsers join the "
+                "lines, others end the header there",
+                400,
+            )
+    encoding = one_header(items, "content-transfer-encoding")
+    if encoding is not None and encoding.strip().lower() not in _IDENTITY_TRANSFER:
+        raise BadDMRequest(
+            f"a multipart part has Content-Transfer-Encoding {encoding.strip()!r}: some "
+            "parsers decode it, others read the encoded bytes",
+            400,
+        )
+    return one_header(items, "content-disposition")
 
 
 def one_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:

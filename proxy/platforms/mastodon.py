@@ -69,7 +69,7 @@ from proxy.platforms.ambiguity import (
     disposition_params,
     is_list_key,
     not_in_both,
-    one_header,
+    part_disposition,
 )
 from proxy.platforms.base import (
     BadDMRequest,
@@ -347,9 +347,10 @@ def _multipart_form(req: RequestView, body: bytes) -> _Form:
 
 def _disposition(headers: str) -> tuple[str | None, str | None]:
     """A part's field name and file name; 400 for a part with two Content-Disposition
-    headers or two `name=` (Rack reads the last, a first-match reader the first)."""
+    headers or two `name=` (Rack reads the last, a first-match reader the first), or
+    anything else parsers read differently (`ambiguity.part_disposition`)."""
     pairs = [line.partition(":")[::2] for line in headers.split("\r\n")]
-    value = one_header([(k.strip(), v) for k, v in pairs], "content-disposition")
+    value = part_disposition(pairs)
     if value is None:
         return None, None
     params = disposition_params(value)

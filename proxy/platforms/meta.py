@@ -76,7 +76,7 @@ from proxy.platforms.ambiguity import (
     check_query,
     disposition_params,
     not_in_both,
-    one_header,
+    part_disposition,
     unique_pairs,
 )
 from proxy.platforms.base import (
@@ -141,7 +141,11 @@ ME = "me"
 CONVERSATIONS = "conversations"
 NODE = "node"
 
-_VERSION = r"(?P<version>/[vV][0-9]+(?:\.[0-9]+)?)?"
+# Graph's versions are `v21.0`. Any first segment starting with `v` before `{id}/messages`
+# is read as one, as a lenient router might (`v21.0.0`, `v.`, `vfoo`): a send spelled so is
+# judged, never passed unread (a segment there can be nothing else: Graph paths are
+# `{node}/{edge}`, and `{node}/{edge}/messages` names no edge).
+_VERSION = r"(?P<version>/[vV][^/]*)?"
 _SEND = route_pattern("/{owner}/messages", prefix=_VERSION)
 _ROUTES = RouteTable(
     # GET and HEAD read a conversation's messages (`/{conversation-id}/messages`);
@@ -208,7 +212,7 @@ def _multipart_fields(content_type: str, body: bytes) -> list[tuple[str, str]]:
     fields: list[tuple[str, str]] = []
     for part in message.iter_parts():
         # Two Content-Disposition headers, or two `name=` in one: which name is meant?
-        disposition = one_header(part.raw_items(), "content-disposition")
+        disposition = part_disposition(part.raw_items())
         if disposition is not None:
             disposition_params(str(disposition))
         name = part.get_param("name", header="content-disposition")

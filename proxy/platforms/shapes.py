@@ -20,11 +20,29 @@ JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 # --- request bodies --------------------------------------------------------------------
 
 
+# Charsets a DM body may declare: dmgate reads every body as UTF-8 (US-ASCII is a subset).
+_READ_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+
+
 def media_type(req: RequestView) -> str | None:
-    """The request's media type in lower case, without parameters; None without a
-    `Content-Type`."""
+    """A DM request body's media type in lower case, without parameters; None without a
+    `Content-Type`. 415 for a body declared in another charset than UTF-8 (`charset=
+    utf-16-le`, `utf-7`, `iso-8859-1`): dmgate reads UTF-8, while a framework that honours
+    the parameter reads other text from the same bytes (aiohttp's form parser does: a
+    `visibility=direct` dmgate could not see)."""
     value = req.headers.get("Content-Type")
-    return None if value is None else value.split(";", 1)[0].strip().lower()
+    if value is None:
+        return None
+    media, _, params = value.partition(";")
+    for param in params.split(";"):
+        key, _, charset = param.partition("=")
+        charset = charset.strip().strip('"').strip().lower()
+        if key.strip().lower() == "charset" and charset not in _READ_CHARSETS:
+            raise BadDMRequest(
+                f"a DM request body must be UTF-8; its Content-Type declares {charset!r}",
+                415,
+            )
+    return media.strip().lower()
 
 
 def require_json(req: RequestView, what: str) -> None:

@@ -109,6 +109,10 @@ DM_EVENTS = "dm_events"
 DM_EVENTS_WITH = "dm_events_with_participant"
 DM_EVENTS_CONVERSATION = "dm_events_conversation"
 V1_DM_LIST = "v1_dm_list"
+# DM sends dmgate does not judge: v1.1's retired `direct_messages/new` (form parameters,
+# gone since 2018) and the web client's private `dm/new.json`/`dm/new2.json`. Refused, never
+# forwarded: were X to answer one, it would be a DM no policy saw.
+DM_UNJUDGED = "dm_unjudged"
 
 _ROUTES = RouteTable(
     _route(DM_WITH, "POST", Kind.DM, "/2/dm_conversations/with/{participant_id}/messages"),
@@ -127,6 +131,11 @@ _ROUTES = RouteTable(
     _route(DM_EVENTS_CONVERSATION, "GET", Kind.SIGNAL, "/2/dm_conversations/{id}/dm_events"),
     _route(V1_DM_LIST, "GET", Kind.SIGNAL, "/1.1/direct_messages/events/list.json"),
     _route(CHAT_CONVERSATION, "GET", Kind.SIGNAL, "/2/chat/conversations/{id}"),
+    _route(DM_UNJUDGED, "POST", Kind.DM, "/1.1/direct_messages/new.json"),
+    _route(DM_UNJUDGED, "POST", Kind.DM, "/1.1/dm/new.json"),
+    _route(DM_UNJUDGED, "POST", Kind.DM, "/1.1/dm/new2.json"),
+    _route(DM_UNJUDGED, "POST", Kind.DM, "/i/api/1.1/dm/new.json"),
+    _route(DM_UNJUDGED, "POST", Kind.DM, "/i/api/1.1/dm/new2.json"),
 )
 
 
@@ -275,6 +284,12 @@ class XPlatform(Platform):
 
     def parse_dm(self, call: Classified, body: bytes) -> ParsedDM:
         endpoint, params = call.dm_endpoint("an X DM send"), call.params
+        if endpoint == DM_UNJUDGED:
+            raise BadDMRequest(
+                f"POST {call.request.path} is a DM send dmgate does not judge (X's retired "
+                "v1.1 or web-client API): send DMs with POST /2/dm_conversations/…",
+                400,
+            )
         # X's DM endpoints take JSON only; some tools send no Content-Type at all.
         require_json(call.request, "DM requests")
         doc = load_json_object(body)
