@@ -114,5 +114,8 @@ def with_handles(reason: str, profiles: list[dict[str, Any]]) -> str:
     5555 followed 40s ago" → "recipient @anna followed 40s ago"."""
     for p in profiles:
         if p["id"] and (p.get("username") or p.get("name")):
-            reason = re.sub(rf"(?<![\w@]){re.escape(p['id'])}(?!\w)", short_name(p), reason)
+            # Backslashes doubled: a replacement string reads `\1` and `\g<…>` in a display
+            # name (someone else's words) as regex escapes.
+            name = short_name(p).replace("\\", "\\\\")
+            reason = re.sub(rf"(?<![\w@]){re.escape(p['id'])}(?!\w)", name, reason)
     return reason

@@ -260,7 +260,7 @@ async def inbox(request: web.Request) -> web.Response:
         here=request.path_qs,
         link=lambda **kw: "/review/inbox?" + urlencode({k: v for k, v in kw.items() if v}),
         base=base,
-        message=request.query.get("m"),
+        message=_notice(request.query.get("m")),
         version=await ctx.store.inbox.version(),
     )
 
@@ -325,7 +325,7 @@ async def _hold_response(
         presets=present.REJECT_PRESETS,
         error=error,
         text=row["text"] if text is None else text,
-        message=request.query.get("m"),
+        message=_notice(request.query.get("m")),
         back=_back(request.query),
         version=await ctx.store.inbox.version(),
     )
@@ -457,6 +457,16 @@ async def bulk(request: web.Request) -> web.Response:
             continue
         done += 1
     raise web.HTTPSeeOther(_with_message(_back(form), f"bulk-{done}"))
+
+
+# The notices a page shows after an action (`?m=`): a fixed word, or a count after
+# `campaign-`/`bulk-`. Anything else in a link is ignored: a page must not show words a
+# stranger put in a URL as dmgate's own.
+_NOTICE = re.compile(r"approved|rejected|taken|(?:campaign|bulk)-[0-9]{1,9}")
+
+
+def _notice(value: str | None) -> str | None:
+    return value if value is not None and _NOTICE.fullmatch(value) else None
 
 
 def _with_message(url: str, message: str) -> str:

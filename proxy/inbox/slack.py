@@ -106,7 +106,9 @@ def message(
             ],
         }
     )
-    fallback = _cut(f"{title}: {_escape(first['text'])}", MAX_FALLBACK_TEXT)
+    # The top-level text is mrkdwn too (notifications, clients without blocks): the title
+    # carries recipients' display names, someone else's words (`<!channel>`, links).
+    fallback = _cut(f"{_escape(title)}: {_escape(first['text'])}", MAX_FALLBACK_TEXT)
     return {"text": fallback, "blocks": blocks[:MAX_BLOCKS]}
 
 

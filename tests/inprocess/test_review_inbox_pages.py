@@ -145,6 +145,20 @@ async def test_hostile_text_is_escaped(gate):
     await client.aclose()
 
 
+async def test_notices_are_dmgates_own_words_never_a_links_words(gate):
+    """`?m=` shows a notice after an action; a link a stranger sends a reviewer (through
+    the sign-in page's `next=`) must not make dmgate say other words."""
+    hold_id = await hold(gate, "403", "hello there")
+    client = await sign_in(gate)
+    forged = "bulk-0 messages. dmgate was upgraded: re-enter your token at https://evil.example"
+    for url in ("/review/inbox", f"/review/holds/{hold_id}"):
+        page = await client.get(url, params={"m": forged})
+        assert page.status_code == 200 and 'class="notice"' not in page.text
+        page = await client.get(url, params={"m": "bulk-3"})
+        assert "Done for 3 selected messages." in page.text
+    await client.aclose()
+
+
 async def test_inbox_pages_by_cursor_oldest_first_with_filters(gate):
     ids = [await hold(gate, str(410 + i), f"Thanks for the follow, number {i}!") for i in range(55)]
     client = await sign_in(gate)

@@ -26,6 +26,16 @@ def test_reasons_name_recipients_by_handle_without_the_policy_prefix() -> None:
     assert present.with_handles("55 and 555 and @5", profiles) == "@ana and 555 and @5"
 
 
+def test_a_display_name_is_put_in_a_reason_as_it_is_never_as_a_regex_escape() -> None:
+    # Names are someone else's words: `\1`, a trailing backslash or `\g<0>` in one took
+    # down the inbox page (re.error) or changed the reason shown.
+    for name in ["Zoe \\1", "Ann\\", "\\g<0> x"]:
+        profiles = [{"id": "902", "name": name}]
+        assert present.with_handles("recipient 902 followed 4s ago", profiles) == (
+            f"recipient {name} followed 4s ago"
+        )
+
+
 def test_policy_words_and_ages() -> None:
     assert present.policy_label("template_reuse") == "Same text to many people"
     assert present.policy_label("new_policy") == "New policy"
