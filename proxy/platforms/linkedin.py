@@ -122,6 +122,11 @@ VOYAGER_INVITE = "voyager_invite"
 VOYAGER_NORM_INVITE = "voyager_norm_invite"
 SALES_MESSAGE = "sales_message"
 SALES_CONNECT = "sales_connect"
+OFFICIAL_INVITE = "official_invite"
+# A Rest.li partial update of a sent message (`POST …/voyagerMessagingDashMessengerMessages/
+# {urn}` with `{"patch": {"$set": {"body": …}}}`): an edit that turns a harmless message into
+# a pitch after it was judged. Refused, never forwarded.
+VOYAGER_EDIT = "voyager_edit"
 OFFICIAL_ME = "official_me"
 OFFICIAL_USERINFO = "official_userinfo"
 VOYAGER_ME = "voyager_me"
@@ -215,6 +220,16 @@ _ROUTES = RouteTable(
         reads=_VOYAGER_READS,
         when=_action("connectv2", "connect"),
     ),
+    # The partner API's connection requests: `{"invitee": "urn:li:person:…", "message":
+    # {"com.linkedin.invitations.InvitationMessage": {"body": "…"}}}`.
+    Route(OFFICIAL_INVITE, "POST", Kind.DM, route_pattern("/v2/invitations", "/rest/invitations")),
+    Route(
+        VOYAGER_EDIT,
+        "POST",
+        Kind.DM,
+        route_pattern("/voyager/api/voyagerMessagingDashMessengerMessages/{urn}"),
+        reads=_VOYAGER_READS,
+    ),
     Route(OFFICIAL_ME, "GET", Kind.SIGNAL, route_pattern("/v2/me", "/rest/me")),
     Route(OFFICIAL_USERINFO, "GET", Kind.SIGNAL, route_pattern("/v2/userinfo")),
     Route(VOYAGER_ME, "GET", Kind.SIGNAL, route_pattern("/voyager/api/me")),
@@ -241,10 +256,13 @@ _VOYAGER = frozenset(
 
 # Connection requests and the body keys their note may travel in (one at most: a body
 # with two is refused, since which one LinkedIn reads is not documented).
+# Every endpoint reads both keys: a tool putting its note in the key another endpoint uses
+# must not have it pass unjudged because dmgate looked only at its own (a red-team finding:
+# `verifyQuotaAndCreateV2` with `message`, `connectV2` with `customMessage`).
 _NOTE_FIELDS: dict[str, tuple[str, ...]] = {
-    VOYAGER_INVITE: ("customMessage",),
+    VOYAGER_INVITE: ("customMessage", "message"),
     VOYAGER_NORM_INVITE: ("message", "customMessage"),
-    SALES_CONNECT: ("message",),
+    SALES_CONNECT: ("message", "customMessage"),
 }
 _INVITATIONS = frozenset(_NOTE_FIELDS)
 INVITEE_PROFILE = "com.linkedin.voyager.growth.invitation.InviteeProfile"
@@ -354,11 +372,20 @@ class LinkedInPlatform(Platform):
 
     def parse_dm(self, call: Classified, body: bytes) -> ParsedDM:
         endpoint = call.dm_endpoint("a LinkedIn message send")
-        self._check_content_type(call.request, voyager=endpoint != OFFICIAL_SEND)
+        if endpoint == VOYAGER_EDIT:
+            raise BadDMRequest(
+                "editing a sent LinkedIn message is refused: dmgate does not judge edits "
+                "there (send a new message instead)",
+                400,
+            )
+        official = endpoint in (OFFICIAL_SEND, OFFICIAL_INVITE)
+        self._check_content_type(call.request, voyager=not official)
         doc = load_json_object(body)
         check_json_request(call.request, doc)
         if endpoint == OFFICIAL_SEND:
             return self._parse_official(doc)
+        if endpoint == OFFICIAL_INVITE:
+            return _parse_official_invitation(doc)
         if endpoint == VOYAGER_DASH_SEND:
             return _parse_dash(doc)
         if endpoint in _INVITATIONS:
@@ -403,6 +430,12 @@ class LinkedInPlatform(Platform):
             note = _NOTE_FIELDS[endpoint]
             key = next((k for k in note if k in doc), note[0])
             doc[key] = text  # "" sends the invitation without a note
+            return dump_json(doc)
+        if endpoint == OFFICIAL_INVITE:
+            if text:
+                doc["message"] = {INVITATION_MESSAGE: {"body": text}}
+            else:
+                doc.pop("message", None)  # "" sends the invitation without a note
             return dump_json(doc)
         if endpoint == SALES_MESSAGE:
             request = doc["createMessageRequest"]
@@ -695,6 +728,22 @@ def _parse_invitation(endpoint: str, doc: dict[str, Any]) -> ParsedDM:
             ]
         )
     return ParsedDM(recipients, _note(doc, _NOTE_FIELDS[endpoint]))
+
+
+INVITATION_MESSAGE = "com.linkedin.invitations.InvitationMessage"
+
+
+def _parse_official_invitation(doc: dict[str, Any]) -> ParsedDM:
+    """The partner API's connection request (`POST /v2/invitations`): recipient the
+    `invitee` URN, text the note in `message[InvitationMessage].body` ("" without one)."""
+    recipients = _one_invitee([("invitee", doc.get("invitee"))])
+    message = _union(doc, "message", INVITATION_MESSAGE, "")
+    if message is None:
+        return ParsedDM(recipients, "")
+    if not isinstance(message, dict) or set(message) - {"body"}:
+        raise BadDMRequest(f"message[{INVITATION_MESSAGE!r}] must name only body", 400)
+    body = message.get("body")
+    return ParsedDM(recipients, "" if body is None else _text(body, "message.body"))
 
 
 def _parse_sales_message(doc: dict[str, Any]) -> ParsedDM:

@@ -124,6 +124,7 @@ class FakeLinkedIn:
         r = app.router
         r.add_post("/v2/messages", self._official_send)
         r.add_post("/rest/messages", self._official_send)
+        r.add_post("/v2/invitations", self._official_invite)
         r.add_get("/v2/me", self._official_me)
         r.add_get("/voyager/api/me", self._voyager_me)
         r.add_post("/voyager/api/messaging/conversations", self._voyager_create)
@@ -189,6 +190,26 @@ class FakeLinkedIn:
         self.sent.append(Sent("official", member.person_id, people, doc["body"], conversation))
         message_id = f"2-msg{next(self._ids)}"
         return web.Response(status=201, headers={"x-restli-id": message_id})
+
+    async def _official_invite(self, request: web.Request) -> web.Response:
+        """The partner API's connection request: `{"invitee": "urn:li:person:…",
+        "message": {"com.linkedin.invitations.InvitationMessage": {"body": …}}}`, 201."""
+        member = self._bearer(request)
+        if member is None:
+            return _restli_error(401, 65600, "INVALID_ACCESS_TOKEN", "Invalid access token")
+        try:
+            doc = json.loads(await request.read())
+        except ValueError:
+            return _restli_error(400, 100, "ILLEGAL_ARGUMENT", "Unable to parse JSON")
+        invitee = doc.get("invitee") if isinstance(doc, dict) else None
+        if not isinstance(invitee, str) or not invitee.startswith(PERSON):
+            return _restli_error(400, 100, "ILLEGAL_ARGUMENT", "invitee: a Person URN")
+        message = doc.get("message") or {}
+        note = message.get("com.linkedin.invitations.InvitationMessage", {}).get("body", "")
+        self.invitations.append(
+            Invitation("official", member.person_id, invitee.removeprefix(PERSON), note)
+        )
+        return web.Response(status=201, headers={"x-restli-id": f"inv{next(self._ids)}"})
 
     # --- Voyager -----------------------------------------------------------------------
 
