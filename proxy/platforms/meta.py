@@ -94,6 +94,8 @@ from proxy.platforms.base import (
 from proxy.platforms.ids import canonical_number, canonical_phone, number_or_none
 from proxy.platforms.jsonbody import dump_json, load_json, load_json_object
 from proxy.platforms.routes import (
+    EXTENSION,
+    PARAM,
     SAFE_READS,
     Route,
     RouteTable,
@@ -147,10 +149,22 @@ NODE = "node"
 # `{node}/{edge}`, and `{node}/{edge}/messages` names no edge).
 _VERSION = r"(?P<version>/[vV][^/]*)?"
 _SEND = route_pattern("/{owner}/messages", prefix=_VERSION)
+# Other ways Graph has offered to message people that dmgate does not judge: private
+# replies to a comment (`/{comment-id}/private_replies`, since replaced by the Send API's
+# `recipient.comment_id`, which is judged), broadcasts to every subscriber (`message_
+# creatives` + `broadcast_messages`) and WhatsApp marketing messages. Refused (400), never
+# forwarded: were Graph to take one, it would reach people no policy saw.
+UNJUDGED = "unjudged"
+_UNJUDGED = re.compile(
+    rf"{_VERSION}/{PARAM}/(?i:private_replies|broadcast_messages|message_creatives"
+    rf"|marketing_messages){EXTENSION}"
+)
+
 _ROUTES = RouteTable(
     # GET and HEAD read a conversation's messages (`/{conversation-id}/messages`);
     # anything else there is refused.
     Route(SEND, "POST", Kind.DM, _SEND, reads=SAFE_READS),
+    Route(UNJUDGED, "POST", Kind.DM, _UNJUDGED, reads=SAFE_READS),
     # Batch requests can carry sends: they are opened (and refused if so).
     Route(BATCH, "POST", Kind.DM, re.compile(rf"{_VERSION}/?"), guarded=False),
     Route(ME, "GET", Kind.SIGNAL, route_pattern("/me", prefix=_VERSION)),
@@ -374,9 +388,16 @@ def _batch_sends(value: Any) -> list[tuple[int, str, dict[str, Any]]] | None:
         if not isinstance(item, dict):
             raise BadDMRequest(f"batch[{i}] must be a JSON object", 400)
         url = urlsplit(str(item.get("relative_url", "")))
-        match = _SEND.fullmatch(normalize_path("/" + unquote(url.path).lstrip("/")))
+        path = normalize_path("/" + unquote(url.path).lstrip("/"))
+        match = _SEND.fullmatch(path)
         methods = {str(item.get("method", "GET")).strip().upper()}
         methods |= _overrides(parse_qsl(url.query, keep_blank_values=True))
+        if _UNJUDGED.fullmatch(path) and methods - SAFE_READS:
+            raise BadDMRequest(
+                f"batch[{i}] messages people in a way dmgate does not judge (private "
+                "replies, broadcasts, marketing messages)",
+                400,
+            )
         if match is None or not methods - SAFE_READS:
             others += 1
             continue
@@ -469,6 +490,12 @@ class MetaPlatform(Platform):
 
     def parse_dm(self, call: Classified, body: bytes) -> ParsedDM:
         endpoint, req = call.dm_endpoint("a Graph API send"), call.request
+        if endpoint == UNJUDGED:
+            raise BadDMRequest(
+                f"POST {req.path} messages people in a way dmgate does not judge (private "
+                "replies, broadcasts, marketing messages): send with /{page-id}/messages",
+                400,
+            )
         form = _read_body(req, body)
         if endpoint == BATCH:
             return self._parse_batch(req, form)

@@ -144,3 +144,25 @@ async def test_x_dm_sends_dmgate_does_not_judge_are_refused(gate, fakes, path):
     assert r.status_code == 400, r.text
     assert "does not judge" in r.json()["detail"]
     assert not fakes["x"].state.requests
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/meta/v2.12/123_456/private_replies", {"message": "see my offer"}),
+        (f"/meta/v21.0/{PAGE}/message_creatives", {"messages": [{"text": "see my offer"}]}),
+        (f"/meta/v21.0/{PAGE}/broadcast_messages", {"message_creative_id": "777"}),
+        (f"/meta/{PAGE}/marketing_messages", {"to": "15550100", "text": {"body": "offer"}}),
+    ],
+    ids=["private_replies", "message_creatives", "broadcast_messages", "marketing_messages"],
+)
+async def test_graph_channels_dmgate_does_not_judge_are_refused(gate, fakes, path, body):
+    r = await gate.client.post(f"{path}?access_token={PAGE_TOKEN}", json=body)
+    assert r.status_code == 400 and "does not judge" in r.json()["detail"], r.text
+    item = {"method": "POST", "relative_url": path.removeprefix("/meta/"), "body": "message=x"}
+    form = urlencode([("access_token", PAGE_TOKEN), ("batch", json.dumps([item]))])
+    r = await gate.client.post(
+        "/meta/", content=form, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert r.status_code == 400 and "does not judge" in r.json()["detail"], r.text
+    assert not fakes["meta"].state.requests
