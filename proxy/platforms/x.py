@@ -100,6 +100,12 @@ DM_CONVERSATION = "dm_conversation"
 DM_GROUP_CREATE = "dm_group_create"
 DM_V1 = "dm_v1_new"
 CHAT_SEND = "chat_send"
+# XChat groups: creating one with members (`createChatConversation`, its name and
+# description plain text) and adding members to one (`addChatGroupMembers`, the title
+# encrypted) put people in a conversation with the sender: first contacts, judged.
+CHAT_GROUP_CREATE = "chat_group_create"
+CHAT_MEMBERS = "chat_members"
+_CHAT_GROUP = frozenset({CHAT_GROUP_CREATE, CHAT_MEMBERS})
 CHAT_CONVERSATION = "chat_conversation"
 USERS_ME = "users_me"
 FOLLOWERS = "followers"
@@ -120,6 +126,8 @@ _ROUTES = RouteTable(
     _route(DM_GROUP_CREATE, "POST", Kind.DM, "/2/dm_conversations"),
     _route(DM_V1, "POST", Kind.DM, "/1.1/direct_messages/events/new.json"),
     _route(CHAT_SEND, "POST", Kind.DM, "/2/chat/conversations/{id}/messages"),
+    _route(CHAT_GROUP_CREATE, "POST", Kind.DM, "/2/chat/conversations/group"),
+    _route(CHAT_MEMBERS, "POST", Kind.DM, "/2/chat/conversations/{id}/members"),
     _route(USERS_ME, "GET", Kind.SIGNAL, "/2/users/me"),
     _route(FOLLOWERS, "GET", Kind.SIGNAL, "/2/users/{id}/followers"),
     _route(V1_FOLLOWER_IDS, "GET", Kind.SIGNAL, "/1.1/followers/ids.json"),
@@ -201,6 +209,25 @@ def _chat_body(doc: dict[str, Any]) -> None:
     for key in ("conversation_token", "encoded_message_event_signature"):
         if key in doc and not isinstance(doc[key], str):
             raise BadDMRequest(f"{key} must be a string", 400)
+
+
+def _chat_group(endpoint: str, doc: dict[str, Any], hint: str | None) -> ParsedDM:
+    """XChat group creation (`group_members`; text: `group_name` and `group_description`,
+    plain text) or member additions (`user_ids`; the title is encrypted: opaque)."""
+    key = "group_members" if endpoint == CHAT_GROUP_CREATE else "user_ids"
+    ids = doc.get(key)
+    if not isinstance(ids, list) or not ids:
+        raise BadDMRequest(f"{key} must be a non-empty array", 400)
+    recipients = tuple(dict.fromkeys(_user_id(i, f"{key}[]") for i in ids))
+    if endpoint == CHAT_MEMBERS:
+        return ParsedDM(recipients, "", account_hint=hint, opaque=True)
+    parts = []
+    for field in ("group_name", "group_description"):
+        value = doc.get(field)
+        if value is not None and not isinstance(value, str):
+            raise BadDMRequest(f"{field} must be a string", 400)
+        parts.append(sendable(value or "", field))
+    return ParsedDM(recipients, "\n\n".join(p for p in parts if p), account_hint=hint)
 
 
 def _oauth1_params(header_value: str) -> dict[str, str]:
@@ -309,6 +336,8 @@ class XPlatform(Platform):
             return ParsedDM(
                 recipients, "", account_hint=hint, conversation_id=conversation, opaque=True
             )
+        if endpoint in _CHAT_GROUP:
+            return _chat_group(endpoint, doc, hint)
         if endpoint == DM_GROUP_CREATE:
             ids = doc.get("participant_ids")
             if not isinstance(ids, list) or not ids:
@@ -342,6 +371,12 @@ class XPlatform(Platform):
             raise BadDMRequest(
                 "XChat messages are end-to-end encrypted: dmgate cannot edit their text; "
                 "approve the message unedited or reject it",
+                422,
+            )
+        if endpoint in _CHAT_GROUP:
+            raise BadDMRequest(
+                "an XChat group's name and members are not edited by dmgate: approve it "
+                "unedited or reject it",
                 422,
             )
         doc = load_json_object(body)
@@ -378,6 +413,14 @@ class XPlatform(Platform):
                 {"data": {"encoded_message_event": encoded}, "dmgate": marker},
                 content_type=JSON_CONTENT_TYPE,
             )
+        if name == CHAT_GROUP_CREATE:
+            # `createChatConversation`: 201 with the conversation's canonical id.
+            data = {"conversation_id": CHAT_GROUP_PREFIX + _synthetic_id(hold_id, "chat_group")}
+            return PlatformResponse(
+                201, {"data": data, "dmgate": marker}, content_type=JSON_CONTENT_TYPE
+            )
+        if name == CHAT_MEMBERS:
+            return PlatformResponse(200, {"data": {}, "dmgate": marker}, JSON_CONTENT_TYPE)
         if name == DM_V1:
             event = {
                 "type": "message_create",
