@@ -70,8 +70,8 @@ def _render(request: web.Request, name: str, status: int = 200, **values: Any) -
     return web.Response(status=status, text=body, content_type="text/html", charset="utf-8")
 
 
-def _session(request: web.Request) -> sessions.Session:
-    session = sessions.current(request)
+async def _session(request: web.Request) -> sessions.Session:
+    session = await sessions.current(request)
     if session is None:
         nxt = request.path_qs if request.method == "GET" else "/review/inbox"
         raise web.HTTPSeeOther(f"/review/signin?{urlencode({'next': nxt})}")
@@ -123,7 +123,7 @@ async def root(request: web.Request) -> web.Response:
 
 async def signin_page(request: web.Request) -> web.Response:
     nxt = _safe_next(request.query.get("next"))
-    if sessions.current(request) is not None:
+    if await sessions.current(request) is not None:
         raise web.HTTPSeeOther(nxt)
     return _signin_form(request, nxt, error=False)
 
@@ -159,10 +159,10 @@ async def signin(request: web.Request) -> web.Response:
 
 
 async def signout(request: web.Request) -> web.Response:
-    session = _session(request)
+    session = await _session(request)
     await _form(request, session)
     resp = web.HTTPSeeOther("/review/signin")
-    sessions.end(resp)
+    await sessions.end(request, resp, session)
     raise resp
 
 
@@ -215,7 +215,7 @@ def _hold_summary(
 
 
 async def inbox(request: web.Request) -> web.Response:
-    session = _session(request)
+    session = await _session(request)
     ctx = _ctx(request)
     filters = _filters(request)
     newest = request.query.get("order") == "newest"
@@ -279,7 +279,7 @@ async def _campaign_labels(store: Store, template_ids: list[str]) -> dict[str, s
 
 
 async def hold_page(request: web.Request) -> web.Response:
-    session = _session(request)
+    session = await _session(request)
     return await _hold_response(request, session, request.match_info["id"])
 
 
@@ -358,7 +358,7 @@ def _reasons(row: dict[str, Any], profiles: list[Any]) -> list[dict[str, Any]]:
 
 
 async def approve(request: web.Request) -> web.Response:
-    session = _session(request)
+    session = await _session(request)
     form = await _form(request, session)
     hold_id = request.match_info["id"]
     ctx = _ctx(request)
@@ -385,7 +385,7 @@ async def approve(request: web.Request) -> web.Response:
 
 
 async def reject(request: web.Request) -> web.Response:
-    session = _session(request)
+    session = await _session(request)
     form = await _form(request, session)
     hold_id = request.match_info["id"]
     reason = _field(form, "reason", MAX_REASON)
@@ -407,7 +407,7 @@ async def reject(request: web.Request) -> web.Response:
 async def reject_campaign(request: web.Request) -> web.Response:
     """Two steps: the count of pending copies is shown, then confirmed (the count the
     reviewer saw must still be the count: otherwise it is shown again)."""
-    session = _session(request)
+    session = await _session(request)
     form = await _form(request, session)
     ctx = _ctx(request)
     template_id = request.match_info["id"]
@@ -438,7 +438,7 @@ async def reject_campaign(request: web.Request) -> web.Response:
 
 async def bulk(request: web.Request) -> web.Response:
     """The selected holds (x), approved or rejected together."""
-    session = _session(request)
+    session = await _session(request)
     form = await _form(request, session)
     ctx = _ctx(request)
     ids = [i for i in form.getall("hold", []) if isinstance(i, str) and _HOLD_ID.fullmatch(i)]
@@ -477,7 +477,7 @@ def _with_message(url: str, message: str) -> str:
 async def live(request: web.Request) -> web.Response:
     """What the page script polls: a version that changes when holds arrive or are
     decided (and the state of one hold, on its page)."""
-    if sessions.current(request) is None:
+    if await sessions.current(request) is None:
         return web.json_response({"signed_in": False}, status=401)
     ctx = _ctx(request)
     out: dict[str, Any] = {"version": await ctx.store.inbox.version()}

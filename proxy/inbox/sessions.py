@@ -3,9 +3,11 @@
 The cookie is self-contained and signed with a key derived from DMGATE_SECRET_KEY (so
 every replica sharing the key accepts it): the reviewer's name, when it expires, the CSRF
 token of the session, and a fingerprint of the review token used, so removing a token
-ends its sessions. HttpOnly, SameSite=Strict, Path=/review, Secure when dmgate is reached
-over TLS (the request's scheme or DMGATE_PUBLIC_URL), and a Max-Age of the session's
-lifetime (DMGATE_REVIEW_SESSION_TTL).
+ends its sessions. Signing out ends the session on the server too: the store keeps the
+digest of the session's id until it would have expired (`review_signouts`), so a copy of
+the cookie is refused everywhere. HttpOnly, SameSite=Strict, Path=/review, Secure when
+dmgate is reached over TLS (the request's scheme or DMGATE_PUBLIC_URL), and a Max-Age of
+the session's lifetime (DMGATE_REVIEW_SESSION_TTL).
 
 CSRF: every state change carries the session's CSRF token in a form field (`csrf`) or the
 `X-CSRF-Token` header, compared in constant time; the sign-in form itself carries one from
@@ -15,6 +17,7 @@ a short-lived pre-session cookie (login CSRF).
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import json
 import secrets
@@ -82,9 +85,9 @@ def _set(resp: web.StreamResponse, request: web.Request, name: str, value: str, 
     )
 
 
-def current(request: web.Request) -> Session | None:
-    """The signed-in reviewer, if the cookie is valid, unexpired and its token still
-    configured."""
+async def current(request: web.Request) -> Session | None:
+    """The signed-in reviewer, if the cookie is valid, unexpired, its token still
+    configured and the session not signed out."""
     ctx = request.config_dict[CTX]
     doc = _decode(ctx.keyring, request.cookies.get(COOKIE))
     if doc is None or not all(isinstance(doc.get(k), str) for k in ("n", "c", "t")):
@@ -92,7 +95,15 @@ def current(request: web.Request) -> Session | None:
     fingerprints = {digest[:16] for digest in ctx.reviewers.digests(str(doc["n"]))}
     if doc["t"] not in fingerprints:
         return None
-    return Session(str(doc["n"]), str(doc["c"]), int(str(doc["exp"])))
+    session = Session(str(doc["n"]), str(doc["c"]), int(str(doc["exp"])))
+    if await ctx.store.signouts.signed_out(_session_digest(session)):
+        return None
+    return session
+
+
+def _session_digest(session: Session) -> str:
+    # The session's CSRF token is its id: random per session, and only its digest is kept.
+    return hashlib.sha256(b"dmgate-review-signout\0" + session.csrf.encode()).hexdigest()
 
 
 def start(request: web.Request, resp: web.StreamResponse, name: str, digest: str) -> None:
@@ -107,7 +118,11 @@ def start(request: web.Request, resp: web.StreamResponse, name: str, digest: str
     resp.del_cookie(PRE_COOKIE, path=PATH)
 
 
-def end(resp: web.StreamResponse) -> None:
+async def end(request: web.Request, resp: web.StreamResponse, session: Session) -> None:
+    """Sign out: the session is refused from now on wherever its cookie comes from, and
+    the browser is asked to forget it."""
+    ctx = request.config_dict[CTX]
+    await ctx.store.signouts.add(_session_digest(session), session.expires, time.time())
     resp.del_cookie(COOKIE, path=PATH)
 
 

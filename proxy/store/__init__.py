@@ -24,7 +24,7 @@ from proxy.store.outbox import NewNotification, Outbox, add_notification
 from proxy.store.profiles import ProfileStore
 from proxy.store.retention import prune
 from proxy.store.signals import StoreSignals
-from proxy.store.tokens import ReviewTokens
+from proxy.store.tokens import ReviewSignouts, ReviewTokens
 
 __all__ = ["Store", "StoreError", "StoreUnavailable", "UnstorableValue"]
 
@@ -39,6 +39,7 @@ class Store:
         self.decisions = DecisionLog(db)
         self.outbox = Outbox(db)
         self.tokens = ReviewTokens(db)
+        self.signouts = ReviewSignouts(db)
         self.profiles = ProfileStore(db)
         self.inbox = InboxQueries(db)
 

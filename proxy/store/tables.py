@@ -282,3 +282,13 @@ review_tokens = sa.Table(
     sa.Column("token_sha256", sa.String(64), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
+
+# Review sessions signed out before they expired. A session cookie is self-contained
+# (proxy/inbox/sessions.py), so a sign-out is kept where every worker and replica looks:
+# the digest of the session's id (never the id), until the session would have expired.
+review_signouts = sa.Table(
+    "review_signouts",
+    metadata,
+    sa.Column("session_sha256", sa.String(64), primary_key=True),
+    sa.Column("expires_at", sa.Float, nullable=False),  # epoch seconds
+)

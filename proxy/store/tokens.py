@@ -1,5 +1,5 @@
 """Review API tokens dmgate generated itself (when DMGATE_REVIEW_TOKENS is unset): only
-their SHA-256 digests are stored."""
+their SHA-256 digests are stored. And review sessions signed out before they expired."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from proxy.store.database import Database
 from proxy.store.errors import ConstraintViolation
-from proxy.store.tables import review_tokens
+from proxy.store.tables import review_signouts, review_tokens
 
 
 class ReviewTokens:
@@ -42,3 +42,40 @@ class ReviewTokens:
         except ConstraintViolation:
             return False
         return True
+
+
+class ReviewSignouts:
+    """The review_signouts table: sessions (by digest) signed out before they expire."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, session_sha256: str, expires_at: float, now: float) -> None:
+        """Remember a sign-out until `expires_at`; forget those already past."""
+
+        def _op(conn: sa.Connection) -> None:
+            conn.execute(sa.delete(review_signouts).where(review_signouts.c.expires_at < now))
+            exists = conn.execute(
+                sa.select(review_signouts.c.session_sha256).where(
+                    review_signouts.c.session_sha256 == session_sha256
+                )
+            ).first()
+            if exists is None:
+                conn.execute(
+                    sa.insert(review_signouts).values(
+                        session_sha256=session_sha256, expires_at=expires_at
+                    )
+                )
+
+        await self._db.write(_op)
+
+    async def signed_out(self, session_sha256: str) -> bool:
+        def _op(conn: sa.Connection) -> bool:
+            row = conn.execute(
+                sa.select(review_signouts.c.session_sha256).where(
+                    review_signouts.c.session_sha256 == session_sha256
+                )
+            ).first()
+            return row is not None
+
+        return await self._db.read(_op)

@@ -101,6 +101,28 @@ async def test_session_cookie_flags_and_expiry(gate_factory):
     await client.aclose()
 
 
+async def test_signing_out_ends_the_session_for_every_copy_of_its_cookie(gate):
+    hold_id = await hold(gate, "404", "hello there")
+    client = await sign_in(gate)
+    cookie = {"Cookie": f"dmgate_review={client.cookies['dmgate_review']}"}
+    page = await client.get("/review/inbox")
+    other = await sign_in(gate)  # the same reviewer elsewhere: a session of its own
+    out = await client.post("/review/signout", data={"csrf": _csrf(page.text)})
+    assert out.status_code == 303 and out.headers["Location"] == "/review/signin"
+    # A copy of the signed-out cookie (another tab, a stolen one) opens and decides nothing.
+    replay = httpx.AsyncClient(base_url=gate.url, trust_env=False)
+    r = await replay.get("/review/inbox", headers=cookie)
+    assert r.status_code == 303 and r.headers["Location"].startswith("/review/signin")
+    r = await replay.post(
+        f"/review/holds/{hold_id}/reject", data={"csrf": _csrf(page.text)}, headers=cookie
+    )
+    assert r.status_code == 303 and r.headers["Location"].startswith("/review/signin")
+    assert (await gate.review().get(f"/api/v1/holds/{hold_id}")).json()["status"] == "pending"
+    assert (await other.get("/review/inbox")).status_code == 200
+    for c in (client, other, replay):
+        await c.aclose()
+
+
 async def test_wrong_token_and_forged_sign_in_are_refused(gate):
     client = httpx.AsyncClient(base_url=gate.url, trust_env=False)
     page = await client.get("/review/signin")
