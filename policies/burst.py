@@ -19,7 +19,7 @@ from policies.schema import Duration, PolicyConfig, format_duration
 
 
 class BurstConfig(PolicyConfig):
-    max_first_contacts: int = Field(default=20, ge=1, strict=True)
+    max_first_contacts: int = Field(default=20, ge=1, le=1_000_000, strict=True)
     window: Duration = timedelta(hours=1)
 
 

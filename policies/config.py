@@ -122,6 +122,17 @@ def parse_policies(data: bytes | str, path: Path | None = None) -> LoadedPolicie
         config = PolicyFile.model_validate(document)
     except ValidationError as exc:
         raise PolicyFileError([_describe_error(e) for e in exc.errors()], path) from None
+    if not any(config.policies.get(p.name) is not None for p in POLICY_TYPES):
+        # `policies:` with every line commented out, `policies: {}`, no `policies` key:
+        # dmgate would judge nothing, at start or on a reload that replaced a good file.
+        # A policy meant to be off says `action: off`.
+        raise PolicyFileError(
+            [
+                "policies: the file names no policy, so dmgate would judge nothing; "
+                f"name at least one ({', '.join(p.name for p in POLICY_TYPES)})"
+            ],
+            path,
+        )
     return LoadedPolicies(config, hashlib.sha256(raw).hexdigest()[:12], path)
 
 

@@ -70,19 +70,32 @@ def custom_error(kind: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(kind, "{message}", {"message": message})
 
 
+# A policy's window longer than a year is a mistake (`24d` for `24h`? a stray zero), and
+# beyond ~2.7 million years it broke every decision (OverflowError: every DM answered 503).
+MAX_POLICY_DURATION = timedelta(days=366)
+
+
 def _validate_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):  # built in Python rather than read from a file
         if value <= timedelta(0):
             raise custom_error("duration", f"duration must be positive, got {value}")
         return value
+    # In the policy file a duration names its unit: YAML reads `24` as 24 seconds where
+    # 24 hours was meant, and `24:00` as the number 1440 (base 60).
+    if not isinstance(value, str) or not value.strip()[-1:].isalpha():
+        raise custom_error("duration", f"a duration needs a unit, got {value!r} {_DURATION_HINT}")
     try:
-        return parse_duration(value)
+        duration = parse_duration(value)
     except ValueError as exc:
         raise custom_error("duration", str(exc)) from None
+    if duration > MAX_POLICY_DURATION:
+        raise custom_error("duration", f"duration {value!r} is longer than a year (366d)")
+    return duration
 
 
 Duration = Annotated[timedelta, BeforeValidator(_validate_duration)]
-"""A positive timedelta read from `90s`, `10m`, `1h`, `3d` or seconds (pydantic field type)."""
+"""A positive timedelta of at most a year read from `90s`, `10m`, `1h`, `3d` (pydantic
+field type)."""
 
 # --- actions and modes ---------------------------------------------------------------------
 

@@ -74,9 +74,9 @@ __all__ = ["TemplateReuse", "clean", "fingerprint", "normalise", "similarity"]
 
 
 class TemplateReuseConfig(PolicyConfig):
-    min_recipients: int = Field(default=3, ge=2, strict=True)
+    min_recipients: int = Field(default=3, ge=2, le=1_000_000, strict=True)
     window: Duration = timedelta(hours=24)
-    min_tokens: int = Field(default=6, ge=1, strict=True)
+    min_tokens: int = Field(default=6, ge=1, le=10_000, strict=True)
     # 0.45, not 0.5: MinHash estimates scatter (~0.06 at 64 hash values), and 0.5 loses copies
     # whose true similarity is just above it (bench/detection.py: +15 spam for +5 ham).
     similarity: float = Field(default=0.45, gt=0, le=1, strict=True)

@@ -61,9 +61,11 @@ def _misspelt_variables(environ: Mapping[str, str], fields: Iterable[str]) -> li
     known = {f"DMGATE_{name.upper()}" for name in fields}
     lines = []
     for var in sorted(environ):
-        if not var.startswith("DMGATE_") or var in known or _NOT_SETTINGS.match(var):
+        # Settings are read whatever the case (pydantic-settings), so typos are too.
+        upper = var.upper()
+        if not upper.startswith("DMGATE_") or upper in known or _NOT_SETTINGS.match(upper):
             continue
-        close = difflib.get_close_matches(var, known, n=1, cutoff=0.8)
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
         if close:
             lines.append(f"dmgate: {var} is not a setting (did you mean {close[0]}?)")
     return lines

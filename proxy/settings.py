@@ -148,6 +148,28 @@ DEFAULT_ROUTES: dict[str, dict[str, Any]] = {
     "bluesky": {"upstream": "https://bsky.social", "platform": "bluesky", "hosts": ["bsky.social"]},
 }
 
+# The DM API hosts dmgate knows, and the platform that judges their DMs. A route or a tunnel
+# that would carry one of them past its adapter is refused: `{"x": {"upstream":
+# "https://api.x.com", "platform": "bluesky"}}`, or `*.x.com` in DMGATE_TUNNEL_HOSTS, would
+# forward every X DM unjudged (a red-team finding).
+DM_HOSTS: dict[str, str] = {
+    host: spec["platform"] for spec in DEFAULT_ROUTES.values() for host in spec["hosts"]
+}
+
+
+def _covers(pattern: str, host: str) -> bool:
+    return host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"{key!r} is given twice: which one is meant?")
+        out[key] = value
+    return out
+
+
 # First path segments dmgate serves itself.
 RESERVED_PATHS = frozenset({"api", "metrics", "healthz", "readyz", "webhooks"})
 # Review tokens guard who may release held DMs: long enough that guessing is hopeless
@@ -431,7 +453,7 @@ class Settings(BaseSettings):
         # routes dmgate serves are exactly the ones written (README, "Settings").
         if isinstance(v, str):
             try:
-                v = json.loads(v)
+                v = json.loads(v, object_pairs_hook=_no_duplicate_keys)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"not valid JSON: {exc}") from None
         if not isinstance(v, dict):
@@ -462,6 +484,15 @@ class Settings(BaseSettings):
     def _hosts_owned_once(cls, v: dict[str, Route]) -> dict[str, Route]:
         owner: dict[str, str] = {}
         for name, route in v.items():
+            upstream = (URL(route.upstream).host or "").lower().rstrip(".")
+            for host in {upstream, *route.hosts}:
+                platform = DM_HOSTS.get(host)
+                if platform is not None and route.platform != platform:
+                    raise ValueError(
+                        f"route {name!r} would carry {host}, whose DMs only the {platform!r} "
+                        f"platform judges, with platform {route.platform!r}: its DMs would "
+                        f'pass unjudged (give the route "platform": "{platform}")'
+                    )
             for host in route.hosts:
                 if host in owner:
                     raise ValueError(
@@ -478,7 +509,15 @@ class Settings(BaseSettings):
                 v = json.loads(v) if v.strip().startswith("[") else v.split(",")
             except json.JSONDecodeError as exc:
                 raise ValueError(f"not a valid JSON list: {exc}") from None
-        return [_tunnel_entry(e) if isinstance(e, str) else e for e in v if str(e).strip()]
+        entries = [_tunnel_entry(e) if isinstance(e, str) else e for e in v if str(e).strip()]
+        for pattern, _port in entries:
+            covered = sorted(h for h in DM_HOSTS if _covers(str(pattern), h))
+            if covered:
+                raise ValueError(
+                    f"tunnel host {pattern!r} covers {', '.join(covered)}: a blind tunnel "
+                    "there would carry DMs unjudged (route it instead)"
+                )
+        return entries
 
     @field_validator("proxy_auth", mode="before")
     @classmethod

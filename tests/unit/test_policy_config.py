@@ -11,7 +11,6 @@ from pydantic import BaseModel, ValidationError
 
 from policies.config import (
     DEFAULT_POLICY_FILE,
-    PolicyFile,
     PolicyFileError,
     load_policy_file,
     parse_policies,
@@ -176,19 +175,69 @@ def test_every_yaml_spelling_of_off_means_off(spelling: str):
 
 
 def test_absent_policies_are_none_and_mode_defaults_to_enforce():
-    config = parse_policies("policies:\n").config
-    assert config == PolicyFile()
+    config = parse_policies("policies:\n  burst: {action: hold}\n").config
     assert config.mode is Mode.ENFORCE
     assert config.policies.follow_timing is None
     assert config.policies.template_reuse is None
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "policies:\n",
+        "mode: enforce\npolicies:\n  # template_reuse: {action: block}\n",
+        "policies: {}\n",
+        "mode: shadow\n",
+    ],
+)
+def test_a_file_that_names_no_policy_is_refused_it_would_judge_nothing(text):
+    with pytest.raises(PolicyFileError) as err:
+        parse_policies(text)
+    assert "names no policy, so dmgate would judge nothing" in str(err.value)
+    # Off on purpose is said so.
+    assert parse_policies("policies: {burst: {action: off}}\n").config.policies.burst
+
+
+@pytest.mark.parametrize(
+    ("window", "expected"),
+    [
+        ("24", "a duration needs a unit, got 24"),
+        ("24:00", "a duration needs a unit, got 1440"),  # YAML 1.1 reads base 60
+        ("'24'", "a duration needs a unit, got '24'"),
+        ("0x18", "a duration needs a unit, got 24"),
+        ("999999999d", "longer than a year"),
+        ("367d", "longer than a year"),
+    ],
+)
+def test_a_window_needs_a_unit_and_at_most_a_year(window, expected):
+    with pytest.raises(PolicyFileError) as err:
+        parse_policies(f"policies: {{follow_timing: {{action: hold, window: {window}}}}}\n")
+    assert expected in str(err.value), str(err.value)
+    ok = parse_policies("policies: {follow_timing: {action: hold, window: 366d}}\n")
+    assert ok.config.policies.follow_timing.window.days == 366
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        "template_reuse: {action: hold, min_recipients: 99999999999999999999999}",
+        "template_reuse: {action: hold, min_recipients: 9223372036854775808}",
+        "burst: {action: hold, max_first_contacts: 99999999999999999999}",
+    ],
+)
+def test_counts_too_large_to_store_are_refused_not_answered_503(section):
+    with pytest.raises(PolicyFileError) as err:
+        parse_policies(f"policies: {{{section}}}\n")
+    assert "less than or equal" in str(err.value), str(err.value)
+
+
 def test_version_is_a_short_sha256_of_the_bytes(tmp_path: Path):
     path = tmp_path / "p.yaml"
-    path.write_bytes(b"mode: shadow\n")
+    text = b"mode: shadow\npolicies: {burst: {action: hold}}\n"
+    path.write_bytes(text)
     first = load_policy_file(path)
-    assert first.version == hashlib.sha256(b"mode: shadow\n").hexdigest()[:12]
-    path.write_bytes(b"mode: shadow\n# a comment changes the version too\n")
+    assert first.version == hashlib.sha256(text).hexdigest()[:12]
+    path.write_bytes(text + b"# a comment changes the version too\n")
     assert load_policy_file(path).version != first.version
 
 
@@ -295,7 +344,7 @@ def test_every_problem_is_reported_on_its_own_line():
         ("policies: {template_reuse: {action: hold, similarity: 0}}", "greater than 0"),
         ("policies: {template_reuse: {action: hold, min_tokens: 0}}", "greater than or equal"),
         ("policies: [follow_timing]", "policies: expected a mapping, got a list"),
-        ("policies: {follow_timing: {action: hold, window: 1.5}}", "invalid duration 1.5"),
+        ("policies: {follow_timing: {action: hold, window: 1.5}}", "needs a unit, got 1.5"),
         ("off: true", "top level: key False is not text (quote it)"),
         ("policies: {follow_timing: {action: hold, 1: x}}", "policies.follow_timing: key 1 is"),
         ("mode: shadow\n---\nmode: enforce\n", "line 2, column 1: invalid YAML"),

@@ -105,6 +105,40 @@ def test_platform_none_is_the_explicit_pass_through_only_route():
     assert s.routes["plain"].hosts == []  # an IP upstream owns no host name
 
 
+@pytest.mark.parametrize(
+    ("routes", "host"),
+    [
+        ('{"x": {"upstream": "https://api.x.com", "platform": "bluesky"}}', "api.x.com"),
+        ('{"x": {"upstream": "https://api.x.com", "platform": "none"}}', "api.x.com"),
+        ('{"li": {"upstream": "https://api.linkedin.com", "platform": "x"}}', "api.linkedin.com"),
+        # Forward mode: the host it owns, whatever its upstream.
+        (
+            '{"p": {"upstream": "http://127.0.0.1:9", "platform": "none",'
+            ' "hosts": ["bsky.social"]}}',
+            "bsky.social",
+        ),
+    ],
+)
+def test_a_dm_api_host_is_refused_on_a_route_that_would_not_judge_its_dms(routes, host):
+    (line,) = refusal(routes=routes)
+    assert host in line and "unjudged" in line, line
+
+
+def test_a_route_given_twice_is_refused_not_the_last_one_taken():
+    twice = '{"x": {"upstream": "https://api.x.com", "platform": "x"}, "x": "http://127.0.0.1:9"}'
+    (line,) = refusal(routes=twice)
+    assert "'x' is given twice" in line, line
+
+
+@pytest.mark.parametrize("pattern", ["*.x.com", "api.twitter.com", "*.com", "*.linkedin.com"])
+def test_a_tunnel_over_a_dm_api_host_is_refused(pattern):
+    (line,) = refusal(
+        routes='{"m": {"upstream": "https://masto.example", "platform": "mastodon"}}',
+        tunnel_hosts=pattern,
+    )
+    assert "unjudged" in line and "DMGATE_TUNNEL_HOSTS" in line, line
+
+
 def test_routes_replace_the_defaults():
     s = settings(routes='{"x": "https://api.x.com"}')
     assert list(s.routes) == ["x"]
@@ -234,9 +268,11 @@ def test_a_misspelt_setting_is_refused_and_other_dmgate_variables_are_not():
         "DMGATE_PORT_8080_TCP": "tcp://10.0.0.1:8080",
         "DMGATE_TEST_BACKEND": "postgresql",
         "DMGATE_SOMETHING_ELSE": "x",  # no setting is close: not ours to judge
+        "dmgate_policy_flie": "/etc/dmgate/strict.yaml",  # settings are read in any case
         "HOME": "/root",
     }
     assert _misspelt_variables(env, Settings.model_fields) == [
         "dmgate: DMGATE_HOLD_TLL is not a setting (did you mean DMGATE_HOLD_TTL?)",
         "dmgate: DMGATE_POLICY_FLIE is not a setting (did you mean DMGATE_POLICY_FILE?)",
+        "dmgate: dmgate_policy_flie is not a setting (did you mean DMGATE_POLICY_FILE?)",
     ]
