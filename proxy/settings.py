@@ -481,8 +481,7 @@ class Settings(BaseSettings):
 
     @field_validator("routes")
     @classmethod
-    def _hosts_owned_once(cls, v: dict[str, Route]) -> dict[str, Route]:
-        owner: dict[str, str] = {}
+    def _dm_hosts_judged(cls, v: dict[str, Route]) -> dict[str, Route]:
         for name, route in v.items():
             upstream = (URL(route.upstream).host or "").lower().rstrip(".")
             for host in {upstream, *route.hosts}:
@@ -493,6 +492,13 @@ class Settings(BaseSettings):
                         f"platform judges, with platform {route.platform!r}: its DMs would "
                         f'pass unjudged (give the route "platform": "{platform}")'
                     )
+        return v
+
+    @field_validator("routes")
+    @classmethod
+    def _hosts_owned_once(cls, v: dict[str, Route]) -> dict[str, Route]:
+        owner: dict[str, str] = {}
+        for name, route in v.items():
             for host in route.hosts:
                 if host in owner:
                     raise ValueError(

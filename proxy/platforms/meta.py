@@ -94,8 +94,6 @@ from proxy.platforms.base import (
 from proxy.platforms.ids import canonical_number, canonical_phone, number_or_none
 from proxy.platforms.jsonbody import dump_json, load_json, load_json_object
 from proxy.platforms.routes import (
-    EXTENSION,
-    PARAM,
     SAFE_READS,
     Route,
     RouteTable,
@@ -155,9 +153,10 @@ _SEND = route_pattern("/{owner}/messages", prefix=_VERSION)
 # creatives` + `broadcast_messages`) and WhatsApp marketing messages. Refused (400), never
 # forwarded: were Graph to take one, it would reach people no policy saw.
 UNJUDGED = "unjudged"
-_UNJUDGED = re.compile(
-    rf"{_VERSION}/{PARAM}/(?i:private_replies|broadcast_messages|message_creatives"
-    rf"|marketing_messages){EXTENSION}"
+_UNJUDGED = route_pattern(
+    "/{node}/{edge}",
+    prefix=_VERSION,
+    params={"edge": "(?i:private_replies|broadcast_messages|message_creatives|marketing_messages)"},
 )
 
 _ROUTES = RouteTable(

@@ -55,19 +55,16 @@ class ReviewSignouts:
 
         def _op(conn: sa.Connection) -> None:
             conn.execute(sa.delete(review_signouts).where(review_signouts.c.expires_at < now))
-            exists = conn.execute(
-                sa.select(review_signouts.c.session_sha256).where(
-                    review_signouts.c.session_sha256 == session_sha256
+            conn.execute(
+                sa.insert(review_signouts).values(
+                    session_sha256=session_sha256, expires_at=expires_at
                 )
-            ).first()
-            if exists is None:
-                conn.execute(
-                    sa.insert(review_signouts).values(
-                        session_sha256=session_sha256, expires_at=expires_at
-                    )
-                )
+            )
 
-        await self._db.write(_op)
+        try:
+            await self._db.write(_op)
+        except ConstraintViolation:
+            pass  # signed out already (a second tab, a double click)
 
     async def signed_out(self, session_sha256: str) -> bool:
         def _op(conn: sa.Connection) -> bool:
