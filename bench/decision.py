@@ -16,6 +16,10 @@ copy, new text, new text with a link: the last starts a template and writes the 
 and sets the p99), the database size, and the resident memory of a real `dmgate serve`
 process judging DMs against the 1M index.
 
+Texts are words of the SMS Spam Collection (`$DMGATE_SMS_CORPUS`, or
+../shared/data/sms-spam-collection/ beside the repository); without it the benchmark stops
+rather than judge made-up words, which cost half as much.
+
 Filling uses bulk SQL inserts of real fingerprints (the same rows the store writes per DM)
 because a million DMs through HTTP would take most of an hour. On PostgreSQL the load is
 then vacuumed and checkpointed, so the probes meet a server at rest, not one writing out
@@ -64,13 +68,14 @@ CORPUS = Path(
 
 
 def vocabulary() -> list[str]:
-    words: set[str] = set()
+    """The SMS corpus's words: DMs of real words. Never a stand-in: texts of made-up words
+    ("w123") are shorter and cost half as much to judge, so a run from a checkout without
+    the corpus beside it (a worktree in /tmp, for an A/B) would compare unlike workloads."""
     try:
-        for line in CORPUS.read_text(encoding="utf-8", errors="replace").splitlines()[1:]:
-            words.update(w for w in line.split("\t", 1)[-1].split() if w.isalpha())
+        lines = CORPUS.read_text(encoding="utf-8", errors="replace").splitlines()[1:]
     except FileNotFoundError:
-        words = {f"w{i}" for i in range(5000)}
-    return sorted(words)
+        sys.exit(f"bench/decision.py: no SMS corpus at {CORPUS}; set DMGATE_SMS_CORPUS")
+    return sorted({w for line in lines for w in line.split("\t", 1)[-1].split() if w.isalpha()})
 
 
 VOCAB = vocabulary()

@@ -336,3 +336,25 @@ async def test_the_hold_reason_names_recipients_and_the_closest_copy():
         "copy 100% similar, 100% of its wording in its earlier copies",
         template_id="1",
     )
+
+
+def test_candidates_scored_together_score_as_each_alone():
+    """closest_campaign compares every candidate's embeddings in one product: each
+    campaign's scores are those it has compared alone (to float32 rounding)."""
+    copy = fingerprint(AI_WRITTEN[0], "x:a")
+    assert copy is not None
+    campaigns = {
+        1: [stored(1, AI_WRITTEN[1]), stored(1, AI_WRITTEN[2])],
+        2: [stored(2, _through(AI_WRITTEN[3], "https://site2.example.net/a"))],
+        3: [stored(3, LOST_DOG[0] + " https://audit.example-offer.com/?r=9")],
+    }
+    rows = [c for copies in campaigns.values() for c in copies]
+    best = closest_campaign(copy, rows, THRESHOLDS)
+    alone = {t: score_campaign(copy, t, copies) for t, copies in campaigns.items()}
+    assert sum(score.meaning > 0 for score in alone.values()) >= 2  # a product of several
+    assert best is not None
+    mine = alone[best.template_id]
+    assert best.meaning == pytest.approx(mine.meaning, abs=1e-6) and best.meaning > 0.4
+    assert best.nearest_meaning == pytest.approx(mine.nearest_meaning, abs=1e-6)
+    assert best.closest == pytest.approx(mine.closest, abs=1e-6)
+    assert best.strength == pytest.approx(max(s.strength for s in alone.values()), abs=1e-6)
