@@ -2,12 +2,12 @@
 (`StoreSignals.template_campaign`), in as few statements as each database allows.
 
 Every DM decision runs this, so its statements are plain SQL strings, run on the sqlite3
-connection itself (`_sqlite_runner`) or on a plain asyncpg connection (`Database.native`):
-SQLAlchemy's compiled statements cost more per call than SQLite takes to run them
-(expanding IN lists and 50-row executemany: ~1.3 ms of Python per DM, measured), its async
-layer ~0.5 ms of CPU per PostgreSQL transaction, and the strings are fixed, so the drivers'
-statement caches (sqlite3's, asyncpg's prepared statements) always hit. Errors reach
-`Database`, which translates them.
+connection itself (`database.sqlite_runner`) or on a plain asyncpg connection
+(`Database.native`): SQLAlchemy's compiled statements cost more per call than SQLite takes
+to run them (expanding IN lists and 50-row executemany: ~1.3 ms of Python per DM,
+measured), its async layer ~0.5 ms of CPU per PostgreSQL transaction, and the strings are
+fixed, so the drivers' statement caches (sqlite3's, asyncpg's prepared statements) always
+hit. Errors reach `Database`, which translates them.
 
 SQLite: one transaction (BEGIN IMMEDIATE) of in-process statements: read the candidates,
 compare, then the writes, each one statement (multi-row VALUES, never executemany).
@@ -24,8 +24,6 @@ of a PL/pgSQL function takes its own.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -34,6 +32,7 @@ import xxhash
 
 from policies.model import CampaignMatch, MatchThresholds, StoredCopy, TemplateFingerprint
 from policies.template_reuse import campaign_match, closest_campaign
+from proxy.store.database import sqlite_runner
 
 # Enough earlier copies of a template to compare a new message against; beyond this the
 # template is well described and rows would only grow.
@@ -159,7 +158,7 @@ def record_copy(
     """Record this attempt under its campaign (a new template when none matches) and count
     the campaign's distinct recipients since `since` (epoch seconds), up to `cap`. SQLite;
     PostgreSQL's is `record_copy_pg`, on a plain asyncpg connection."""
-    run = _sqlite_runner(conn)
+    run = sqlite_runner(conn)
     # 1. One indexed lookup: templates sharing a band key with this message (each key names
     # one template, so at most len(keys) of them whatever the history).
     keys = [*fp.band_keys, *fp.loose_keys, *fp.meaning_keys]
@@ -190,23 +189,6 @@ def record_copy(
     tids = list(best.matched) if best is not None else [template_id]
     count = run(_sqlite_count(len(tids)), (*tids, since, cap)).fetchone()[0]
     return campaign_match(best, template_id, count, thresholds)
-
-
-def _sqlite_runner(conn: sa.Connection) -> Callable[[str, tuple[Any, ...]], sqlite3.Cursor]:
-    """Statements straight on the sqlite3 connection, inside the transaction SQLAlchemy
-    began (BEGIN IMMEDIATE): SQLAlchemy's per-statement work (~30 µs) was a tenth of a
-    replayed DM's CPU (bench/simulate.py, py-spy). Driver errors are raised as SQLAlchemy
-    would raise them, so `Database` translates them as before."""
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, sqlite3.Connection)
-
-    def run(sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
-        try:
-            return raw.execute(sql, params)
-        except sqlite3.Error as exc:
-            raise sa.exc.DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
-
-    return run
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------
