@@ -61,6 +61,7 @@ _SQLITE_FOLLOWED_AT = str(_FOLLOWED_AT.compile(dialect=_SQLITE))
 _SQLITE_FOLLOWED_AT_VALUE = follows.c.followed_at.type.dialect_impl(_SQLITE).result_processor(
     _SQLITE, None
 )
+assert _SQLITE_FOLLOWED_AT_VALUE is not None  # UTCDateTime converts every result
 _WROTE_FIRST = sa.select(sa.literal(1)).where(
     inbound.c.platform == sa.bindparam("platform"),
     inbound.c.account == sa.bindparam("account"),
