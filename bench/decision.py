@@ -147,7 +147,13 @@ def fill(url: str, start: int, stop: int, pool: ProcessPoolExecutor) -> None:
             [(base + i, str(10_000_000 + i), now) for i, *_ in rows],
         )
         con.commit()
+    # As for PostgreSQL below: a deployment's 1M DMs came over days, while right after this
+    # load the OS is still writing gigabytes out beside the probes (1M: wall p99 17 ms
+    # without this, the decision's CPU p99 7 ms). The WAL is copied back and the page
+    # cache written out first.
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.close()
+    os.sync()
 
 
 async def fill_pg(url: str, start: int, stop: int, pool: ProcessPoolExecutor) -> None:

@@ -63,9 +63,13 @@ class NewHold:
         return {**undecided, **self.__dict__, "status": PENDING}
 
 
+# One statement, the values as parameters (see decisions._ADD_DECISION).
+_ADD_HOLD = sa.insert(holds)
+
+
 def add_hold(conn: sa.Connection, hold: NewHold) -> None:
     """Insert a new pending hold (part of `Store.create_hold`'s transaction)."""
-    conn.execute(sa.insert(holds).values(status=PENDING, **hold.__dict__))
+    conn.execute(_ADD_HOLD, {**hold.__dict__, "status": PENDING})
 
 
 class HoldStore:

@@ -26,15 +26,13 @@ class NewNotification:
     created_at: datetime  # due at once
 
 
+# One statement, the values as parameters (see decisions._ADD_DECISION).
+_ADD_NOTIFICATION = sa.insert(outbox)
+
+
 def add_notification(conn: sa.Connection, notification: NewNotification) -> None:
-    conn.execute(
-        sa.insert(outbox).values(
-            status=PENDING,
-            attempts=0,
-            next_attempt_at=notification.created_at,
-            **notification.__dict__,
-        )
-    )
+    row = {"status": PENDING, "attempts": 0, "next_attempt_at": notification.created_at}
+    conn.execute(_ADD_NOTIFICATION, {**row, **notification.__dict__})
 
 
 class Outbox:
