@@ -157,8 +157,12 @@ DM_HOSTS: dict[str, str] = {
 }
 
 
-def _covers(pattern: str, host: str) -> bool:
-    return host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
+def tunnel_matches(pattern: str, host: str) -> bool:
+    """Whether a DMGATE_TUNNEL_HOSTS pattern (`host`, or `*.example.com` for its
+    subdomains) covers `host`."""
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
+    return host == pattern
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -517,7 +521,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"not a valid JSON list: {exc}") from None
         entries = [_tunnel_entry(e) if isinstance(e, str) else e for e in v if str(e).strip()]
         for pattern, _port in entries:
-            covered = sorted(h for h in DM_HOSTS if _covers(str(pattern), h))
+            covered = sorted(h for h in DM_HOSTS if tunnel_matches(str(pattern), h))
             if covered:
                 raise ValueError(
                     f"tunnel host {pattern!r} covers {', '.join(covered)}: a blind tunnel "

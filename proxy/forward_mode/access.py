@@ -12,7 +12,7 @@ import binascii
 import hmac
 from dataclasses import dataclass
 
-from proxy.settings import Route, Settings, dns_name, split_host_port
+from proxy.settings import Route, Settings, dns_name, split_host_port, tunnel_matches
 
 INTERCEPT_PORT = 443
 
@@ -60,18 +60,12 @@ def decide(settings: Settings, host: str, port: int) -> Intercept | Tunnel | Ref
             return Refuse(f"{host} is intercepted on port 443 only, not {port}")
         return Intercept(host, owned[0], owned[1])
     for pattern, allowed_port in settings.tunnel_hosts:
-        if allowed_port == port and _matches(pattern, host):
+        if allowed_port == port and tunnel_matches(pattern, host):
             return Tunnel(host, port)
     return Refuse(
         f"CONNECT to {host}:{port} is refused: no route owns this host and it is not in "
         "DMGATE_TUNNEL_HOSTS",
     )
-
-
-def _matches(pattern: str, host: str) -> bool:
-    if pattern.startswith("*."):
-        return host.endswith(pattern[1:])
-    return host == pattern
 
 
 def proxy_authorized(settings: Settings, header: str | None) -> bool:
