@@ -57,12 +57,16 @@ class Classified:
     kind: Kind
     endpoint: str = ""
     params: Mapping[str, str] = field(default_factory=dict)
+    refused: str = ""  # the route's `Route.refused`
 
     def dm_endpoint(self, what: str) -> str:
         """The endpoint of a DM send, or `BadDMRequest` naming `what` it is not (`"an X DM
-        send"`)."""
+        send"`), or why dmgate refuses this send (`Route.refused`)."""
+        where = f"{self.request.method} {self.request.path}"
         if self.kind is not Kind.DM:
-            raise BadDMRequest(f"{self.request.method} {self.request.path} is not {what}", 400)
+            raise BadDMRequest(f"{where} is not {what}", 400)
+        if self.refused:
+            raise BadDMRequest(f"{where} is a DM send dmgate does not judge: {self.refused}", 400)
         return self.endpoint
 
 

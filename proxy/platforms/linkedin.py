@@ -229,6 +229,7 @@ _ROUTES = RouteTable(
         Kind.DM,
         route_pattern("/voyager/api/voyagerMessagingDashMessengerMessages/{urn}"),
         reads=_VOYAGER_READS,
+        refused="an edit of a sent message; send a new message instead",
     ),
     Route(OFFICIAL_ME, "GET", Kind.SIGNAL, route_pattern("/v2/me", "/rest/me")),
     Route(OFFICIAL_USERINFO, "GET", Kind.SIGNAL, route_pattern("/v2/userinfo")),
@@ -372,12 +373,6 @@ class LinkedInPlatform(Platform):
 
     def parse_dm(self, call: Classified, body: bytes) -> ParsedDM:
         endpoint = call.dm_endpoint("a LinkedIn message send")
-        if endpoint == VOYAGER_EDIT:
-            raise BadDMRequest(
-                "editing a sent LinkedIn message is refused: dmgate does not judge edits "
-                "there (send a new message instead)",
-                400,
-            )
         official = endpoint in (OFFICIAL_SEND, OFFICIAL_INVITE)
         self._check_content_type(call.request, voyager=not official)
         doc = load_json_object(body)

@@ -163,7 +163,14 @@ _ROUTES = RouteTable(
     # GET and HEAD read a conversation's messages (`/{conversation-id}/messages`);
     # anything else there is refused.
     Route(SEND, "POST", Kind.DM, _SEND, reads=SAFE_READS),
-    Route(UNJUDGED, "POST", Kind.DM, _UNJUDGED, reads=SAFE_READS),
+    Route(
+        UNJUDGED,
+        "POST",
+        Kind.DM,
+        _UNJUDGED,
+        reads=SAFE_READS,
+        refused="private replies, broadcasts and marketing messages; send with /{page-id}/messages",
+    ),
     # Batch requests can carry sends: they are opened (and refused if so).
     Route(BATCH, "POST", Kind.DM, re.compile(rf"{_VERSION}/?"), guarded=False),
     Route(ME, "GET", Kind.SIGNAL, route_pattern("/me", prefix=_VERSION)),
@@ -489,12 +496,6 @@ class MetaPlatform(Platform):
 
     def parse_dm(self, call: Classified, body: bytes) -> ParsedDM:
         endpoint, req = call.dm_endpoint("a Graph API send"), call.request
-        if endpoint == UNJUDGED:
-            raise BadDMRequest(
-                f"POST {req.path} messages people in a way dmgate does not judge (private "
-                "replies, broadcasts, marketing messages): send with /{page-id}/messages",
-                400,
-            )
         form = _read_body(req, body)
         if endpoint == BATCH:
             return self._parse_batch(req, form)

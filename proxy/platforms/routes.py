@@ -73,6 +73,9 @@ class Route:
     # A condition on the rest of the request (a query parameter), checked for `method`
     # only: the path alone still makes a send path.
     when: Callable[[RequestView], bool] | None = None
+    # A DM send dmgate does not judge, and why (with what to send instead): refused with
+    # 400 before its body is read as a DM (`Classified.dm_endpoint`), never forwarded.
+    refused: str = ""
 
 
 class RouteTable:
@@ -97,7 +100,7 @@ class RouteTable:
             if m is None or (route.when is not None and not route.when(req)):
                 continue
             params = {k: v for k, v in m.groupdict().items() if v is not None}
-            return Classified(req, route.kind, route.endpoint, params)
+            return Classified(req, route.kind, route.endpoint, params, route.refused)
         send = next(
             (r for r in self.routes if r.kind is Kind.DM and r.pattern.fullmatch(path)), None
         )

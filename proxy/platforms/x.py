@@ -86,13 +86,14 @@ CHAT_GROUP_PREFIX = "g"
 # --- routes ----------------------------------------------------------------------------
 
 
-def _route(endpoint: str, method: str, kind: Kind, template: str) -> Route:
+def _route(endpoint: str, method: str, kind: Kind, template: str, refused: str = "") -> Route:
     # Path parameters match any segment so that a DM to a malformed id is still a DM
     # (and refused by `parse_dm`), never forwarded unjudged. Literals match in any case
     # and with any extension (v1.1's `.json`, or `messages.json`): judging a DM X would
     # 404 is harmless, missing one X would accept is not. X serves nothing but the send
     # (POST) on its DM-send paths: other methods there are refused.
-    return Route(endpoint, method, kind, route_pattern(template.removesuffix(".json")))
+    pattern = route_pattern(template.removesuffix(".json"))
+    return Route(endpoint, method, kind, pattern, refused=refused)
 
 
 DM_WITH = "dm_with_participant"
@@ -119,6 +120,7 @@ V1_DM_LIST = "v1_dm_list"
 # gone since 2018) and the web client's private `dm/new.json`/`dm/new2.json`. Refused, never
 # forwarded: were X to answer one, it would be a DM no policy saw.
 DM_UNJUDGED = "dm_unjudged"
+_UNJUDGED_WHY = "X's retired v1.1 or web-client API; send DMs with POST /2/dm_conversations/…"
 
 _ROUTES = RouteTable(
     _route(DM_WITH, "POST", Kind.DM, "/2/dm_conversations/with/{participant_id}/messages"),
@@ -139,11 +141,11 @@ _ROUTES = RouteTable(
     _route(DM_EVENTS_CONVERSATION, "GET", Kind.SIGNAL, "/2/dm_conversations/{id}/dm_events"),
     _route(V1_DM_LIST, "GET", Kind.SIGNAL, "/1.1/direct_messages/events/list.json"),
     _route(CHAT_CONVERSATION, "GET", Kind.SIGNAL, "/2/chat/conversations/{id}"),
-    _route(DM_UNJUDGED, "POST", Kind.DM, "/1.1/direct_messages/new.json"),
-    _route(DM_UNJUDGED, "POST", Kind.DM, "/1.1/dm/new.json"),
-    _route(DM_UNJUDGED, "POST", Kind.DM, "/1.1/dm/new2.json"),
-    _route(DM_UNJUDGED, "POST", Kind.DM, "/i/api/1.1/dm/new.json"),
-    _route(DM_UNJUDGED, "POST", Kind.DM, "/i/api/1.1/dm/new2.json"),
+    _route(DM_UNJUDGED, "POST", Kind.DM, "/1.1/direct_messages/new.json", _UNJUDGED_WHY),
+    _route(DM_UNJUDGED, "POST", Kind.DM, "/1.1/dm/new.json", _UNJUDGED_WHY),
+    _route(DM_UNJUDGED, "POST", Kind.DM, "/1.1/dm/new2.json", _UNJUDGED_WHY),
+    _route(DM_UNJUDGED, "POST", Kind.DM, "/i/api/1.1/dm/new.json", _UNJUDGED_WHY),
+    _route(DM_UNJUDGED, "POST", Kind.DM, "/i/api/1.1/dm/new2.json", _UNJUDGED_WHY),
 )
 
 
@@ -311,12 +313,6 @@ class XPlatform(Platform):
 
     def parse_dm(self, call: Classified, body: bytes) -> ParsedDM:
         endpoint, params = call.dm_endpoint("an X DM send"), call.params
-        if endpoint == DM_UNJUDGED:
-            raise BadDMRequest(
-                f"POST {call.request.path} is a DM send dmgate does not judge (X's retired "
-                "v1.1 or web-client API): send DMs with POST /2/dm_conversations/…",
-                400,
-            )
         # X's DM endpoints take JSON only; some tools send no Content-Type at all.
         require_json(call.request, "DM requests")
         doc = load_json_object(body)
