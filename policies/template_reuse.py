@@ -42,7 +42,7 @@ signature: earlier copies stop matching until they age out of the store.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -335,67 +335,151 @@ def _embeddings(fp: TemplateFingerprint, stored: Sequence[bytes]) -> Embeddings:
 
 
 def score_campaign(
-    fp: TemplateFingerprint,
-    template_id: int,
-    copies: Sequence[StoredCopy],
-    embeddings: Embeddings | None = None,
+    fp: TemplateFingerprint, template_id: int, copies: Sequence[StoredCopy]
 ) -> CampaignScore:
-    """Compare `fp` with one campaign's copies (pure; the store calls it with its rows).
-    `embeddings`: `_embeddings(fp, <the copies' meanings>)`, when already computed."""
-    resemblance, exact = 0.0, False
-    for c in copies:
-        if c.text_key == fp.text_key:
-            resemblance, exact = 1.0, True
-        elif c.banded and len(c.signature) == len(fp.signature):
-            resemblance = max(resemblance, similarity(c.signature, fp.signature))
-    mine = np.frombuffer(fp.features, dtype="<u4")
-    # Copies of a campaign have similar lengths; a text inside a much longer one (a part of
-    # a long chain letter) is a quotation, not a copy: only copies up to twice as long form
-    # the union (SMS ham: 6 parts of one chain message otherwise).
-    with_features = [c for c in copies if c.features]
-    stored = [
-        np.frombuffer(c.features, dtype="<u4")
-        for c in with_features
-        if len(c.features) <= 2 * len(fp.features)
-    ]
-    containment, linked = 0.0, False
-    found = None
-    if stored and len(mine) and (fp.tokens >= CAMPAIGN_MIN_TOKENS or fp.hosts):
-        found = _found_in(stored, mine)
-        if fp.tokens >= CAMPAIGN_MIN_TOKENS:
-            containment = float(np.count_nonzero(found)) / len(mine)
-    if fp.hosts and with_features:
-        hosts = np.array(fp.hosts, "<u4")
-        if found is not None and len(stored) == len(with_features):
-            # The hosts' hashes are among the features: the union's answer says it.
-            at = np.searchsorted(mine, hosts) % len(mine)
-            linked = bool(found[at[mine[at] == hosts]].any())
-        else:
-            pools = [np.frombuffer(c.features, dtype="<u4") for c in with_features]
-            linked = bool(_found_in(pools, hosts).any())
-    cos, closest, nearest = 0.0, resemblance, 0.0
-    embedded = [c.meaning for c in copies if c.meaning]
+    """Compare `fp` with one campaign's copies: `score_campaigns` for one."""
+    return score_campaigns(fp, {template_id: copies})[0]
+
+
+def score_campaigns(
+    fp: TemplateFingerprint, by_template: Mapping[int, Sequence[StoredCopy]]
+) -> list[CampaignScore]:
+    """Compare `fp` with each candidate campaign's copies (pure; the store calls it with its
+    rows), in template order. Every campaign is compared in the same few array operations:
+    a DM meets up to MAX_CANDIDATE_TEMPLATES of them, and NumPy's cost per call (a few µs)
+    made comparing them one by one ~16 µs each, most of a linked DM's comparison
+    (bench/decision.py)."""
+    ids = sorted(by_template)
+    resemblance, exact = _resemblances(fp, ids, by_template)
+    containment, linked, sparse = _wordings(fp, ids, by_template)
+    embeddings = _each_embeddings(fp, by_template)
     # Both carry links (only a DM with one is embedded). Through another link, only a text
     # long enough to carry a pitch, with a link that is certainly one: in chat, words run
     # together read as links ("title.so", "govt.institutions"; bench/detection.py: SMS ham
     # held 105 → 110 without these two conditions, 105 with them).
     unlinked_ok = fp.full_link and fp.tokens >= CAMPAIGN_MIN_TOKENS
-    if fp.meaning and embedded and (linked or unlinked_ok):
-        mine_vec, vectors, each = embeddings or _embeddings(fp, embedded)
-        cos = float(each[0]) if len(each) == 1 else meaning.cosine(mine_vec, vectors.sum(0))
-        nearest = float(each.max())
-        closest = max(closest, nearest) if linked else closest
-    return CampaignScore(
-        template_id,
-        resemblance,
-        containment,
-        cos,
-        closest,
-        exact,
-        linked=linked,
-        sparse=len(stored) == 1 and bool(fp.hosts),
-        nearest_meaning=nearest,
-    )
+    scores = []
+    for i, template_id in enumerate(ids):
+        cos, closest, nearest = 0.0, resemblance[i], 0.0
+        found = embeddings.get(template_id) if fp.meaning else None
+        if found is not None and (linked[i] or unlinked_ok):
+            mine_vec, vectors, each = found
+            cos = float(each[0]) if len(each) == 1 else meaning.cosine(mine_vec, vectors.sum(0))
+            nearest = float(each.max())
+            closest = max(closest, nearest) if linked[i] else closest
+        scores.append(
+            CampaignScore(
+                template_id,
+                resemblance[i],
+                containment[i],
+                cos,
+                closest,
+                exact[i],
+                linked=linked[i],
+                sparse=sparse[i],
+                nearest_meaning=nearest,
+            )
+        )
+    return scores
+
+
+def _resemblances(
+    fp: TemplateFingerprint, ids: Sequence[int], by_template: Mapping[int, Sequence[StoredCopy]]
+) -> tuple[list[float], list[bool]]:
+    """Per campaign: the best MinHash similarity of `fp` to one of its copies judged by
+    resemblance (1.0 when the same text is kept), and whether the same text is kept."""
+    exact = [any(c.text_key == fp.text_key for c in by_template[t]) for t in ids]
+    best = [1.0 if e else 0.0 for e in exact]
+    at, signatures = [], []
+    for i, t in enumerate(ids):
+        if not exact[i]:
+            for c in by_template[t]:
+                if c.banded and len(c.signature) == len(fp.signature):
+                    at.append(i)
+                    signatures.append(c.signature)
+    if signatures:
+        mine = np.frombuffer(fp.signature, dtype="<u4")
+        rows = np.frombuffer(b"".join(signatures), dtype="<u4").reshape(len(signatures), -1)
+        # similarity() of each: the share of equal hash values.
+        shares = (np.count_nonzero(rows == mine, axis=1) / len(mine)).tolist()
+        for i, share in zip(at, shares, strict=True):
+            best[i] = max(best[i], share)
+    return best, exact
+
+
+def _wordings(
+    fp: TemplateFingerprint, ids: Sequence[int], by_template: Mapping[int, Sequence[StoredCopy]]
+) -> tuple[list[float], list[bool], list[bool]]:
+    """Per campaign: the share of `fp`'s features found in the union of its copies'
+    (containment), whether `fp` links to a host its copies link to, and whether it is a
+    linked DM against a campaign of one copy (see SPARSE_RELIEF)."""
+    mine = np.frombuffer(fp.features, dtype="<u4")
+    campaign_view = fp.tokens >= CAMPAIGN_MIN_TOKENS
+    with_features = [[c for c in by_template[t] if c.features] for t in ids]
+    # Copies of a campaign have similar lengths; a text inside a much longer one (a part of
+    # a long chain letter) is a quotation, not a copy: only copies up to twice as long form
+    # the union (SMS ham: 6 parts of one chain message otherwise).
+    stored = [
+        [c.features for c in w if len(c.features) <= 2 * len(fp.features)] for w in with_features
+    ]
+    containment, linked = [0.0] * len(ids), [False] * len(ids)
+    hosts = np.array(fp.hosts, "<u4")
+    hosts_found = hosts
+    if fp.hosts and len(mine):
+        # The hosts' hashes are among the features; a copy links where `fp` links when
+        # its features hold one of them.
+        at = np.searchsorted(mine, hosts) % len(mine)
+        hosts_found = hosts[mine[at] == hosts]
+    places = [i for i, pool in enumerate(stored) if pool]
+    if places and len(mine) and (campaign_view or fp.hosts):
+        counts, hits = _in_unions([stored[i] for i in places], mine, hosts_found)
+        for row, i in enumerate(places):
+            if campaign_view:
+                containment[i] = float(counts[row]) / len(mine)
+            linked[i] = bool(hits[row]) and len(stored[i]) == len(with_features[i])
+    if fp.hosts:
+        for i, w in enumerate(with_features):
+            if w and len(stored[i]) < len(w):  # the longer copies' links count too
+                pools = [np.frombuffer(c.features, dtype="<u4") for c in w]
+                linked[i] = bool(_found_in(pools, hosts).any())
+    sparse = [len(pool) == 1 and bool(fp.hosts) for pool in stored]
+    return containment, linked, sparse
+
+
+def _in_unions(
+    unions: Sequence[Sequence[bytes]], values: np.ndarray, probes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each union of copies' features (each sorted): how many of `values` (sorted,
+    unique) it holds, and whether it holds any of `probes`. All unions at once, in a fixed
+    number of array operations whatever their count (NumPy's ~1 µs per call, not the
+    arithmetic, was most of comparing a DM with 12 candidates one by one): each union's
+    features are tagged with its place in the high 32 bits, so one sorted array keeps them
+    apart, and a value a union holds appears twice once merged with it. Merging sorted runs
+    is linear (a stable sort merges runs). One campaign alone takes fewer calls by a binary
+    search in its union."""
+    if len(unions) == 1:
+        pools = [np.frombuffer(f, dtype="<u4") for f in unions[0]]
+        pool = pools[0] if len(pools) == 1 else np.sort(np.concatenate(pools))
+        linked = len(probes) > 0 and bool(_found_in([pool], probes).any())
+        return np.array([np.count_nonzero(_found_in([pool], values))]), np.array([linked])
+    places = np.arange(len(unions), dtype=np.uint64) << np.uint64(32)
+    sizes = [len(f) // 4 for pool in unions for f in pool]
+    tags = np.repeat(np.repeat(places, [len(pool) for pool in unions]), sizes)
+    joined = b"".join(f for pool in unions for f in pool)
+    union = np.frombuffer(joined, dtype="<u4").astype(np.uint64) | tags
+    if len(sizes) > len(unions):  # else one copy each: sorted and unique already
+        union = np.sort(union, kind="stable")
+        union = union[np.concatenate(([True], union[1:] != union[:-1]))]  # kept by two copies
+    wanted = (values.astype(np.uint64) | places[:, None]).ravel()  # sorted: the tags ascend
+    merged = np.sort(np.concatenate((union, wanted)), kind="stable")
+    held = merged[1:][merged[1:] == merged[:-1]]
+    counts = np.bincount((held >> np.uint64(32)).astype(np.intp), minlength=len(unions))
+    if not len(probes):
+        return counts, np.zeros(len(unions), dtype=bool)
+    asked = (probes.astype(np.uint64) | places[:, None]).ravel()
+    at = np.searchsorted(union, asked)
+    at[at == len(union)] = 0
+    return counts, (union[at] == asked).reshape(len(unions), len(probes)).any(axis=1)
 
 
 def _found_in(pools: Sequence[np.ndarray], values: np.ndarray) -> np.ndarray:
@@ -425,11 +509,8 @@ def closest_campaign(
         by_template.setdefault(row.template_id, []).append(row)
     best: CampaignScore | None = None
     matched: list[int] = []
-    embeddings = _each_embeddings(fp, by_template)
-    for template_id in sorted(by_template):
-        score = score_campaign(
-            fp, template_id, by_template[template_id], embeddings.get(template_id)
-        )
+    for score in score_campaigns(fp, by_template):
+        template_id = score.template_id
         if not score.matches(thresholds):
             continue
         # Meaning through another link is the weakest evidence: it names the copy's
@@ -447,7 +528,7 @@ def closest_campaign(
 
 
 def _each_embeddings(
-    fp: TemplateFingerprint, by_template: dict[int, list[StoredCopy]]
+    fp: TemplateFingerprint, by_template: Mapping[int, Sequence[StoredCopy]]
 ) -> dict[int, Embeddings]:
     """Every candidate's `_embeddings` from one matrix product: a DM with a link meets up to
     MAX_CANDIDATE_TEMPLATES campaigns, and a product per campaign was ~40 µs each here

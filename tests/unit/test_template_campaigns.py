@@ -27,6 +27,8 @@ from policies.template_reuse import (
     fingerprint,
     normalise,
     score_campaign,
+    score_campaigns,
+    similarity,
 )
 from tests.unit.memory_signals import MemorySignals
 
@@ -336,6 +338,44 @@ async def test_the_hold_reason_names_recipients_and_the_closest_copy():
         "copy 100% similar, 100% of its wording in its earlier copies",
         template_id="1",
     )
+
+
+def test_campaigns_compared_together_get_the_wording_scores_of_plain_sets():
+    """score_campaigns tags every campaign's features into one sorted array: each campaign's
+    containment is still the share of the copy's features in its own union (copies sharing
+    features, a quotation left out), its resemblance the best share of equal hash values."""
+    copy = fingerprint(SPINTAX[0] + " https://go.example.com/a", "x:a")
+    assert copy is not None
+    chain = " ".join([*LOST_DOG, *SPINTAX[3:6]]) + " https://go.example.com/q"
+    campaigns = {
+        1: [stored(1, SPINTAX[1]), stored(1, SPINTAX[2])],  # siblings: shared features
+        2: [stored(2, LOST_DOG[0]), stored(2, chain)],  # the chain letter: a quotation
+        3: [replace(stored(3, SPINTAX[3]), banded=False)],  # found by a loose key only
+        4: [StoredCopy(4, 7, stored(4, SPINTAX[4]).signature)],  # kept before features
+        5: [stored(5, AI_WRITTEN[1])],
+    }
+    assert len(campaigns[2][1].features) > 2 * len(copy.features)
+    mine = set(np.frombuffer(copy.features, "<u4").tolist())
+    for score in score_campaigns(copy, campaigns):
+        copies = campaigns[score.template_id]
+        union = {
+            int(v)
+            for c in copies
+            if c.features and len(c.features) <= 2 * len(copy.features)
+            for v in np.frombuffer(c.features, "<u4")
+        }
+        assert score.containment == len(mine & union) / len(mine)
+        banded = [similarity(c.signature, copy.signature) for c in copies if c.banded]
+        assert score.resemblance == max(banded, default=0.0)
+        everything = {int(v) for c in copies for v in np.frombuffer(c.features, "<u4")}
+        assert score.linked == bool(set(copy.hosts) & everything)
+        alone = score_campaign(copy, score.template_id, copies)
+        assert replace(score, meaning=0, closest=0, nearest_meaning=0) == replace(
+            alone, meaning=0, closest=0, nearest_meaning=0
+        )  # the meaning: to float32 rounding (see the next test)
+    scores = {s.template_id: s for s in score_campaigns(copy, campaigns)}
+    assert scores[1].containment > 0.5 > scores[2].containment > 0  # the test can tell
+    assert scores[2].linked and not scores[5].linked and scores[4].containment == 0.0
 
 
 def test_candidates_scored_together_score_as_each_alone():
