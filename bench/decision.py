@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -248,6 +249,10 @@ async def measure(
     store = Store(Database(url))
     checkpoints = asyncio.create_task(store.db.checkpoint_loop())  # as `dmgate serve` runs
     engine = Engine.from_loaded(parse_policies(POLICIES))
+    # As `dmgate serve` does once started (proxy/app.py): what is loaded lives for the
+    # whole run, out of the garbage collector's full passes.
+    gc.collect()
+    gc.freeze()
     rnd = random.Random(indexed)
     now = datetime.now(UTC) + timedelta(seconds=1)
     latencies, cpu, kinds = [], [], []
@@ -269,6 +274,7 @@ async def measure(
         kinds.append(EDITED if n % 2 else NEW_LINKED if n % 4 == 0 else NEW)
     checkpoints.cancel()
     await store.close()
+    gc.unfreeze()
     warm = probes // 10  # dropped: the warm-up
     return latencies[warm:], cpu[warm:], kinds[warm:]
 
