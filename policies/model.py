@@ -74,6 +74,13 @@ class TemplateFingerprint:
     # A link no run-together words make: with a scheme, "www." or a path (not "title.so").
     full_link: bool = False
 
+    @property
+    def resemblance_keys(self) -> tuple[int, ...]:
+        """The keys whose hit lets a candidate be judged by resemblance (StoredCopy.banded):
+        a short text's MinHash band keys, a long text's loose keys (it has no others:
+        policies.template_reuse.fingerprint)."""
+        return self.band_keys or self.loose_keys
+
 
 @dataclass(frozen=True)
 class StoredCopy:
@@ -85,8 +92,8 @@ class StoredCopy:
     signature: bytes
     features: bytes = b""
     meaning: bytes = b""
-    # The campaign shares one of the new text's MinHash band keys: only then is resemblance
-    # judged (as before campaign features), so looser candidates join only by containment
+    # The campaign shares one of the new text's resemblance keys (TemplateFingerprint): only
+    # then is resemblance judged, so candidates found by meaning join only by containment
     # or meaning.
     banded: bool = True
 

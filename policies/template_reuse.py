@@ -32,7 +32,8 @@ account sent — and a copy joins a campaign by any of three tests:
 Text is normalised first (policies.normalise: NFKC, casefold, invisible characters, UTS #39
 look-alike folding; links, emails, handles, numbers and the recipient's profile strings as
 placeholders). Candidates come from an index, never a scan: MinHash band keys of every kept
-copy, and random-hyperplane band keys of its embedding, name the campaign in the store.
+copy (loose bands only for a text long enough to carry a pitch), and random-hyperplane band
+keys of its embedding, name the campaign in the store.
 Attempts count by distinct recipient within the window, per sending account.
 
 Changing NUM_PERM, BANDS, ROWS, the seed or the shingling changes every band key and
@@ -108,6 +109,17 @@ ROWS = 3
 # recall on every variant of bench/evasion.py (seeds 1-3, 4th-and-later copies within 1-2
 # of 135 per variant, 54-56 of 56 AI-style ones, with 32 meaning bands) for 16 fewer index
 # rows per DM; migration 0008 drops the keys of bands 16-31 written earlier.
+# A text of CAMPAIGN_MIN_TOKENS or more is indexed and found by its loose keys alone, and a
+# candidate they name is judged by resemblance too (a 16x2 band finds a pair at s=0.45 with
+# probability 0.97, 21x3 0.87): its 21 MinHash band keys, on as many random index pages,
+# were a third of a linked DM's writes and most of an unlinked one's. Measured against the
+# tree before, in one run each: bench/evasion.py seeds 1 and 2 the same table but for one
+# spintax copy (133 of 135, not 134, on seed 2); bench/detection.py SMS spam 256 -> 252,
+# ham 105 -> 103; bench/decision.py at 1M p50 0.73 -> 0.57 ms, p99 1.59 -> 1.37 ms, the
+# database 2,140 -> 1,752 MiB (looking the 21 keys up but no longer writing them saved
+# nothing: p99 2.12 ms, the random reads are the cost). Migration 0013 gives every stored
+# copy its loose keys, so copies indexed with MinHash keys alone (before 0007) are still
+# found; the MinHash keys long texts wrote before stay until retention prunes their copies.
 LOOSE_BANDS = 16
 LOOSE_ROWS = 2
 # The campaign view (containment, loose band keys, fragments counted together) is taken only
@@ -221,10 +233,13 @@ def fingerprint(
     vector, meaning_keys = b"", ()
     if with_meaning and URL in words:
         vector, meaning_keys = _meaning_of(words, scope)
+    # A long text is indexed by its loose keys alone (see LOOSE_BANDS), a short one by its
+    # MinHash band keys.
+    long_text = len(words) >= CAMPAIGN_MIN_TOKENS
     return TemplateFingerprint(
-        band_keys=signature_band_keys(signature, scope, bands, rows),
+        band_keys=() if long_text else signature_band_keys(signature, scope, bands, rows),
         loose_keys=signature_band_keys(signature, f"{scope}~loose", LOOSE_BANDS, LOOSE_ROWS)
-        if len(words) >= CAMPAIGN_MIN_TOKENS
+        if long_text
         else (),
         signature=signature,
         text_key=xxhash.xxh64_intdigest(normalised.encode()) & _SIGNED_63,
@@ -260,7 +275,9 @@ def signature_band_keys(
 
 
 def copy_band_keys(signature: bytes, vector: bytes | None, scope: str) -> tuple[int, ...]:
-    """Every band key a stored copy indexed (MinHash, loose and meaning), for pruning."""
+    """Every band key a stored copy may have indexed (MinHash, loose and meaning), for
+    pruning: a long text's MinHash keys too, which versions before loose-only indexing
+    wrote."""
     keys = signature_band_keys(signature, scope)
     if len(signature) >= LOOSE_BANDS * LOOSE_ROWS * 4:
         keys += signature_band_keys(signature, f"{scope}~loose", LOOSE_BANDS, LOOSE_ROWS)

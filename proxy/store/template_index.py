@@ -162,7 +162,7 @@ def record_copy(
     # 1. One indexed lookup: templates sharing a band key with this message (each key names
     # one template, so at most len(keys) of them whatever the history).
     keys = [*fp.band_keys, *fp.loose_keys, *fp.meaning_keys]
-    strict = list(fp.band_keys)
+    strict = list(fp.resemblance_keys)
     rows = _copies(run(_sqlite_candidates(len(keys), len(strict)), (*strict, *keys)))
     # 2. The policy's own comparison (pure), against every stored copy of each.
     best = closest_campaign(fp, rows, thresholds)
@@ -179,7 +179,8 @@ def record_copy(
         copy = (template_id, fp.text_key, fp.signature, fp.features or None, fp.meaning or None)
         if run(_SQLITE_KEEP, copy).rowcount:
             bands = _unique(fp.band_keys)
-            run(_sqlite_index(len(bands)), _pairs(bands, template_id))
+            if bands:  # a long text has loose keys only
+                run(_sqlite_index(len(bands)), _pairs(bands, template_id))
             claims = _unique((*fp.loose_keys, *fp.meaning_keys))
     if claims:
         run(_sqlite_claim(len(claims)), _pairs(claims, template_id))
@@ -265,7 +266,7 @@ async def record_copy_pg(
     lock = scope_lock_key(platform, account)
     async with conn.transaction():
         found = await conn.fetch(
-            _PG_CANDIDATES, lock, keys, list(fp.band_keys), MAX_CANDIDATE_TEMPLATES
+            _PG_CANDIDATES, lock, keys, list(fp.resemblance_keys), MAX_CANDIDATE_TEMPLATES
         )
         best = closest_campaign(fp, _copies(found), thresholds)
         template_id, count = await conn.fetchrow(

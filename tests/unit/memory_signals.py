@@ -156,7 +156,7 @@ class MemorySignals:
             if (template_id := self.bands.get(key)) is not None:
                 hits[template_id] = hits.get(template_id, 0) + 1
         candidates = sorted(hits, key=lambda tid: (-hits[tid], tid))[:MAX_CANDIDATE_TEMPLATES]
-        banded = {self.bands.get(key) for key in fingerprint.band_keys}
+        banded = {self.bands.get(key) for key in fingerprint.resemblance_keys}
         rows = [
             replace(c, banded=tid in banded)
             for tid in sorted(candidates)

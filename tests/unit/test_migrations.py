@@ -43,7 +43,7 @@ def test_migrations_are_idempotent_across_restarts(tmp_path: Path) -> None:
             await store.close()
         return version
 
-    assert asyncio.run(twice()) == "0012"
+    assert asyncio.run(twice()) == "0013"
 
 
 def test_templates_indexed_before_0007_keep_matching_and_counting(tmp_path: Path) -> None:

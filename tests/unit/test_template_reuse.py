@@ -10,6 +10,7 @@ from policies.model import CampaignMatch, MatchThresholds, OutboundMessage, Temp
 from policies.schema import PolicyAction
 from policies.template_reuse import (
     BANDS,
+    LOOSE_BANDS,
     NUM_PERM,
     TemplateReuse,
     TemplateReuseConfig,
@@ -93,9 +94,14 @@ def test_fingerprint_shape():
     fp = fingerprint(text, "x:acct", ("Anna",))
     assert fp is not None
     assert len(fp.signature) == NUM_PERM * 4
-    assert len(fp.band_keys) == BANDS
-    assert all(0 <= key < 2**63 for key in (*fp.band_keys, fp.text_key))
+    # A long text is indexed by its loose keys alone, a short one by its MinHash band keys.
+    assert fp.band_keys == () and len(fp.loose_keys) == LOOSE_BANDS
+    assert fp.resemblance_keys == fp.loose_keys
+    assert all(0 <= key < 2**63 for key in (*fp.loose_keys, fp.text_key))
     assert fp.tokens == len(normalise(text, ("Anna",)).split()) == 29
+    short = fingerprint("thanks for the follow, loved your post", "x:acct")
+    assert short is not None and len(short.band_keys) == BANDS and short.loose_keys == ()
+    assert short.resemblance_keys == short.band_keys
 
 
 def test_fingerprint_is_deterministic_and_scoped():
@@ -131,7 +137,7 @@ def test_similarity_separates_edited_copies_from_unrelated_texts():
     assert a is not None and edited is not None and unrelated is not None
     assert similarity(a.signature, edited.signature) >= 0.5
     assert similarity(a.signature, unrelated.signature) < 0.2
-    assert set(a.band_keys) & set(edited.band_keys)  # LSH finds the copy as a candidate
+    assert set(a.resemblance_keys) & set(edited.resemblance_keys)  # LSH finds the copy
 
 
 def test_similarity_refuses_mismatched_signatures():
