@@ -238,9 +238,7 @@ def fingerprint(
     long_text = len(words) >= CAMPAIGN_MIN_TOKENS
     return TemplateFingerprint(
         band_keys=() if long_text else signature_band_keys(signature, scope, bands, rows),
-        loose_keys=signature_band_keys(signature, f"{scope}~loose", LOOSE_BANDS, LOOSE_ROWS)
-        if long_text
-        else (),
+        loose_keys=loose_band_keys(signature, scope) if long_text else (),
         signature=signature,
         text_key=xxhash.xxh64_intdigest(normalised.encode()) & _SIGNED_63,
         tokens=len(words),
@@ -274,13 +272,19 @@ def signature_band_keys(
     )
 
 
+def loose_band_keys(signature: bytes, scope: str) -> tuple[int, ...]:
+    """The loose band keys (LOOSE_BANDS of LOOSE_ROWS) of a signature under `scope`, salted
+    apart from its MinHash band keys."""
+    return signature_band_keys(signature, f"{scope}~loose", LOOSE_BANDS, LOOSE_ROWS)
+
+
 def copy_band_keys(signature: bytes, vector: bytes | None, scope: str) -> tuple[int, ...]:
     """Every band key a stored copy may have indexed (MinHash, loose and meaning), for
     pruning: a long text's MinHash keys too, which versions before loose-only indexing
     wrote."""
     keys = signature_band_keys(signature, scope)
     if len(signature) >= LOOSE_BANDS * LOOSE_ROWS * 4:
-        keys += signature_band_keys(signature, f"{scope}~loose", LOOSE_BANDS, LOOSE_ROWS)
+        keys += loose_band_keys(signature, scope)
     if vector:
         keys += meaning.band_keys(meaning.from_bytes(vector), scope)
     return keys

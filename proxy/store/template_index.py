@@ -24,6 +24,7 @@ of a PL/pgSQL function takes its own.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -137,6 +138,24 @@ def _sqlite_count(n: int) -> str:
         "SELECT count(*) FROM (SELECT DISTINCT recipient FROM template_recipients"
         f" WHERE template_id IN ({_marks(n)}) AND last_seen >= ? LIMIT ?)"
     )
+
+
+def copies_by_template(conn: sa.Connection, size: int) -> Iterator[list[Any]]:
+    """Every kept copy (template_id, signature, platform, account) in batches of about
+    `size`, each ending with all of its last template's copies: for migrations that
+    recompute a copy's keys from its signature (0008, 0013)."""
+    copies = (
+        "SELECT s.template_id, s.signature, t.platform, t.account"
+        " FROM template_signatures s JOIN templates t ON t.id = s.template_id "
+    )
+    batch = sa.text(copies + "WHERE s.template_id > :after ORDER BY s.template_id LIMIT :n")
+    of_template = sa.text(copies + "WHERE s.template_id = :tid")
+    after = -1
+    while rows := conn.execute(batch, {"after": after, "n": size}).all():
+        # A batch ends at a template boundary only by chance: finish the last template.
+        last = rows[-1].template_id
+        yield [*rows, *conn.execute(of_template, {"tid": last}).all()]
+        after = last
 
 
 def _pairs(keys: list[int], template_id: int) -> tuple[int, ...]:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from policies.template_reuse import LOOSE_ROWS, signature_band_keys, template_scope
+from proxy.store.template_index import copies_by_template
 
 revision: str = "0008"
 down_revision: str | None = "0007"
@@ -30,18 +31,8 @@ BATCH = 1000
 
 def upgrade() -> None:
     conn = op.get_bind()
-    copies = (
-        "SELECT s.template_id, s.signature, t.platform, t.account "
-        "FROM template_signatures s JOIN templates t ON t.id = s.template_id "
-    )
-    batch = sa.text(copies + "WHERE s.template_id > :after ORDER BY s.template_id LIMIT :n")
-    of_template = sa.text(copies + "WHERE s.template_id = :tid")
     drop = sa.text("DELETE FROM lsh_bands WHERE key = :key AND template_id = :tid")
-    after = -1
-    while rows := conn.execute(batch, {"after": after, "n": BATCH}).all():
-        # A batch ends at a template boundary only by chance: finish the last template.
-        last = rows[-1].template_id
-        rows += conn.execute(of_template, {"tid": last}).all()
+    for rows in copies_by_template(conn, BATCH):
         keys = {
             (key, row.template_id)
             for row in rows
@@ -55,7 +46,6 @@ def upgrade() -> None:
         }
         if keys:
             conn.execute(drop, [{"key": k, "tid": t} for k, t in keys])
-        after = last
 
 
 def downgrade() -> None:

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from policies.template_reuse import LOOSE_BANDS, LOOSE_ROWS, signature_band_keys, template_scope
+from policies.template_reuse import LOOSE_BANDS, LOOSE_ROWS, loose_band_keys, template_scope
+from proxy.store.template_index import copies_by_template
 
 revision: str = "0013"
 down_revision: str | None = "0012"
@@ -30,30 +31,19 @@ BATCH = 1000
 
 def upgrade() -> None:
     conn = op.get_bind()
-    copies = (
-        "SELECT s.template_id, s.signature, t.platform, t.account"
-        " FROM template_signatures s JOIN templates t ON t.id = s.template_id "
-    )
-    batch = sa.text(copies + "WHERE s.template_id > :after ORDER BY s.template_id LIMIT :n")
-    of_template = sa.text(copies + "WHERE s.template_id = :tid")
     add = sa.text(
         "INSERT INTO lsh_bands (key, template_id) VALUES (:key, :tid) ON CONFLICT (key) DO NOTHING"
     )
-    after = -1
-    while rows := conn.execute(batch, {"after": after, "n": BATCH}).all():
-        # A batch ends at a template boundary only by chance: finish the last template.
-        last = rows[-1].template_id
-        rows += conn.execute(of_template, {"tid": last}).all()
+    for rows in copies_by_template(conn, BATCH):
         keys: dict[int, int] = {}
         for row in rows:
             if len(row.signature) < LOOSE_BANDS * LOOSE_ROWS * 4:
                 continue
-            scope = f"{template_scope(row.platform, row.account)}~loose"
-            for key in signature_band_keys(row.signature, scope, LOOSE_BANDS, LOOSE_ROWS):
+            scope = template_scope(row.platform, row.account)
+            for key in loose_band_keys(row.signature, scope):
                 keys.setdefault(key, row.template_id)  # one row per key and statement
         if keys:
             conn.execute(add, [{"key": k, "tid": t} for k, t in keys.items()])
-        after = last
 
 
 def downgrade() -> None:
