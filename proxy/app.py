@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import structlog
 from aiohttp import web
 from aiohttp.web_urldispatcher import UrlMappingMatchInfo
@@ -47,6 +46,7 @@ from proxy.settings import NO_PLATFORM, Settings
 from proxy.store import Store, StoreError
 from proxy.store.database import Database, sqlite_path
 from proxy.unanswered import UnansweredSends
+from proxy.upstream_pool import UpstreamPool
 from proxy.workers import METRICS_DIR_VAR
 
 log = structlog.get_logger("dmgate")
@@ -159,14 +159,17 @@ def _notifier(
 
 
 def _relay(s: Settings, metrics: Metrics) -> Relay:
-    def session() -> aiohttp.ClientSession:
-        return client_session(
-            s.upstream_pool_size,
-            s.upstream_connect_timeout.total_seconds(),
-            s.upstream_read_timeout.total_seconds(),
-        )
-
-    return Relay(metrics, session, upstream_tls(s.routes))
+    limits = (
+        s.upstream_pool_size,
+        s.upstream_connect_timeout.total_seconds(),
+        s.upstream_read_timeout.total_seconds(),
+    )
+    return Relay(
+        metrics,
+        lambda: client_session(*limits),
+        lambda: UpstreamPool(*limits),
+        upstream_tls(s.routes),
+    )
 
 
 def _platforms(settings: Settings) -> dict[str, Platform]:

@@ -340,7 +340,10 @@ class Settings(BaseSettings):
         timedelta(seconds=60), description="waiting for an upstream's answer, then 504"
     )
     upstream_pool_size: int = Field(
-        100, ge=1, description="upstream connections open at once, all routes together"
+        100,
+        ge=1,
+        description="upstream connections open at once, all routes together, in each of "
+        "dmgate's two upstream clients (pass-through requests without a body; all the rest)",
     )
     policy_reload_interval: Duration = Field(
         timedelta(seconds=2), description="how often the policy file is checked for changes"
