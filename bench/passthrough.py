@@ -78,6 +78,7 @@ class Figures:
     errors: int
     command: str
     cpu_us: float | None = None  # CPU time per request of the serving process (Linux)
+    idle: float | None = None  # the share of the machine's CPU time left idle (Linux)
 
 
 # --- processes --------------------------------------------------------------------------
@@ -216,14 +217,27 @@ def cpu_seconds(pid: int) -> float | None:
     return own + sum(cpu_seconds(int(c)) or 0.0 for c in children)
 
 
+def machine_ticks() -> tuple[int, int] | None:
+    """(idle, all) CPU ticks of the whole machine so far (None where /proc is missing)."""
+    try:
+        ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return None
+    return ticks[3] + ticks[4], sum(ticks)  # idle + iowait
+
+
 def measured(
     measure: Callable[[str, Load, float], Figures], url: str, load: Load, seconds: float, pid: int
 ) -> Figures:
-    """One measurement, with the serving process's CPU time per request: unlike req/s,
-    that figure hardly moves when neighbours load a shared machine."""
-    before, started = cpu_seconds(pid), time.monotonic()
+    """One measurement, with the serving process's CPU time per request (unlike req/s,
+    that figure hardly moves when neighbours load a shared machine) and how much of the
+    machine stayed idle (none: more workers cannot help, the cores are all busy)."""
+    before, ticks, started = cpu_seconds(pid), machine_ticks(), time.monotonic()
     figures = measure(url, load, seconds)
-    after, elapsed = cpu_seconds(pid), time.monotonic() - started
+    after, ticks_after, elapsed = cpu_seconds(pid), machine_ticks(), time.monotonic() - started
+    if ticks is not None and ticks_after is not None and ticks_after[1] > ticks[1]:
+        idle = (ticks_after[0] - ticks[0]) / (ticks_after[1] - ticks[1])
+        figures = replace(figures, idle=idle)
     if before is None or after is None or not figures.rps:
         return figures
     return replace(figures, cpu_us=(after - before) / (figures.rps * elapsed) * 1e6)
@@ -398,18 +412,24 @@ def report(
     names = ["direct", *(_name(n) for n in args.worker_counts)]
     references = list(dict.fromkeys(name for name, _ in results if name not in names))
     names += references
-    print(f"{'':22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'CPU µs/req':>12}")
+    print(
+        f"{'':22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'CPU µs/req':>12}"
+        f"{'idle':>7}"
+    )
     for kind, load in (("throughput", THROUGHPUT), ("latency", LATENCY)):
         for name in names:
             f = results[name, kind]
             label = f"{name} c={load.connections}"
             cpu = "" if f.cpu_us is None else f"{f.cpu_us:.0f}"
+            idle = "" if f.idle is None else f"{f.idle:.0%}"
             print(
                 f"{label:22}{f.rps:>10.0f}{f.p50_ms:>10.3f}{f.p99_ms:>10.3f}{f.errors:>8}{cpu:>12}"
+                f"{idle:>7}"
             )
     print(
         "(CPU µs/req: of the upstream for direct rows, of dmgate (all workers) or the"
-        " reference relay for the rest)"
+        " reference relay for the rest; idle: the machine's CPU left unused, all cores,"
+        " while wrk, the upstream and the relay ran)"
     )
     print()
     direct, d = results["direct", "throughput"], results["direct", "latency"]
@@ -435,6 +455,15 @@ def report(
         by = {n: results[_name(n), "throughput"].rps for n in args.worker_counts}
         best = max(by, key=by.__getitem__)
         print(f"most throughput with {best} worker(s): {by[best]:.0f} req/s")
+        first = args.worker_counts[0]
+        idle = results[_name(first), "throughput"].idle
+        if best == first and idle is not None:
+            print(
+                f"   (with {first} worker(s) the machine's cores were already {1 - idle:.0%}"
+                " busy: wrk, the upstream and dmgate share them, so more workers had little"
+                " CPU left to use. With the load and the upstream on other machines, each"
+                " worker adds up to 1e6 / (CPU µs/req) req/s.)"
+            )
 
 
 def _ok(passed: bool) -> str:

@@ -4,6 +4,9 @@ Faithful means: any method; the path and query exactly as the tool sent them; re
 headers kept in order; bodies streamed both ways without decompressing; status codes (3xx
 included — redirects are never followed) returned as they came. Only hop-by-hop headers,
 `Host` and dmgate's own `DMGate-*` request headers are dropped.
+
+Two clients send them: dmgate's own (`upstream_pool`) for requests without a body, most of
+the traffic and where aiohttp's client cost the most, and aiohttp's for the rest.
 """
 
 from __future__ import annotations

@@ -246,9 +246,12 @@ class _Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         answer = self.answer
-        if answer is not None:
-            answer.raw_headers = []
-            answer.reason = ""
+        if answer is None:
+            # More than the answer, in the same read: never parsed as the next request's
+            # answer (that would hand one request's answer to another). The connection goes.
+            raise UpstreamProtocolError("the upstream sent more than its answer")
+        answer.raw_headers = []
+        answer.reason = ""
 
     def on_status(self, reason: bytes) -> None:
         if self.answer is not None:

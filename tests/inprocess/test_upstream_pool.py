@@ -266,6 +266,15 @@ async def test_an_upstream_that_says_close_gets_a_new_connection_each_time(pool)
     assert upstream.connections == 3
 
 
+async def test_bytes_after_an_answer_are_never_taken_for_the_next_answer(pool):
+    smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged"
+    async with RawUpstream(answering(OK + smuggled, keep_alive=True)) as upstream:
+        assert await (await pool.request("GET", upstream.url(), CIMultiDict())).read() == b"ok"
+        answer = await pool.request("GET", upstream.url(), CIMultiDict())
+        assert await answer.read() == b"ok"  # its own answer, on a new connection
+    assert upstream.connections == 2
+
+
 def closing_on_the_second_request() -> Respond:
     """Answers the first request on each connection and keeps it open, then closes it on
     the next request without a word: the race of a keep-alive timeout on the upstream."""
