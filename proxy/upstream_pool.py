@@ -455,9 +455,12 @@ class UpstreamPool:
             self._waiters.append(waiter)
             try:
                 await waiter
-            finally:
+            except BaseException:  # cancelled: the tool went away
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
+                elif not waiter.cancelled():
+                    self._wake_one()  # woken, but not going to use it: the next one may
+                raise
 
     async def _connect(
         self,

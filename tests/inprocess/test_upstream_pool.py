@@ -402,6 +402,36 @@ async def test_no_more_connections_than_the_limit_are_opened():
         pool.close()
 
 
+async def test_a_waiting_request_whose_tool_went_away_leaves_its_turn_to_the_next():
+    release = asyncio.Event()
+
+    async def respond(_head: bytes, writer: asyncio.StreamWriter, _n: int) -> bool:
+        await release.wait()
+        writer.write(OK)
+        await writer.drain()
+        return True
+
+    pool = UpstreamPool(limit=1, connect_timeout=2, read_timeout=5)
+    try:
+        async with RawUpstream(respond) as upstream:
+
+            async def fetch() -> bytes:
+                return await (await pool.request("GET", upstream.url(), CIMultiDict())).read()
+
+            first, gone, last = (asyncio.create_task(fetch()) for _ in range(3))
+            for _ in range(100):
+                if len(pool._waiters) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(pool._waiters) == 2
+            gone.cancel()
+            release.set()
+            assert await asyncio.wait_for(asyncio.gather(first, last), 5) == [b"ok", b"ok"]
+            assert gone.cancelled()
+    finally:
+        pool.close()
+
+
 async def test_a_request_whose_tool_went_away_closes_its_connection(pool):
     async with RawUpstream(silent()) as upstream:
         task = asyncio.create_task(pool.request("GET", upstream.url(), CIMultiDict()))
