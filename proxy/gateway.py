@@ -163,12 +163,15 @@ class Gateway:
                 return await relay_response(request, upstream)
             chunks: list[bytes] = []
             size_so_far = 0
-            async for chunk in upstream.content.iter_any():
-                chunks.append(chunk)
-                size_so_far += len(chunk)
-                if size_so_far > MAX_SIGNAL_BODY:
-                    # Too big to learn from: send what we have and stream the rest.
-                    return await relay_response(request, upstream, prefix=b"".join(chunks))
+            with upstream_errors(target.route_name):  # cut mid-answer: 502, nothing sent yet
+                async for chunk in upstream.content.iter_any():
+                    chunks.append(chunk)
+                    size_so_far += len(chunk)
+                    if size_so_far > MAX_SIGNAL_BODY:
+                        # Too big to learn from: send what we have and stream the rest.
+                        return await relay_response(
+                            request, upstream, prefix=b"".join(chunks), route=target.route_name
+                        )
             body = b"".join(chunks)
             decoded = _decoded(body, upstream.headers.get("Content-Encoding", ""))
             rewritten = None

@@ -266,7 +266,7 @@ class HoldService:
             ) as resp:
                 raw = await resp.content.read()  # an API answer to one send: small
                 status, encoding = resp.status, resp.headers.get("Content-Encoding")
-        except (TimeoutError, DMGateError, aiohttp.ClientError) as exc:
+        except (TimeoutError, DMGateError, aiohttp.ClientError, ConnectionError) as exc:
             return SEND_FAILED, None, getattr(exc, "detail", None) or type(exc).__name__
         await learn(row, stored, status, raw, encoding)
         text = raw[:_UPSTREAM_BODY_KEEP].decode("utf-8", "replace")

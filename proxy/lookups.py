@@ -16,8 +16,9 @@ from proxy.routing import Target, upstream_for
 from proxy.streams import read_capped
 
 # What a lookup can fail with: the upstream unreachable or slow, or an answer dmgate
-# cannot read. Callers log it and treat the question as unanswered.
-LOOKUP_FAILURES = (DMGateError, ClientError, TimeoutError)
+# cannot read (aiohttp's client errors; dmgate's own client's are ConnectionErrors). Callers
+# log it and treat the question as unanswered.
+LOOKUP_FAILURES = (DMGateError, ClientError, ConnectionError, TimeoutError)
 
 
 async def ask(

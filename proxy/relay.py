@@ -5,8 +5,8 @@ headers kept in order; bodies streamed both ways without decompressing; status c
 included — redirects are never followed) returned as they came. Only hop-by-hop headers,
 `Host` and dmgate's own `DMGate-*` request headers are dropped.
 
-Two clients send them: dmgate's own (`upstream_pool`) for requests without a body, most of
-the traffic and where aiohttp's client cost the most, and aiohttp's for the rest.
+Two clients send them (`Relay.send`): dmgate's own (`upstream_pool`) every request without
+a body, most of the traffic and where aiohttp's client cost the most; aiohttp's the rest.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from proxy.errors import BadRequest, UpstreamTimeout, UpstreamUnavailable
 from proxy.metrics import Metrics
 from proxy.refusals import MethodOverride, checked_form_stream, form_kind
 from proxy.settings import Route
-from proxy.upstream_pool import Answer, UpstreamPool
+from proxy.upstream_pool import UpstreamAnswer, UpstreamPool
 
 # RFC 9110 §7.6.1, plus the proxy ones every proxy drops.
 HOP_BY_HOP = frozenset(
@@ -58,6 +58,9 @@ class _Opened(Protocol):
 
 
 _Head = TypeVar("_Head", bound=_Opened)
+
+# An upstream's answer, from whichever client sent the request (Relay.send).
+Upstream = aiohttp.ClientResponse | UpstreamAnswer
 
 
 def _connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
@@ -207,18 +210,25 @@ class Relay:
         headers: CIMultiDict[str] | Iterable[tuple[str, str]],
         data: Any = None,
         host: str | None = None,
-    ) -> aiohttp.ClientResponse:
-        """Open the upstream request; the caller reads (and releases) the response.
+    ) -> Upstream:
+        """Open the upstream request; the caller reads the answer, `async with` it.
         `host` (forward mode): the host the tool called, sent as `Host` and as the TLS
-        server name, so the upstream sees the request exactly as the tool addressed it."""
+        server name, so the upstream sees the request exactly as the tool addressed it.
+        A request without a body (most of them: reads) goes through dmgate's own client,
+        `upstream_pool`, which costs a fraction of aiohttp's; the rest through aiohttp's.
+        (HEAD stays with aiohttp: httptools has no way to tell llhttp that the answer to a
+        HEAD has no body, whatever its Content-Length says.)"""
         if not isinstance(headers, CIMultiDict):
             headers = CIMultiDict(headers)
+        tls = self._tls.get(route)
+        if data is None and method != "HEAD":
+            assert self._pool is not None, "Relay.start() was not called"
+            return await self._measured(route, self._pool.request(method, url, headers, host, tls))
         extra: dict[str, Any] = {}
         if host is not None:
             headers["Host"] = host
             if url.scheme == "https":
                 extra["server_hostname"] = host
-        tls = self._tls.get(route)
         if tls is not None:
             extra["ssl"] = tls
         return await self._measured(
@@ -261,20 +271,6 @@ class Relay:
         """Pass a request through and stream the answer back. A form body is watched for a
         `_method` field on the way (refusals.checked_form_stream)."""
         headers = request_headers_for_upstream(request.headers)
-        if not request.body_exists and request.method != "HEAD":
-            # Most pass-through requests: no body. dmgate's own client sends them; aiohttp's
-            # costs more than the rest of the request's way through dmgate (upstream_pool).
-            # (HEAD stays with aiohttp: httptools has no way to tell llhttp that the answer
-            # to a HEAD has no body, whatever its Content-Length says.)
-            assert self._pool is not None, "Relay.start() was not called"
-            answer = await self._measured(
-                route,
-                self._pool.request(request.method, url, headers, host, self._tls.get(route)),
-            )
-            try:
-                return await relay_response(request, answer, route=route)
-            finally:
-                answer.close()
         data: Any = None
         if request.body_exists:
             kind = form_kind(request.headers.get("Content-Type"))
@@ -340,7 +336,7 @@ class WholeRelayedResponse(RelayedResponse):
 
 def _relayed(
     cls: type[RelayedResponse],
-    upstream: aiohttp.ClientResponse | Answer,
+    upstream: Upstream,
     extra_headers: dict[str, str] | None,
 ) -> RelayedResponse:
     resp = cls(status=upstream.status, reason=upstream.reason, headers=upstream.headers)
@@ -352,7 +348,7 @@ def _relayed(
 
 async def relay_response(
     request: web.Request,
-    upstream: aiohttp.ClientResponse | Answer,
+    upstream: Upstream,
     extra_headers: dict[str, str] | None = None,
     prefix: bytes = b"",
     route: str | None = None,

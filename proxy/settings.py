@@ -343,7 +343,7 @@ class Settings(BaseSettings):
         100,
         ge=1,
         description="upstream connections open at once, all routes together, in each of "
-        "dmgate's two upstream clients (pass-through requests without a body; all the rest)",
+        "dmgate's two upstream clients (requests without a body; all the rest)",
     )
     policy_reload_interval: Duration = Field(
         timedelta(seconds=2), description="how often the policy file is checked for changes"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from aiohttp import StreamReader
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 
-async def read_capped(stream: StreamReader, limit: int) -> bytes | None:
+class _Chunks(Protocol):
+    def iter_any(self) -> AsyncIterator[bytes]: ...
+
+
+async def read_capped(stream: _Chunks, limit: int) -> bytes | None:
     """The whole body, or None as soon as it exceeds `limit` (what was read is lost, so
     only use this where the caller then refuses the request or has kept a copy)."""
     body = bytearray()

@@ -1,12 +1,13 @@
-"""dmgate's own HTTP/1.1 client for pass-through requests that carry no body.
+"""dmgate's own HTTP/1.1 client for upstream requests that carry no body.
 
 Most of what automation suites send through dmgate is reads (timelines, follower lists,
 search): a request line and headers, no body. For those, aiohttp's client costs more CPU
 than the rest of dmgate's work on the request together (bench/README.md, "Where the rest
 is"). This client does only what such a request needs: one keep-alive connection pool per
 upstream, the request head written in one call, and the answer parsed by llhttp (through
-httptools, the parser uvicorn uses). Everything else (bodies, signals, DMs, HEAD) goes
-through aiohttp's client as before.
+httptools, the parser uvicorn uses). `Relay.send` gives it every request without a body:
+pass-through, signals, dmgate's own lookups. Requests with a body (DMs, uploads, releases)
+and HEAD go through aiohttp's client as before.
 
 It sends exactly what aiohttp's client sends for the same request: `Host` first, then the
 tool's headers in order, and `Content-Length: 0` for a method that normally has a body,
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httptools
@@ -57,7 +59,7 @@ class UpstreamProtocolError(ConnectionError):
     """The upstream's answer is not HTTP/1.1 dmgate can relay."""
 
 
-class Answer:
+class UpstreamAnswer:
     """One upstream answer: status, reason and headers once they have arrived, then the
     body, read whole (`read`) or chunk by chunk (`iter_any`). Shaped like the parts of
     aiohttp's ClientResponse that relay.relay_response reads, `content` included."""
@@ -94,7 +96,7 @@ class Answer:
         self._waiter: asyncio.Future[None] | None = None
 
     @property
-    def content(self) -> Answer:
+    def content(self) -> UpstreamAnswer:
         return self
 
     # --- fed by the connection ---
@@ -157,7 +159,7 @@ class Answer:
         self._buffered = 0
         return body
 
-    async def iter_any(self) -> Any:
+    async def iter_any(self) -> AsyncIterator[bytes]:
         """The body as it arrives."""
         while await self._more():
             chunk = b"".join(self._chunks)
@@ -171,6 +173,12 @@ class Answer:
         conn = self._conn
         if conn is not None and not self._done:
             conn.abort()
+
+    async def __aenter__(self) -> UpstreamAnswer:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.close()
 
 
 class _Connection(asyncio.Protocol):
@@ -189,7 +197,7 @@ class _Connection(asyncio.Protocol):
             lenient_spaces_after_chunk_size=True,
         )
         self._head_bytes = 0
-        self.answer: Answer | None = None
+        self.answer: UpstreamAnswer | None = None
         self.served = 0  # requests answered: a reused connection may meet a stale close
         self.idle_since = 0.0
         self.closed = False
@@ -321,8 +329,8 @@ class _Connection(asyncio.Protocol):
 
     _close_delimited = False
 
-    def send(self, head: bytes) -> Answer:
-        answer = self.answer = Answer(self, self._loop.create_future())
+    def send(self, head: bytes) -> UpstreamAnswer:
+        answer = self.answer = UpstreamAnswer(self, self._loop.create_future())
         self._close_delimited = False
         self._head_bytes = 0
         assert self.transport is not None
@@ -397,7 +405,7 @@ class UpstreamPool:
         headers: CIMultiDict[str],
         host: str | None = None,
         tls: ssl.SSLContext | None = None,
-    ) -> Answer:
+    ) -> UpstreamAnswer:
         """Send a request without a body; return once the answer's head has arrived. A
         request that met a kept-alive connection the upstream had just closed is sent
         again on a new one if its method is idempotent (RFC 9112 §9.3.1), as aiohttp does.
@@ -517,6 +525,9 @@ class UpstreamPool:
 def _request_head(method: str, url: URL, headers: CIMultiDict[str], host: str | None) -> bytes:
     """The request line and headers as aiohttp's client writes them (client_reqrep)."""
     authority = host if host is not None else url.host_port_subcomponent
+    if "Host" in headers:  # a caller's own Host goes first, in place of the URL's
+        authority = headers.getall("Host")[-1]
+        headers = CIMultiDict((k, v) for k, v in headers.items() if k.lower() != "host")
     lines = [f"{method} {url.raw_path_qs} HTTP/1.1\r\nHost: {authority}\r\n"]
     lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
     if method not in _BODYLESS_BY_DEFAULT and "Content-Length" not in headers:

@@ -120,6 +120,7 @@ async def relay() -> AsyncIterator[Relay]:
         ("OPTIONS", "/", [("Origin", "https://tool.example")], None),
         ("PROPFIND", "/odd", [], None),
         ("GET", "/forward", [("Accept", "application/json")], "api.x.com"),
+        ("GET", "/own-host", [("Accept", "*/*"), ("Host", "api.x.com")], None),
     ],
 )
 async def test_the_upstream_receives_what_aiohttps_client_sends(
@@ -515,3 +516,21 @@ async def test_aiohttp_still_serves_requests_with_a_body(relay):
         async with await relay.send("r", "POST", upstream.url(), CIMultiDict(), data=b"body") as r:
             assert isinstance(r, aiohttp.ClientResponse)
             assert await r.read() == b"ok"
+
+
+# --- through the gateway ---------------------------------------------------------------------
+
+
+async def test_a_signal_answer_cut_short_is_502_from_dmgate(gate_factory):
+    """A follower list is read before the tool hears anything, so an upstream that breaks
+    off mid-answer still gets a proper 502, not an internal error."""
+    from tests.inprocess.conftest import routes_to
+    from tests.integration.dm_helpers import SENDER, bearer
+
+    cut = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"da'
+    async with RawUpstream(answering(cut)) as upstream:
+        gate = await gate_factory(env={"DMGATE_ROUTES": routes_to(str(upstream.url("")))})
+        r = await gate.client.get(f"/x/2/users/{SENDER}/followers", headers=bearer())
+    assert r.status_code == 502, r.text
+    assert (r.json()["source"], r.json()["error"]) == ("dmgate", "upstream_unavailable")
+    assert upstream.heads[0].startswith(f"GET /2/users/{SENDER}/followers HTTP/1.1\r\n".encode())
