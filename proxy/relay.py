@@ -14,7 +14,7 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import aiohttp
 from aiohttp import hdrs, web
@@ -52,12 +52,6 @@ _NO_BODY_STATUS = frozenset({204, 304})
 # larger or open-ended ones are streamed chunk by chunk.
 WHOLE_BODY_MAX = 64 * 1024
 
-
-class _Opened(Protocol):
-    status: int
-
-
-_Head = TypeVar("_Head", bound=_Opened)
 
 # An upstream's answer, from whichever client sent the request (Relay.send).
 Upstream = aiohttp.ClientResponse | UpstreamAnswer
@@ -247,7 +241,7 @@ class Relay:
             ),
         )
 
-    async def _measured(self, route: str, opening: Awaitable[_Head]) -> _Head:
+    async def _measured(self, route: str, opening: Awaitable[Upstream]) -> Upstream:
         """Await an upstream answer's head, timed and its failures counted and mapped."""
         started = time.perf_counter()
         try:
@@ -270,11 +264,11 @@ class Relay:
     ) -> web.StreamResponse:
         """Pass a request through and stream the answer back. A form body is watched for a
         `_method` field on the way (refusals.checked_form_stream)."""
-        headers = request_headers_for_upstream(request.headers)
         data: Any = None
         if request.body_exists:
             kind = form_kind(request.headers.get("Content-Type"))
             data = request.content if kind is None else checked_form_stream(request.content, kind)
+        headers = request_headers_for_upstream(request.headers)
         async with await self.send(route, request.method, url, headers, data, host) as upstream:
             return await relay_response(request, upstream, route=route)
 

@@ -22,7 +22,6 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httptools
 from multidict import CIMultiDict
@@ -49,6 +48,10 @@ def default_tls() -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
+
+
+# host, port, TLS context (None: plain HTTP), TLS server name (None: the host)
+_Key = tuple[str, int, ssl.SSLContext | None, str | None]
 
 
 class UpstreamClosed(ConnectionError):
@@ -184,7 +187,7 @@ class UpstreamAnswer:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection to one upstream; the answer to one request at a time."""
 
-    def __init__(self, pool: UpstreamPool, key: tuple[Any, ...]) -> None:
+    def __init__(self, pool: UpstreamPool, key: _Key) -> None:
         self._pool = pool
         self.key = key
         self.transport: asyncio.Transport | None = None
@@ -393,7 +396,7 @@ class UpstreamPool:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.loop = asyncio.get_running_loop()
-        self._idle: dict[tuple[Any, ...], deque[_Connection]] = {}
+        self._idle: dict[_Key, deque[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._default_tls: ssl.SSLContext | None = None
@@ -414,11 +417,13 @@ class UpstreamPool:
         server_name = host if https and host is not None else None
         if https and tls is None:
             tls = self._default_tls or self._tls()
+        # One pool per upstream, TLS context and server name: a connection is only reused
+        # for requests that would have opened the same one.
         key = (url.raw_host, url.port, tls, server_name)
         head = _request_head(method, url, headers, host)
         retry = method in IDEMPOTENT
         while True:
-            conn = await self._acquire(key, url, tls, server_name)
+            conn = await self._acquire(key)
             reused = conn.served > 0
             answer = conn.send(head)
             try:
@@ -437,13 +442,7 @@ class UpstreamPool:
         self._default_tls = default_tls()
         return self._default_tls
 
-    async def _acquire(
-        self,
-        key: tuple[Any, ...],
-        url: URL,
-        tls: ssl.SSLContext | None,
-        server_name: str | None,
-    ) -> _Connection:
+    async def _acquire(self, key: _Key) -> _Connection:
         while True:
             idle = self._idle.get(key)
             if idle:
@@ -458,7 +457,7 @@ class UpstreamPool:
                 if spare is not None:
                     spare.popleft().abort()
             if len(self._open) < self.limit:
-                return await self._connect(key, url, tls, server_name)
+                return await self._connect(key)
             waiter = self.loop.create_future()
             self._waiters.append(waiter)
             try:
@@ -470,21 +469,16 @@ class UpstreamPool:
                     self._wake_one()  # woken, but not going to use it: the next one may
                 raise
 
-    async def _connect(
-        self,
-        key: tuple[Any, ...],
-        url: URL,
-        tls: ssl.SSLContext | None,
-        server_name: str | None,
-    ) -> _Connection:
+    async def _connect(self, key: _Key) -> _Connection:
+        host, port, tls, server_name = key
         conn = _Connection(self, key)
         self._open.add(conn)
         try:
             async with asyncio.timeout(self.connect_timeout):
                 await self.loop.create_connection(
                     lambda: conn,
-                    url.raw_host,
-                    url.port,
+                    host,
+                    port,
                     ssl=tls,
                     server_hostname=server_name if tls is not None else None,
                 )
@@ -533,4 +527,10 @@ def _request_head(method: str, url: URL, headers: CIMultiDict[str], host: str | 
     if method not in _BODYLESS_BY_DEFAULT and "Content-Length" not in headers:
         lines.append("Content-Length: 0\r\n")
     lines.append("\r\n")
-    return "".join(lines).encode("utf-8")
+    text = "".join(lines)
+    # A line break inside a name, value or target would start a header or a request of its
+    # own upstream. (None can come from aiohttp's server parser; aiohttp's client refuses
+    # them the same way.) Two counts in C instead of a look at every value.
+    if text.count("\n") != len(lines) + 1 or text.count("\r") != len(lines) + 1:
+        raise ValueError("a line break in the request line or a header")
+    return text.encode("utf-8")

@@ -136,6 +136,26 @@ async def test_the_upstream_receives_what_aiohttps_client_sends(
     assert ours == by_aiohttp
 
 
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/a", [("X-A", "1\r\nX-Injected: 1")]),
+        ("/a", [("X-A", "1\nX-Injected: 1")]),
+        ("/a", [("X-A\r\nX-Injected", "1")]),
+        ("/a HTTP/1.1\r\nX-Injected: 1\r\nX-B:", []),
+    ],
+)
+async def test_a_line_break_never_reaches_the_upstream(pool, path, headers):
+    async with RawUpstream(answering(OK)) as upstream:
+        # Built from parts as proxy.routing builds upstream URLs: nothing is cleaned up.
+        url = URL.build(
+            scheme="http", host="127.0.0.1", port=upstream.port, path=path, encoded=True
+        )
+        with pytest.raises(ValueError, match="line break"):
+            await pool.request("GET", url, CIMultiDict(headers))
+    assert upstream.heads == []
+
+
 async def test_each_header_keeps_the_tools_spelling(pool):
     # (aiohttp's client respells a repeated name after its last spelling; names are
     # case-insensitive either way, RFC 9110 §5.1)
@@ -374,8 +394,8 @@ async def test_an_unreachable_upstream_is_an_os_error(pool):
     assert not pool._open
 
 
-async def test_no_more_connections_than_the_limit_are_opened():
-    release = asyncio.Event()
+def answering_after(release: asyncio.Event) -> Respond:
+    """OK to every request, each once `release` is set; connections kept alive."""
 
     async def respond(_head: bytes, writer: asyncio.StreamWriter, _n: int) -> bool:
         await release.wait()
@@ -383,14 +403,19 @@ async def test_no_more_connections_than_the_limit_are_opened():
         await writer.drain()
         return True
 
+    return respond
+
+
+async def ok_from(pool: UpstreamPool, upstream: RawUpstream) -> bytes:
+    return await (await pool.request("GET", upstream.url(), CIMultiDict())).read()
+
+
+async def test_no_more_connections_than_the_limit_are_opened():
+    release = asyncio.Event()
     pool = UpstreamPool(limit=2, connect_timeout=2, read_timeout=5)
     try:
-        async with RawUpstream(respond) as upstream:
-
-            async def fetch() -> bytes:
-                return await (await pool.request("GET", upstream.url(), CIMultiDict())).read()
-
-            tasks = [asyncio.create_task(fetch()) for _ in range(6)]
+        async with RawUpstream(answering_after(release)) as upstream:
+            tasks = [asyncio.create_task(ok_from(pool, upstream)) for _ in range(6)]
             for _ in range(100):
                 if len(upstream.heads) == 2:
                     break
@@ -405,21 +430,10 @@ async def test_no_more_connections_than_the_limit_are_opened():
 
 async def test_a_waiting_request_whose_tool_went_away_leaves_its_turn_to_the_next():
     release = asyncio.Event()
-
-    async def respond(_head: bytes, writer: asyncio.StreamWriter, _n: int) -> bool:
-        await release.wait()
-        writer.write(OK)
-        await writer.drain()
-        return True
-
     pool = UpstreamPool(limit=1, connect_timeout=2, read_timeout=5)
     try:
-        async with RawUpstream(respond) as upstream:
-
-            async def fetch() -> bytes:
-                return await (await pool.request("GET", upstream.url(), CIMultiDict())).read()
-
-            first, gone, last = (asyncio.create_task(fetch()) for _ in range(3))
+        async with RawUpstream(answering_after(release)) as upstream:
+            first, gone, last = (asyncio.create_task(ok_from(pool, upstream)) for _ in range(3))
             for _ in range(100):
                 if len(pool._waiters) == 2:
                     break
