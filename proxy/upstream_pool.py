@@ -422,15 +422,18 @@ class UpstreamPool:
         key = (url.raw_host, url.port, tls, server_name)
         head = _request_head(method, url, headers, host)
         retry = method in IDEMPOTENT
+        reuse = True
         while True:
-            conn = await self._acquire(key)
+            conn = await self._acquire(key, reuse)
             reused = conn.served > 0
             answer = conn.send(head)
             try:
                 await answer.head
             except UpstreamClosed:
                 if reused and retry and not answer.received:
-                    retry = False
+                    # On a new connection: the other idle ones may be just as stale (an
+                    # upstream that closes idle connections closes them all).
+                    retry = reuse = False
                     continue
                 raise
             except BaseException:
@@ -442,9 +445,10 @@ class UpstreamPool:
         self._default_tls = default_tls()
         return self._default_tls
 
-    async def _acquire(self, key: _Key) -> _Connection:
+    async def _acquire(self, key: _Key, reuse: bool = True) -> _Connection:
+        """An idle connection to the upstream (`reuse`), else a new one."""
         while True:
-            idle = self._idle.get(key)
+            idle = self._idle.get(key) if reuse else None
             if idle:
                 too_old = self.loop.time() - KEEPALIVE_SECONDS
                 while idle and idle[0].idle_since < too_old:

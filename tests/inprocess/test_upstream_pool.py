@@ -322,6 +322,33 @@ async def test_an_idempotent_request_on_a_stale_connection_is_sent_again(pool, m
     assert len(upstream.heads) == 3  # the second request twice: once lost, once answered
 
 
+async def test_a_request_sent_again_never_meets_another_stale_connection(pool):
+    """An upstream that closes idle connections closes them all: the second try goes out on
+    a new connection, not on the next idle one."""
+    release = asyncio.Event()
+    served: dict[int, int] = {}
+
+    async def respond(_head: bytes, writer: asyncio.StreamWriter, _n: int) -> bool:
+        served[id(writer)] = served.get(id(writer), 0) + 1
+        if served[id(writer)] > 1:
+            return False  # closed on its next request, unanswered
+        await release.wait()
+        writer.write(OK)
+        await writer.drain()
+        return True
+
+    async with RawUpstream(respond) as upstream:
+        two = [asyncio.create_task(ok_from(pool, upstream)) for _ in range(2)]
+        for _ in range(100):
+            if len(upstream.heads) == 2:
+                break
+            await asyncio.sleep(0.01)
+        release.set()
+        assert await asyncio.gather(*two) == [b"ok", b"ok"]  # two idle connections now
+        assert await ok_from(pool, upstream) == b"ok"
+    assert upstream.connections == 3
+
+
 async def test_a_post_on_a_stale_connection_is_not_sent_twice(pool):
     async with RawUpstream(closing_on_the_second_request()) as upstream:
         await (await pool.request("POST", upstream.url(), CIMultiDict())).read()
