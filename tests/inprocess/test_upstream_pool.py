@@ -21,7 +21,7 @@ from yarl import URL
 from proxy.errors import UpstreamUnavailable
 from proxy.metrics import create_metrics
 from proxy.relay import Relay, client_session
-from proxy.upstream_pool import UpstreamClosed, UpstreamPool
+from proxy.upstream_pool import UpstreamAnswer, UpstreamClosed, UpstreamPool
 
 Respond = Callable[[bytes, asyncio.StreamWriter, int], Awaitable[bool]]
 
@@ -128,7 +128,9 @@ async def test_the_upstream_receives_what_aiohttps_client_sends(
 ):
     async with RawUpstream(answering(OK)) as upstream:
         url = upstream.url(target)
-        async with await relay.send("r", method, url, CIMultiDict(headers), host=host) as r:
+        async with await relay.send_by_aiohttp(
+            "r", method, url, CIMultiDict(headers), host=host
+        ) as r:
             await r.read()
         answer = await pool.request(method, url, CIMultiDict(headers), host)
         assert await answer.read() == b"ok"
@@ -214,7 +216,7 @@ REFUSED = {
 @pytest.mark.parametrize("raw", ANSWERS.values(), ids=ANSWERS.keys())
 async def test_the_relay_gets_what_aiohttps_client_gets(relay, pool, raw):
     async with RawUpstream(answering(raw)) as upstream:
-        async with await relay.send("r", "GET", upstream.url(), CIMultiDict()) as r:
+        async with await relay.send_by_aiohttp("r", "GET", upstream.url(), CIMultiDict()) as r:
             expected = (r.status, r.reason, list(r.headers.items()), await r.content.read())
         answer = await pool.request("GET", upstream.url(), CIMultiDict())
         got = (answer.status, answer.reason, list(answer.headers.items()), await answer.read())
@@ -241,7 +243,7 @@ def raw_names(raw: bytes) -> list[str]:
 async def test_what_aiohttps_client_refuses_dmgates_refuses(relay, pool, raw):
     async with RawUpstream(answering(raw)) as upstream:
         with pytest.raises(UpstreamUnavailable):  # 502 from dmgate
-            async with await relay.send("r", "GET", upstream.url(), CIMultiDict()) as r:
+            async with await relay.send_by_aiohttp("r", "GET", upstream.url(), CIMultiDict()) as r:
                 await r.read()
         with pytest.raises(ConnectionError):  # mapped to the same 502 by Relay
             await (await pool.request("GET", upstream.url(), CIMultiDict())).read()
@@ -299,12 +301,12 @@ async def test_bytes_after_an_answer_are_never_taken_for_the_next_answer(pool):
 def closing_on_the_second_request() -> Respond:
     """Answers the first request on each connection and keeps it open, then closes it on
     the next request without a word: the race of a keep-alive timeout on the upstream."""
-    served: dict[int, int] = {}
+    # Keyed by the writer itself, not its id(): a closed connection's id can come back.
+    served: dict[asyncio.StreamWriter, int] = {}
 
     async def respond(_head: bytes, writer: asyncio.StreamWriter, _n: int) -> bool:
-        conn = id(writer)
-        served[conn] = served.get(conn, 0) + 1
-        if served[conn] > 1:
+        served[writer] = served.get(writer, 0) + 1
+        if served[writer] > 1:
             return False
         writer.write(OK)
         await writer.drain()
@@ -326,11 +328,11 @@ async def test_a_request_sent_again_never_meets_another_stale_connection(pool):
     """An upstream that closes idle connections closes them all: the second try goes out on
     a new connection, not on the next idle one."""
     release = asyncio.Event()
-    served: dict[int, int] = {}
+    served: dict[asyncio.StreamWriter, int] = {}  # (not id(): ids of closed ones come back)
 
     async def respond(_head: bytes, writer: asyncio.StreamWriter, _n: int) -> bool:
-        served[id(writer)] = served.get(id(writer), 0) + 1
-        if served[id(writer)] > 1:
+        served[writer] = served.get(writer, 0) + 1
+        if served[writer] > 1:
             return False  # closed on its next request, unanswered
         await release.wait()
         writer.write(OK)
@@ -552,11 +554,20 @@ async def test_a_tls_upstream_is_verified_and_kept_alive(tmp_path, pool):
         server.close()
 
 
-async def test_aiohttp_still_serves_requests_with_a_body(relay):
-    async with RawUpstream(answering(OK)) as upstream:
-        async with await relay.send("r", "POST", upstream.url(), CIMultiDict(), data=b"body") as r:
+async def test_send_gives_requests_without_a_body_to_dmgates_client(relay):
+    async with RawUpstream(answering(OK, keep_alive=True)) as upstream:
+        async with await relay.send("r", "GET", upstream.url(), CIMultiDict()) as r:
+            assert isinstance(r, UpstreamAnswer)
+            assert await r.content.read() == b"ok"
+        for data in (b"body", b""):  # a body, even an empty one, goes through aiohttp's
+            async with await relay.send("r", "POST", upstream.url(), [], data=data) as r:
+                assert isinstance(r, aiohttp.ClientResponse)
+                assert await r.read() == b"ok"
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"  # of a body it does not send
+    async with RawUpstream(answering(head)) as upstream:
+        async with await relay.send("r", "HEAD", upstream.url(), []) as r:
             assert isinstance(r, aiohttp.ClientResponse)
-            assert await r.read() == b"ok"
+            assert (r.status, await r.read()) == (200, b"")
 
 
 # --- through the gateway ---------------------------------------------------------------------
