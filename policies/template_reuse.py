@@ -274,7 +274,9 @@ def signature_band_keys(
 
 def loose_band_keys(signature: bytes, scope: str) -> tuple[int, ...]:
     """The loose band keys (LOOSE_BANDS of LOOSE_ROWS) of a signature under `scope`, salted
-    apart from its MinHash band keys."""
+    apart from its MinHash band keys; none for a stored signature too short to hold them."""
+    if len(signature) < LOOSE_BANDS * LOOSE_ROWS * 4:
+        return ()
     return signature_band_keys(signature, f"{scope}~loose", LOOSE_BANDS, LOOSE_ROWS)
 
 
@@ -282,9 +284,7 @@ def copy_band_keys(signature: bytes, vector: bytes | None, scope: str) -> tuple[
     """Every band key a stored copy may have indexed (MinHash, loose and meaning), for
     pruning: a long text's MinHash keys too, which versions before loose-only indexing
     wrote."""
-    keys = signature_band_keys(signature, scope)
-    if len(signature) >= LOOSE_BANDS * LOOSE_ROWS * 4:
-        keys += loose_band_keys(signature, scope)
+    keys = signature_band_keys(signature, scope) + loose_band_keys(signature, scope)
     if vector:
         keys += meaning.band_keys(meaning.from_bytes(vector), scope)
     return keys

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from policies.template_reuse import LOOSE_BANDS, LOOSE_ROWS, loose_band_keys, template_scope
+from policies.template_reuse import loose_band_keys, template_scope
 from proxy.store.template_index import copies_by_template
 
 revision: str = "0013"
@@ -37,8 +37,6 @@ def upgrade() -> None:
     for rows in copies_by_template(conn, BATCH):
         keys: dict[int, int] = {}
         for row in rows:
-            if len(row.signature) < LOOSE_BANDS * LOOSE_ROWS * 4:
-                continue
             scope = template_scope(row.platform, row.account)
             for key in loose_band_keys(row.signature, scope):
                 keys.setdefault(key, row.template_id)  # one row per key and statement
