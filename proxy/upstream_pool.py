@@ -19,6 +19,7 @@ mid-answer reported as an error.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
@@ -43,6 +44,7 @@ _MAX_HEADERS = 128
 _MAX_HEAD = _MAX_HEADERS * (2 * _MAX_FIELD + 4)
 
 
+@functools.cache  # loading the trust store reads files: once, on the first TLS request
 def default_tls() -> ssl.SSLContext:
     """The system's trust store, verification on, HTTP/1.1 offered by ALPN (as aiohttp)."""
     ctx = ssl.create_default_context()
@@ -132,43 +134,40 @@ class UpstreamAnswer:
 
     # --- read by the relay ---
 
-    async def _more(self) -> bool:
-        """Wait until a chunk is there (True) or the body has ended (False)."""
-        while not self._chunks:
-            if self._error is not None:
-                raise self._error
-            if self._done:
-                return False
-            conn = self._conn
-            if conn is not None:
-                conn.resume()
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-            self._waiter = None
-        return True
+    async def _arrival(self) -> None:
+        """Wait for the connection's next news (a chunk, the end, a failure), reading from
+        the upstream again if it was paused."""
+        if self._conn is not None:
+            self._conn.resume()
+        self._waiter = asyncio.get_running_loop().create_future()
+        await self._waiter
+        self._waiter = None
 
-    async def read(self) -> bytes:
-        """The whole body."""
-        while not self._done or self._error is not None:
-            if self._error is not None:
-                raise self._error
-            if self._conn is not None:
-                self._conn.resume()
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-            self._waiter = None
+    def _take(self) -> bytes:
+        """Everything received and not yet read."""
         body = b"".join(self._chunks)
         self._chunks.clear()
         self._buffered = 0
         return body
 
+    async def read(self) -> bytes:
+        """The whole body."""
+        while not self._done:
+            if self._error is not None:
+                raise self._error
+            await self._arrival()
+        return self._take()
+
     async def iter_any(self) -> AsyncIterator[bytes]:
         """The body as it arrives."""
-        while await self._more():
-            chunk = b"".join(self._chunks)
-            self._chunks.clear()
-            self._buffered = 0
-            yield chunk
+        while True:
+            while not self._chunks:
+                if self._error is not None:
+                    raise self._error
+                if self._done:
+                    return
+                await self._arrival()
+            yield self._take()
 
     def close(self) -> None:
         """Stop reading: a connection whose answer was not read to the end cannot carry
@@ -200,6 +199,8 @@ class _Connection(asyncio.Protocol):
             lenient_spaces_after_chunk_size=True,
         )
         self._head_bytes = 0
+        # The answer in hand has neither a length nor chunking: it ends with the connection.
+        self._close_delimited = False
         self.answer: UpstreamAnswer | None = None
         self.served = 0  # requests answered: a reused connection may meet a stale close
         self.idle_since = 0.0
@@ -248,8 +249,8 @@ class _Connection(asyncio.Protocol):
         if answer is None:
             return
         self.answer = None
-        if answer.head.done() and answer.content_length is None and self._close_delimited:
-            answer._finish()  # an answer without framing ends where the connection does
+        if answer.head.done() and self._close_delimited:
+            answer._finish()
         else:
             answer._fail(UpstreamClosed("the upstream closed the connection mid-answer"))
 
@@ -320,17 +321,12 @@ class _Connection(asyncio.Protocol):
         self.served += 1
         answer._finish()
         if self._parser.should_keep_alive() and not self.closed:
-            if self._paused:  # paused for this answer's sake, not the next one's
-                self._paused = False
-                assert self.transport is not None
-                self.transport.resume_reading()
+            self.resume()  # if paused, it was for this answer's sake, not the next one's
             self._pool._release(self)
         else:
             self.abort()
 
     # --- used by the pool and the answer ---
-
-    _close_delimited = False
 
     def send(self, head: bytes) -> UpstreamAnswer:
         answer = self.answer = UpstreamAnswer(self, self._loop.create_future())
@@ -339,17 +335,19 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(head)
         self._last_read = self._loop.time()
-        self._timer = self._loop.call_at(self._last_read + self._read_timeout, self._check)
+        self._arm()
         return answer
+
+    def _arm(self) -> None:
+        self._timer = self._loop.call_at(self._last_read + self._read_timeout, self._check)
 
     def _check(self) -> None:
         """The read timeout: no byte from the upstream for `read_timeout` seconds."""
         self._timer = None
         if self.answer is None or self._paused:
             return
-        due = self._last_read + self._read_timeout
-        if self._loop.time() < due:
-            self._timer = self._loop.call_at(due, self._check)
+        if self._loop.time() < self._last_read + self._read_timeout:
+            self._arm()  # bytes came since: wait from the last of them
             return
         self._fail(TimeoutError("the upstream did not answer in time"))
 
@@ -376,7 +374,7 @@ class _Connection(asyncio.Protocol):
             self._last_read = self._loop.time()  # the tool was slow, not the upstream
             self.transport.resume_reading()
             if self._timer is None and self.answer is not None:
-                self._timer = self._loop.call_at(self._last_read + self._read_timeout, self._check)
+                self._arm()
 
     def abort(self) -> None:
         self._cancel_timer()
@@ -399,7 +397,6 @@ class UpstreamPool:
         self._idle: dict[_Key, deque[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._default_tls: ssl.SSLContext | None = None
 
     async def request(
         self,
@@ -416,7 +413,7 @@ class UpstreamPool:
         https = url.scheme == "https"
         server_name = host if https and host is not None else None
         if https and tls is None:
-            tls = self._default_tls or self._tls()
+            tls = default_tls()
         # One pool per upstream, TLS context and server name: a connection is only reused
         # for requests that would have opened the same one.
         key = (url.raw_host, url.port, tls, server_name)
@@ -440,10 +437,6 @@ class UpstreamPool:
                 conn.abort()  # cancelled (the tool went away) or failed: never reused
                 raise
             return answer
-
-    def _tls(self) -> ssl.SSLContext:
-        self._default_tls = default_tls()
-        return self._default_tls
 
     async def _acquire(self, key: _Key, reuse: bool = True) -> _Connection:
         """An idle connection to the upstream (`reuse`), else a new one."""
@@ -484,7 +477,7 @@ class UpstreamPool:
                     host,
                     port,
                     ssl=tls,
-                    server_hostname=server_name if tls is not None else None,
+                    server_hostname=server_name,  # None: the host (set only with TLS)
                 )
         except BaseException:
             self._forget(conn)
