@@ -113,16 +113,28 @@ def start_nginx_upstream(port: int, tmp: Path) -> subprocess.Popen[bytes]:
     nginx = shutil.which("nginx")
     if nginx is None:
         raise SystemExit("--upstream nginx: nginx is not on PATH (apt-get install -y nginx)")
-    home = tmp / "nginx-upstream"
+    return run_nginx(
+        nginx,
+        tmp / "nginx-upstream",
+        "  keepalive_requests 1000000;\n"
+        f"  server {{ listen 127.0.0.1:{port};\n"
+        f'    location / {{ default_type text/plain; return 200 "{HELLO.decode()}"; }} }}\n',
+        f"http://127.0.0.1:{port}/",
+        "the nginx upstream",
+    )
+
+
+def run_nginx(nginx: str, home: Path, http: str, url: str, what: str) -> subprocess.Popen[bytes]:
+    """One nginx worker process in `home`, `http` the directives of its http block (logs
+    off); returned once `url` answers."""
     home.mkdir()
     (home / "nginx.conf").write_text(
         "worker_processes 1; daemon off; pid nginx.pid; error_log error.log;\n"
         "events { worker_connections 1024; }\n"
         "http {\n"
-        "  access_log off; keepalive_requests 1000000;\n"
+        "  access_log off;\n"
         "  client_body_temp_path body; proxy_temp_path proxy;\n"
-        f"  server {{ listen 127.0.0.1:{port};\n"
-        f'    location / {{ default_type text/plain; return 200 "{HELLO.decode()}"; }} }}\n'
+        f"{http}"
         "}\n"
     )
     proc = subprocess.Popen(
@@ -130,7 +142,7 @@ def start_nginx_upstream(port: int, tmp: Path) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_ready(f"http://127.0.0.1:{port}/", proc, "the nginx upstream")
+    wait_ready(url, proc, what)
     return proc
 
 
@@ -182,27 +194,19 @@ def start_references(
     if nginx is None:
         print("(no nginx on PATH: its reference row is left out; apt-get install -y nginx)")
         return out
-    port, home = free_port(), tmp / "nginx"
-    home.mkdir()
-    (home / "nginx.conf").write_text(
-        "worker_processes 1; daemon off; pid nginx.pid; error_log error.log;\n"
-        "events { worker_connections 1024; }\n"
-        "http {\n"
-        "  access_log off;\n"
-        "  client_body_temp_path body; proxy_temp_path proxy;\n"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hello"
+    proc = run_nginx(
+        nginx,
+        tmp / "nginx",
         f"  upstream up {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}\n"
         f"  server {{ listen 127.0.0.1:{port};\n"
         "    location / { proxy_pass http://up; proxy_http_version 1.1;\n"
-        '      proxy_set_header Connection ""; } }\n'
-        "}\n"
+        '      proxy_set_header Connection ""; } }\n',
+        url,
+        "nginx",
     )
-    proc = subprocess.Popen(
-        [nginx, "-p", str(home), "-c", str(home / "nginx.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    out.append(("nginx", proc, f"http://127.0.0.1:{port}/hello"))
-    wait_ready(out[-1][2], proc, "nginx")
+    out.append(("nginx", proc, url))
     return out
 
 
